@@ -1,0 +1,73 @@
+//! One file per subcommand: its arguments and a call into the library.
+
+mod config;
+mod export;
+mod ls;
+mod show;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Train, sweep and compare EmbedSeg cell segmentation models.
+#[derive(Parser)]
+#[command(name = "esx", version, about, max_term_width = 100)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    Config(config::Args),
+    Ls(ls::Args),
+    Show(show::Args),
+    Export(export::Args),
+}
+
+impl Command {
+    pub fn exec(self) -> anyhow::Result<ExitCode> {
+        match self {
+            Command::Config(a) => config::exec(a),
+            Command::Ls(a) => ls::exec(a),
+            Command::Show(a) => show::exec(a),
+            Command::Export(a) => export::exec(a),
+        }?;
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+/// `--runs DIR`: the store root every run-reading command takes.
+#[derive(clap::Args, Clone, Debug)]
+pub struct RunsDir {
+    /// Runs directory (the store root)
+    #[arg(
+        long = "runs",
+        value_name = "DIR",
+        default_value = "runs",
+        env = "ESX_RUNS"
+    )]
+    pub runs: PathBuf,
+}
+
+impl RunsDir {
+    /// The positional ROOT if given, else --runs.
+    pub fn or(&self, positional: Option<PathBuf>) -> PathBuf {
+        positional.unwrap_or_else(|| self.runs.clone())
+    }
+}
+
+/// Prints a value as pretty JSON on stdout.
+pub fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+/// Parses command-line overrides, naming the one at fault.
+pub fn parse_overrides(texts: &[String]) -> anyhow::Result<Vec<esx::config::Override>> {
+    Ok(texts
+        .iter()
+        .map(|t| esx::config::Override::parse(t))
+        .collect::<Result<_, _>>()?)
+}

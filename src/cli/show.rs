@@ -1,0 +1,33 @@
+//! `esx show RUN [--json]`: everything a run recorded.
+
+use esx::store::query::{events, images, read_run, resolve_run};
+
+use super::{print_json, RunsDir};
+
+/// Show one run: identity, status, config, metric summary, images, events
+#[derive(clap::Args)]
+pub struct Args {
+    /// Run id (or unique prefix), or a run directory
+    pub run: String,
+    #[command(flatten)]
+    pub runs: RunsDir,
+    /// Print JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn exec(args: Args) -> anyhow::Result<()> {
+    let dir = resolve_run(&args.run, &args.runs.runs)?;
+    let info = read_run(&dir)?;
+    let images = images(&dir)?;
+    let events = events(&dir)?;
+    if args.json {
+        return print_json(&serde_json::json!({
+            "run": info,
+            "images": images,
+            "events": events,
+        }));
+    }
+    print!("{}", esx::view::run_details(&info, &images, &events));
+    Ok(())
+}

@@ -1,0 +1,417 @@
+//! The typed configuration: every key esx reads, its type and its default.
+//! Defaults are EmbedSeg's (arXiv 2101.10033 and its notebooks).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::ConfigError;
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// A human name for the run (W&B's run name); ids are generated.
+    pub name: String,
+    /// Seeds weights, crops, augmentation and the validation split.
+    pub seed: u64,
+    /// "cpu" or "cuda:N".
+    pub device: String,
+    /// Worker threads; 0 means RAYON_NUM_THREADS or all cores.
+    pub threads: usize,
+    pub epochs: u32,
+    pub batch_size: usize,
+    pub lr: f64,
+    pub data: DataConfig,
+    pub model: ModelConfig,
+    pub loss: LossConfig,
+    pub train: TrainConfig,
+    pub cluster: ClusterConfig,
+    pub log: LogConfig,
+    /// Sweep axes, key → list | "range(…)" | "choice(…)"; read by `esx sweep`.
+    pub sweep: BTreeMap<String, toml::Value>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            name: "esx".into(),
+            seed: 42,
+            device: "cpu".into(),
+            threads: 0,
+            epochs: 200,
+            batch_size: 2,
+            lr: 5e-4,
+            data: DataConfig::default(),
+            model: ModelConfig::default(),
+            loss: LossConfig::default(),
+            train: TrainConfig::default(),
+            cluster: ClusterConfig::default(),
+            log: LogConfig::default(),
+            sweep: BTreeMap::new(),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Annotations {
+    #[serde(rename = "GT")]
+    Gt,
+    #[serde(rename = "ST")]
+    St,
+    #[serde(rename = "both")]
+    Both,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CenterMethod {
+    /// The exact medoid: the pixel minimising the summed distance to all others.
+    Medoid,
+    /// EmbedSeg's: the pixel nearest the coordinate-wise median.
+    ApproxMedoid,
+    /// The mean position (may fall outside non-convex cells).
+    Centroid,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Normalization {
+    /// Per-image percentiles pmin..pmax mapped to 0..1 (EmbedSeg's default).
+    Percentile,
+    /// Per-image minimum..maximum mapped to 0..1.
+    Minmax,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DataConfig {
+    /// The CTC dataset folder (holding 01/, 01_GT/, …), relative to the working directory.
+    pub root: String,
+    pub sequences: Vec<String>,
+    pub annotations: Annotations,
+    /// Training crops are crop_size × crop_size, centred on instances.
+    pub crop_size: usize,
+    pub center: CenterMethod,
+    /// Fraction of annotated frames held out for validation (split by frame).
+    pub val_fraction: f64,
+    pub normalization: Normalization,
+    pub pmin: f64,
+    pub pmax: f64,
+    /// When set and `root` does not exist, `esx run` synthesises the dataset there.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub synthetic: Option<SynthConfig>,
+}
+
+impl Default for DataConfig {
+    fn default() -> Self {
+        DataConfig {
+            root: String::new(),
+            sequences: vec!["01".into(), "02".into()],
+            annotations: Annotations::Gt,
+            crop_size: 256,
+            center: CenterMethod::Medoid,
+            val_fraction: 0.15,
+            normalization: Normalization::Percentile,
+            pmin: 1.0,
+            pmax: 99.8,
+            synthetic: None,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SynthKind {
+    /// Fluorescence-like: bright cells on a dark background.
+    Fluo,
+    /// DIC-like: relief shading of the cells' height map.
+    Dic,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SynthConfig {
+    pub kind: SynthKind,
+    pub sequences: usize,
+    pub frames: usize,
+    pub size: usize,
+    pub seed: u64,
+}
+
+impl Default for SynthConfig {
+    fn default() -> Self {
+        SynthConfig {
+            kind: SynthKind::Fluo,
+            sequences: 2,
+            frames: 8,
+            size: 256,
+            seed: 1,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModelConfig {
+    /// Sigma channels: 1 (isotropic) or 2 (one per axis).
+    pub n_sigma: usize,
+    /// The sigma output's initial bias (EmbedSeg's init_output).
+    pub sigma_init: f64,
+}
+
+impl Default for ModelConfig {
+    fn default() -> Self {
+        ModelConfig {
+            n_sigma: 2,
+            sigma_init: 1.0,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LossConfig {
+    pub w_inst: f64,
+    pub w_var: f64,
+    pub w_seed: f64,
+    /// Weight of foreground pixels in the seed term.
+    pub foreground_weight: f64,
+}
+
+impl Default for LossConfig {
+    fn default() -> Self {
+        LossConfig {
+            w_inst: 1.0,
+            w_var: 10.0,
+            w_seed: 1.0,
+            foreground_weight: 10.0,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainConfig {
+    /// L2 weight decay added to the gradient (Adam, as EmbedSeg).
+    pub weight_decay: f64,
+    /// Gradient accumulation: batches per optimiser step.
+    pub virtual_batch: usize,
+    /// Random flips and 90° rotations of training crops.
+    pub augment: bool,
+    /// Random intensity scale and shift of training crops.
+    pub intensity_jitter: bool,
+    /// Training batches per epoch; 0 means one pass over the training crops.
+    pub steps_per_epoch: usize,
+    /// Validation batches per epoch; 0 means every validation crop.
+    pub val_steps: usize,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig {
+            weight_decay: 1e-4,
+            virtual_batch: 1,
+            augment: true,
+            intensity_jitter: false,
+            steps_per_epoch: 0,
+            val_steps: 0,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterConfig {
+    pub seed_thresh: f64,
+    pub fg_thresh: f64,
+    pub min_size: usize,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        ClusterConfig {
+            seed_thresh: 0.9,
+            fg_thresh: 0.5,
+            min_size: 10,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// Training pictures every this many epochs (0: never).
+    pub vis_every: u32,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig { vis_every: 5 }
+    }
+}
+
+impl Config {
+    /// Checks the ranges serde cannot: each error names the key and the value.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |key: &str, value: String, why: &str| {
+            Err(ConfigError::InvalidValue {
+                key: key.into(),
+                value,
+                why: why.into(),
+            })
+        };
+        if self.device != "cpu" && parse_cuda_ordinal(&self.device).is_none() {
+            return bad(
+                "device",
+                self.device.clone(),
+                "expected \"cpu\" or \"cuda:N\"",
+            );
+        }
+        if self.batch_size == 0 {
+            return bad("batch_size", "0".into(), "must be at least 1");
+        }
+        if !(self.lr > 0.0 && self.lr.is_finite()) {
+            return bad("lr", self.lr.to_string(), "must be a positive number");
+        }
+        if !matches!(self.model.n_sigma, 1 | 2) {
+            return bad(
+                "model.n_sigma",
+                self.model.n_sigma.to_string(),
+                "must be 1 or 2",
+            );
+        }
+        let crop = self.data.crop_size;
+        if crop < 16 || crop % 8 != 0 {
+            return bad(
+                "data.crop_size",
+                crop.to_string(),
+                "must be a multiple of 8, at least 16 (the network downsamples 3 times)",
+            );
+        }
+        if !(0.0..1.0).contains(&self.data.val_fraction) {
+            return bad(
+                "data.val_fraction",
+                self.data.val_fraction.to_string(),
+                "must be in [0, 1)",
+            );
+        }
+        if !(0.0 <= self.data.pmin && self.data.pmin < self.data.pmax && self.data.pmax <= 100.0) {
+            return bad(
+                "data.pmax",
+                format!("{} (pmin {})", self.data.pmax, self.data.pmin),
+                "need 0 ≤ pmin < pmax ≤ 100",
+            );
+        }
+        if self.data.sequences.is_empty() {
+            return bad("data.sequences", "[]".into(), "name at least one sequence");
+        }
+        if self.train.virtual_batch == 0 {
+            return bad("train.virtual_batch", "0".into(), "must be at least 1");
+        }
+        for (key, v) in [
+            ("cluster.seed_thresh", self.cluster.seed_thresh),
+            ("cluster.fg_thresh", self.cluster.fg_thresh),
+        ] {
+            if !(0.0..=1.0).contains(&v) {
+                return bad(key, v.to_string(), "must be in [0, 1]");
+            }
+        }
+        if let Some(s) = &self.data.synthetic {
+            if s.size < 32 || s.frames == 0 || s.sequences == 0 || s.sequences > 99 {
+                return bad(
+                    "data.synthetic",
+                    format!(
+                        "size {} frames {} sequences {}",
+                        s.size, s.frames, s.sequences
+                    ),
+                    "need size ≥ 32, frames ≥ 1 and 1–99 sequences",
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `cuda:N` → N.
+pub fn parse_cuda_ordinal(device: &str) -> Option<usize> {
+    device.strip_prefix("cuda:")?.parse().ok()
+}
+
+/// Every dotted key the schema knows, for "did you mean" suggestions.
+pub fn schema_keys() -> Vec<String> {
+    let mut full = Config::default();
+    full.data.synthetic = Some(SynthConfig::default());
+    let value = serde_json::to_value(&full).expect("the schema serialises");
+    let mut keys = Vec::new();
+    collect_keys(&value, "", &mut keys);
+    keys
+}
+
+fn collect_keys(value: &serde_json::Value, prefix: &str, out: &mut Vec<String>) {
+    if let serde_json::Value::Object(map) = value {
+        for (k, v) in map {
+            let key = if prefix.is_empty() {
+                k.clone()
+            } else {
+                format!("{prefix}.{k}")
+            };
+            out.push(key.clone());
+            collect_keys(v, &key, out);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_embedseg_defaults() {
+        let c = Config::default();
+        assert_eq!(c.lr, 5e-4);
+        assert_eq!((c.epochs, c.batch_size, c.data.crop_size), (200, 2, 256));
+        assert_eq!((c.model.n_sigma, c.model.sigma_init), (2, 1.0));
+        assert_eq!(c.loss.foreground_weight, 10.0);
+        assert_eq!(
+            (c.loss.w_inst, c.loss.w_var, c.loss.w_seed),
+            (1.0, 10.0, 1.0)
+        );
+        assert_eq!(c.train.weight_decay, 1e-4);
+        assert_eq!(
+            (
+                c.cluster.seed_thresh,
+                c.cluster.fg_thresh,
+                c.cluster.min_size
+            ),
+            (0.9, 0.5, 10)
+        );
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn schema_keys_include_nested_and_optional_tables() {
+        let keys = schema_keys();
+        for k in [
+            "lr",
+            "model.sigma_init",
+            "data.synthetic.kind",
+            "cluster.min_size",
+        ] {
+            assert!(keys.iter().any(|x| x == k), "{k} missing");
+        }
+    }
+
+    #[test]
+    fn validation_names_the_key() {
+        let mut c = Config::default();
+        c.data.crop_size = 100;
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("data.crop_size"));
+        let mut c = Config::default();
+        c.device = "gpu".into();
+        assert!(c.validate().unwrap_err().to_string().contains("device"));
+    }
+}

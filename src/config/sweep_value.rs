@@ -1,0 +1,276 @@
+//! Sweep values: `a,b,c`, `choice(a, b)`, `range(start, stop[, step])`,
+//! `uniform(a, b)` and `loguniform(a, b)`, on the command line or in a file's
+//! `[sweep]` table (where a TOML list also means "these values").
+
+use std::fmt;
+
+use super::overrides::{format_value, inline_toml, parse_scalar};
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum SweepSpec {
+    /// `a,b,c` or a TOML list.
+    List(Vec<toml::Value>),
+    /// `choice(a, b, …)`: a list for grids, a categorical for random search.
+    Choice(Vec<toml::Value>),
+    /// `range(start, stop, step)`: stop excluded, as Python's and Hydra's.
+    Range {
+        start: toml::Value,
+        stop: toml::Value,
+        step: toml::Value,
+    },
+    /// Random search only.
+    Uniform(f64, f64),
+    /// Random search only: uniform in log space.
+    LogUniform(f64, f64),
+}
+
+impl SweepSpec {
+    /// Some(spec) when `text` is a sweep value, None when it is a plain value.
+    pub fn parse(text: &str) -> Result<Option<SweepSpec>, String> {
+        let text = text.trim();
+        for name in ["range", "choice", "uniform", "loguniform"] {
+            if let Some(args) = text
+                .strip_prefix(name)
+                .and_then(|r| r.trim_start().strip_prefix('('))
+                .and_then(|r| r.strip_suffix(')'))
+            {
+                let args: Vec<toml::Value> = split_top_level(args)
+                    .iter()
+                    .map(|a| parse_scalar(a.trim()))
+                    .collect();
+                return Self::from_call(name, args).map(Some);
+            }
+        }
+        let parts = split_top_level(text);
+        if parts.len() > 1 {
+            let values = parts.iter().map(|p| parse_scalar(p.trim())).collect();
+            return Ok(Some(SweepSpec::List(values)));
+        }
+        Ok(None)
+    }
+
+    /// A `[sweep]` table entry: a TOML list, or a string holding a sweep value.
+    pub fn from_toml(value: &toml::Value) -> Result<SweepSpec, String> {
+        match value {
+            toml::Value::Array(items) if !items.is_empty() => Ok(SweepSpec::List(items.clone())),
+            toml::Value::Array(_) => Err("an empty list sweeps over nothing".into()),
+            toml::Value::String(s) => match SweepSpec::parse(s)? {
+                Some(spec) => Ok(spec),
+                None => Err(format!(
+                    "`{s}` is a single value, not a sweep (use a list, range(…) or choice(…))"
+                )),
+            },
+            other => Err(format!(
+                "`{other}` is a single value, not a sweep (use a list, range(…) or choice(…))"
+            )),
+        }
+    }
+
+    fn from_call(name: &str, args: Vec<toml::Value>) -> Result<SweepSpec, String> {
+        let number = |v: &toml::Value| -> Result<f64, String> {
+            match v {
+                toml::Value::Integer(i) => Ok(*i as f64),
+                toml::Value::Float(x) => Ok(*x),
+                other => Err(format!("{name}(…) takes numbers, got `{other}`")),
+            }
+        };
+        match name {
+            "choice" if !args.is_empty() => Ok(SweepSpec::Choice(args)),
+            "choice" => Err("choice() needs at least one value".into()),
+            "range" => {
+                let (start, stop, step) = match args.len() {
+                    1 => (
+                        toml::Value::Integer(0),
+                        args[0].clone(),
+                        toml::Value::Integer(1),
+                    ),
+                    2 => (args[0].clone(), args[1].clone(), toml::Value::Integer(1)),
+                    3 => (args[0].clone(), args[1].clone(), args[2].clone()),
+                    _ => {
+                        return Err(
+                            "range takes (stop), (start, stop) or (start, stop, step)".into()
+                        )
+                    }
+                };
+                let (a, b, s) = (number(&start)?, number(&stop)?, number(&step)?);
+                if s == 0.0 || !s.is_finite() || !a.is_finite() || !b.is_finite() {
+                    return Err("range needs finite bounds and a non-zero step".into());
+                }
+                let spec = SweepSpec::Range { start, stop, step };
+                if spec.values().is_empty() {
+                    return Err(format!("{spec} is empty"));
+                }
+                Ok(spec)
+            }
+            "uniform" | "loguniform" => {
+                if args.len() != 2 {
+                    return Err(format!("{name} takes (low, high)"));
+                }
+                let (a, b) = (number(&args[0])?, number(&args[1])?);
+                if !(a < b) {
+                    return Err(format!("{name}({a}, {b}) needs low < high"));
+                }
+                if name == "loguniform" {
+                    if a <= 0.0 {
+                        return Err(format!("loguniform({a}, {b}) needs positive bounds"));
+                    }
+                    Ok(SweepSpec::LogUniform(a, b))
+                } else {
+                    Ok(SweepSpec::Uniform(a, b))
+                }
+            }
+            _ => unreachable!("caller passes a known name"),
+        }
+    }
+
+    /// The grid values; empty for the random-search-only distributions.
+    pub fn values(&self) -> Vec<toml::Value> {
+        match self {
+            SweepSpec::List(v) | SweepSpec::Choice(v) => v.clone(),
+            SweepSpec::Range { start, stop, step } => range_values(start, stop, step),
+            SweepSpec::Uniform(..) | SweepSpec::LogUniform(..) => Vec::new(),
+        }
+    }
+
+    pub fn is_grid(&self) -> bool {
+        !matches!(self, SweepSpec::Uniform(..) | SweepSpec::LogUniform(..))
+    }
+}
+
+fn range_values(start: &toml::Value, stop: &toml::Value, step: &toml::Value) -> Vec<toml::Value> {
+    if let (toml::Value::Integer(a), toml::Value::Integer(b), toml::Value::Integer(s)) =
+        (start, stop, step)
+    {
+        let (a, b, s) = (*a, *b, *s);
+        let mut out = Vec::new();
+        let mut v = a;
+        while (s > 0 && v < b) || (s < 0 && v > b) {
+            out.push(toml::Value::Integer(v));
+            v += s;
+        }
+        return out;
+    }
+    let f = |v: &toml::Value| v.as_float().or_else(|| v.as_integer().map(|i| i as f64));
+    let (Some(a), Some(b), Some(s)) = (f(start), f(stop), f(step)) else {
+        return Vec::new();
+    };
+    // Count steps with a small tolerance so that range(0.5, 2, 0.5) stops before 2.
+    let n = ((b - a) / s - 1e-9).ceil().max(0.0) as usize;
+    (0..n)
+        .map(|i| toml::Value::Float(clean_float(a + i as f64 * s)))
+        .collect()
+}
+
+/// Drops the float noise of repeated addition (0.30000000000000004 → 0.3).
+fn clean_float(x: f64) -> f64 {
+    format!("{x:.14e}").parse().unwrap_or(x)
+}
+
+/// Splits on commas outside brackets, braces, parentheses and quotes.
+fn split_top_level(text: &str) -> Vec<String> {
+    let mut parts = Vec::new();
+    let mut depth = 0i32;
+    let mut quote: Option<char> = None;
+    let mut escaped = false;
+    let mut current = String::new();
+    for c in text.chars() {
+        match quote {
+            Some('"') if escaped => escaped = false,
+            Some('"') if c == '\\' => escaped = true,
+            Some(q) if c == q => quote = None,
+            Some(_) => {}
+            None => match c {
+                '"' | '\'' => quote = Some(c),
+                '[' | '{' | '(' => depth += 1,
+                ']' | '}' | ')' => depth -= 1,
+                ',' if depth == 0 => {
+                    parts.push(std::mem::take(&mut current));
+                    continue;
+                }
+                _ => {}
+            },
+        }
+        current.push(c);
+    }
+    parts.push(current);
+    parts
+}
+
+/// A value inside a sweep list: quoted whenever it holds a character that
+/// splitting on commas treats specially.
+fn format_item(value: &toml::Value) -> String {
+    match value {
+        toml::Value::String(s)
+            if s.trim() != s || s.contains(['\'', '"', '[', ']', '(', ')', '{', '}', ',']) =>
+        {
+            inline_toml(value)
+        }
+        other => format_value(other),
+    }
+}
+
+impl fmt::Display for SweepSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let join = |v: &[toml::Value]| v.iter().map(format_item).collect::<Vec<_>>().join(",");
+        match self {
+            SweepSpec::List(v) => write!(f, "{}", join(v)),
+            SweepSpec::Choice(v) => write!(f, "choice({})", join(v)),
+            SweepSpec::Range { start, stop, step } => write!(
+                f,
+                "range({},{},{})",
+                format_value(start),
+                format_value(stop),
+                format_value(step)
+            ),
+            SweepSpec::Uniform(a, b) => write!(f, "uniform({a:?},{b:?})"),
+            SweepSpec::LogUniform(a, b) => write!(f, "loguniform({a:?},{b:?})"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(text: &str) -> SweepSpec {
+        SweepSpec::parse(text).unwrap().unwrap()
+    }
+
+    #[test]
+    fn float_ranges_exclude_stop_without_float_noise() {
+        let v = spec("range(0.5,2,0.5)").values();
+        assert_eq!(v, vec![0.5.into(), 1.0.into(), 1.5.into()]);
+        let v = spec("range(0.1, 0.4, 0.1)").values();
+        assert_eq!(v, vec![0.1.into(), 0.2.into(), 0.3.into()]);
+    }
+
+    #[test]
+    fn integer_ranges_stay_integers() {
+        assert_eq!(
+            spec("range(3)").values(),
+            vec![0.into(), 1.into(), 2.into()]
+        );
+        assert_eq!(
+            spec("range(5,0,-2)").values(),
+            vec![5.into(), 3.into(), 1.into()]
+        );
+    }
+
+    #[test]
+    fn lists_and_choices() {
+        assert_eq!(spec("1e-3,1e-4").values(), vec![1e-3.into(), 1e-4.into()]);
+        assert_eq!(spec("choice(a, b)").values(), vec!["a".into(), "b".into()]);
+        assert_eq!(SweepSpec::parse("[1,2]").unwrap(), None);
+    }
+
+    #[test]
+    fn bad_calls_say_why() {
+        assert!(SweepSpec::parse("range(1,1)")
+            .unwrap_err()
+            .contains("empty"));
+        assert!(SweepSpec::parse("range(0,1,0)").is_err());
+        assert!(SweepSpec::parse("loguniform(0,1)").is_err());
+        assert!(SweepSpec::parse("uniform(2,1)").is_err());
+        assert!(SweepSpec::parse("range(a,b)").is_err());
+    }
+}

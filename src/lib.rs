@@ -1,0 +1,8 @@
+//! esx: train, sweep and compare EmbedSeg cell instance segmentation models.
+//!
+//! The library holds everything; the `esx` binary parses arguments and calls in.
+//! See ARCHITECTURE.md for the map.
+
+pub mod config;
+pub mod store;
+pub mod view;

@@ -1,0 +1,114 @@
+//! The run store: one SQLite database per run (`<root>/<run-id>/run.db`, or
+//! `<root>/<sweep-id>/<n>-<run-id>/run.db` in sweeps), written by exactly one
+//! process and read by any number.
+
+pub mod filter;
+pub mod provenance;
+pub mod query;
+mod schema;
+mod writer;
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+pub use schema::VERSION as SCHEMA_VERSION;
+pub use writer::{flatten_params, NewRun, Outcome, RunWriter, SweepMembership};
+
+/// The database file in every run directory.
+pub const RUN_DB: &str = "run.db";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunStatus {
+    Running,
+    Completed,
+    Failed,
+    Interrupted,
+    /// Recorded as running, but its process is gone.
+    Crashed,
+}
+
+impl RunStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Running => "running",
+            RunStatus::Completed => "completed",
+            RunStatus::Failed => "failed",
+            RunStatus::Interrupted => "interrupted",
+            RunStatus::Crashed => "crashed",
+        }
+    }
+
+    fn parse(text: &str) -> RunStatus {
+        match text {
+            "completed" => RunStatus::Completed,
+            "failed" => RunStatus::Failed,
+            "interrupted" => RunStatus::Interrupted,
+            _ => RunStatus::Running,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot open {path}: {source}")]
+    Open {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+    #[error("{path}: {source}")]
+    At {
+        path: PathBuf,
+        source: Box<StoreError>,
+    },
+    #[error(transparent)]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("not an esx run database")]
+    NotARunDb,
+    #[error("written by a newer esx (schema {found}, this build knows {known}); upgrade esx")]
+    NewerSchema { found: i64, known: i64 },
+    #[error("runs directory {0} does not exist")]
+    NoRoot(PathBuf),
+    #[error("no run matches `{arg}` under {root}")]
+    NoSuchRun { arg: String, root: PathBuf },
+    #[error("`{arg}` matches several runs: {}; give more of the id", .candidates.join(", "))]
+    AmbiguousRun {
+        arg: String,
+        candidates: Vec<String>,
+    },
+    #[error("bad filter `{text}`: {why}")]
+    BadFilter { text: String, why: String },
+}
+
+impl StoreError {
+    fn io(path: &Path, source: std::io::Error) -> StoreError {
+        StoreError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+
+    fn open(path: &Path, source: rusqlite::Error) -> StoreError {
+        StoreError::Open {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+
+    /// Names the database an error came from.
+    fn at(self, path: &Path) -> StoreError {
+        match self {
+            e @ (StoreError::At { .. } | StoreError::Open { .. }) => e,
+            e => StoreError::At {
+                path: path.to_path_buf(),
+                source: Box::new(e),
+            },
+        }
+    }
+}

@@ -1,0 +1,352 @@
+//! Reading runs: every command that shows runs (ls, show, export, report)
+//! goes through here. Readers open databases read-only and never block the writer.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rayon::prelude::*;
+use rusqlite::{Connection, OpenFlags, OptionalExtension};
+use serde::Serialize;
+
+use super::provenance::{hostname, now, process_alive};
+use super::schema::check_readable;
+use super::{RunStatus, StoreError, RUN_DB};
+
+/// One run as recorded, with the derived status (crashed) and summaries.
+#[derive(Clone, Debug, Serialize)]
+pub struct RunInfo {
+    pub id: String,
+    pub name: String,
+    pub status: RunStatus,
+    pub created: f64,
+    pub ended: Option<f64>,
+    pub heartbeat: Option<f64>,
+    pub pid: u32,
+    pub host: String,
+    pub git_commit: Option<String>,
+    pub git_dirty: Option<bool>,
+    pub command: Vec<String>,
+    pub cwd: String,
+    pub experiment: Option<String>,
+    pub config: String,
+    pub overrides: Vec<String>,
+    pub error: Option<String>,
+    pub sweep_id: Option<String>,
+    pub sweep_index: Option<i64>,
+    pub swept: Option<serde_json::Map<String, serde_json::Value>>,
+    pub dir: PathBuf,
+    pub params: BTreeMap<String, Param>,
+    /// Per split and key: last, min, max, count.
+    pub summary: Vec<Summary>,
+}
+
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct Param {
+    pub value: String,
+    pub num: Option<f64>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Summary {
+    pub split: String,
+    pub key: String,
+    pub last: Option<f64>,
+    pub last_step: i64,
+    pub min: Option<f64>,
+    pub max: Option<f64>,
+    pub count: i64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct MetricPoint {
+    pub step: i64,
+    pub epoch: i64,
+    pub split: String,
+    pub key: String,
+    pub value: Option<f64>,
+    pub wall: f64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ImageInfo {
+    pub id: i64,
+    pub epoch: i64,
+    pub kind: String,
+    pub bytes: i64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Event {
+    pub wall: f64,
+    pub kind: String,
+    pub detail: String,
+}
+
+impl RunInfo {
+    /// Seconds from start to end (or to now, while running).
+    pub fn duration(&self) -> f64 {
+        let end = match self.status {
+            RunStatus::Running => now(),
+            _ => self.ended.or(self.heartbeat).unwrap_or(self.created),
+        };
+        (end - self.created).max(0.0)
+    }
+
+    pub fn summary(&self, split: &str, key: &str) -> Option<&Summary> {
+        self.summary
+            .iter()
+            .find(|s| s.split == split && s.key == key)
+    }
+}
+
+pub fn open_read(dir: &Path) -> Result<Connection, StoreError> {
+    let path = dir.join(RUN_DB);
+    let conn = Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .map_err(|e| StoreError::open(&path, e))?;
+    conn.busy_timeout(Duration::from_secs(10))?;
+    check_readable(&conn).map_err(|e| e.at(&path))?;
+    Ok(conn)
+}
+
+/// Reads one run's record.
+pub fn read_run(dir: &Path) -> Result<RunInfo, StoreError> {
+    let conn = open_read(dir)?;
+    read_with(&conn, dir).map_err(|e| e.at(&dir.join(RUN_DB)))
+}
+
+fn read_with(conn: &Connection, dir: &Path) -> Result<RunInfo, StoreError> {
+    let json_list = |s: String| serde_json::from_str::<Vec<String>>(&s).unwrap_or_default();
+    let mut info = conn
+        .query_row(
+            "SELECT id, name, status, created, ended, heartbeat, pid, pid_start, host, git_commit,
+                    git_dirty, command, cwd, experiment, config, overrides, error, sweep_id,
+                    sweep_index, swept FROM run",
+            [],
+            |r| {
+                let status: String = r.get(2)?;
+                let pid: u32 = r.get(6)?;
+                let pid_start: Option<i64> = r.get(7)?;
+                let host: String = r.get(8)?;
+                let mut status = RunStatus::parse(&status);
+                if status == RunStatus::Running
+                    && host == hostname()
+                    && !process_alive(pid, pid_start)
+                {
+                    status = RunStatus::Crashed;
+                }
+                Ok(RunInfo {
+                    id: r.get(0)?,
+                    name: r.get(1)?,
+                    status,
+                    created: r.get(3)?,
+                    ended: r.get(4)?,
+                    heartbeat: r.get(5)?,
+                    pid,
+                    host,
+                    git_commit: r.get(9)?,
+                    git_dirty: r.get(10)?,
+                    command: json_list(r.get(11)?),
+                    cwd: r.get(12)?,
+                    experiment: r.get(13)?,
+                    config: r.get(14)?,
+                    overrides: json_list(r.get(15)?),
+                    error: r.get(16)?,
+                    sweep_id: r.get(17)?,
+                    sweep_index: r.get(18)?,
+                    swept: r
+                        .get::<_, Option<String>>(19)?
+                        .and_then(|s| serde_json::from_str(&s).ok()),
+                    dir: dir.to_path_buf(),
+                    params: BTreeMap::new(),
+                    summary: Vec::new(),
+                })
+            },
+        )
+        .optional()?
+        .ok_or(StoreError::NotARunDb)?;
+    let mut stmt = conn.prepare("SELECT key, value, num FROM params")?;
+    info.params = stmt
+        .query_map([], |r| {
+            Ok((
+                r.get(0)?,
+                Param {
+                    value: r.get(1)?,
+                    num: r.get(2)?,
+                },
+            ))
+        })?
+        .collect::<Result<_, _>>()?;
+    let mut stmt = conn.prepare(
+        "SELECT split, key, last, last_step, min, max, count FROM summary ORDER BY split, key",
+    )?;
+    info.summary = stmt
+        .query_map([], |r| {
+            Ok(Summary {
+                split: r.get(0)?,
+                key: r.get(1)?,
+                last: r.get(2)?,
+                last_step: r.get(3)?,
+                min: r.get(4)?,
+                max: r.get(5)?,
+                count: r.get(6)?,
+            })
+        })?
+        .collect::<Result<_, _>>()?;
+    Ok(info)
+}
+
+/// Every run directory under `root` (a run directory holds run.db; runs do
+/// not nest, so the walk stops there).
+pub fn scan(root: &Path) -> Result<Vec<PathBuf>, StoreError> {
+    if !root.is_dir() {
+        return Err(StoreError::NoRoot(root.to_path_buf()));
+    }
+    let mut found = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        if dir.join(RUN_DB).is_file() {
+            found.push(dir);
+            continue;
+        }
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                stack.push(entry.path());
+            }
+        }
+    }
+    found.sort();
+    Ok(found)
+}
+
+/// Reads every run under `root` in parallel; unreadable ones come back as errors.
+pub fn list_runs(root: &Path) -> Result<Vec<Result<RunInfo, StoreError>>, StoreError> {
+    Ok(scan(root)?.par_iter().map(|d| read_run(d)).collect())
+}
+
+/// RUN on the command line: a run directory, its run.db, or a unique id prefix
+/// of a run under `root`.
+pub fn resolve_run(arg: &str, root: &Path) -> Result<PathBuf, StoreError> {
+    let path = Path::new(arg);
+    if path.is_file() && path.file_name().is_some_and(|n| n == RUN_DB) {
+        return Ok(path.parent().unwrap_or(Path::new(".")).to_path_buf());
+    }
+    if path.join(RUN_DB).is_file() {
+        return Ok(path.to_path_buf());
+    }
+    let matches: Vec<PathBuf> = scan(root)?
+        .into_iter()
+        .filter(|d| dir_id(d).is_some_and(|id| id.starts_with(arg)))
+        .collect();
+    match matches.len() {
+        0 => Err(StoreError::NoSuchRun {
+            arg: arg.to_string(),
+            root: root.to_path_buf(),
+        }),
+        1 => Ok(matches.into_iter().next().expect("one match")),
+        _ => Err(StoreError::AmbiguousRun {
+            arg: arg.to_string(),
+            candidates: matches
+                .iter()
+                .filter_map(|d| dir_id(d))
+                .map(str::to_string)
+                .collect(),
+        }),
+    }
+}
+
+/// The run id a directory name carries (`<id>` or `<index>-<id>` in sweeps).
+pub fn dir_id(dir: &Path) -> Option<&str> {
+    let name = dir.file_name()?.to_str()?;
+    Some(name.rsplit_once('-').map_or(name, |(_, id)| id))
+}
+
+/// Metric points, optionally only some keys, ordered by split, key and step.
+pub fn metrics(dir: &Path, keys: Option<&[&str]>) -> Result<Vec<MetricPoint>, StoreError> {
+    let conn = open_read(dir)?;
+    let mut stmt = conn.prepare(
+        "SELECT step, epoch, split, key, value, wall FROM metrics ORDER BY split, key, step, rowid",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok(MetricPoint {
+            step: r.get(0)?,
+            epoch: r.get(1)?,
+            split: r.get(2)?,
+            key: r.get(3)?,
+            value: r.get(4)?,
+            wall: r.get(5)?,
+        })
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let row = row?;
+        if keys.is_none_or(|k| k.contains(&row.key.as_str())) {
+            out.push(row);
+        }
+    }
+    Ok(out)
+}
+
+pub fn images(dir: &Path) -> Result<Vec<ImageInfo>, StoreError> {
+    let conn = open_read(dir)?;
+    let mut stmt =
+        conn.prepare("SELECT id, epoch, kind, length(png) FROM images ORDER BY epoch, id")?;
+    let rows = stmt.query_map([], |r| {
+        Ok(ImageInfo {
+            id: r.get(0)?,
+            epoch: r.get(1)?,
+            kind: r.get(2)?,
+            bytes: r.get(3)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+pub fn image_png(dir: &Path, id: i64) -> Result<Vec<u8>, StoreError> {
+    let conn = open_read(dir)?;
+    Ok(conn.query_row("SELECT png FROM images WHERE id = ?1", [id], |r| r.get(0))?)
+}
+
+pub fn events(dir: &Path) -> Result<Vec<Event>, StoreError> {
+    let conn = open_read(dir)?;
+    let mut stmt =
+        conn.prepare("SELECT wall, kind, coalesce(detail, '') FROM events ORDER BY id")?;
+    let rows = stmt.query_map([], |r| {
+        Ok(Event {
+            wall: r.get(0)?,
+            kind: r.get(1)?,
+            detail: r.get(2)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// The last recorded step of a run, for resuming without duplicates.
+pub fn last_step(dir: &Path) -> Result<Option<i64>, StoreError> {
+    let conn = open_read(dir)?;
+    Ok(conn.query_row("SELECT max(step) FROM metrics", [], |r| r.get(0))?)
+}
+
+/// RUN|ROOT: a run directory, a directory of runs, or a run id prefix under
+/// `root`; None means every run under `root`.
+pub fn resolve_targets(target: Option<&str>, root: &Path) -> Result<Vec<PathBuf>, StoreError> {
+    let Some(arg) = target else { return scan(root) };
+    let path = Path::new(arg);
+    if path.is_dir() && !path.join(RUN_DB).is_file() {
+        return scan(path);
+    }
+    Ok(vec![resolve_run(arg, root)?])
+}
+
+/// Every metric row of the given runs, each with its run id.
+pub fn export_rows(dirs: &[PathBuf]) -> Result<Vec<(String, MetricPoint)>, StoreError> {
+    let mut out = Vec::new();
+    for dir in dirs {
+        let id = read_run(dir)?.id;
+        out.extend(metrics(dir, None)?.into_iter().map(|m| (id.clone(), m)));
+    }
+    Ok(out)
+}

@@ -1,0 +1,117 @@
+//! The run database's schema, versioned with `PRAGMA user_version`.
+//! Migrations only ever append: a database is brought forward one step at a
+//! time inside a transaction, and one written by a newer esx is refused.
+
+use rusqlite::Connection;
+
+use super::StoreError;
+
+const MIGRATIONS: &[&str] = &[
+    // 1: the run, its parameters, metrics (NaN stored as NULL), a per-key
+    // summary, images and events.
+    "CREATE TABLE run (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('running', 'completed', 'failed', 'interrupted')),
+        created REAL NOT NULL,
+        ended REAL,
+        heartbeat REAL,
+        pid INTEGER NOT NULL,
+        pid_start INTEGER,
+        host TEXT NOT NULL,
+        git_commit TEXT,
+        git_dirty INTEGER,
+        command TEXT NOT NULL,
+        cwd TEXT NOT NULL,
+        experiment TEXT,
+        config TEXT NOT NULL,
+        overrides TEXT NOT NULL,
+        error TEXT,
+        sweep_id TEXT,
+        sweep_index INTEGER,
+        swept TEXT
+    );
+    CREATE TABLE params (key TEXT PRIMARY KEY, value TEXT NOT NULL, num REAL);
+    CREATE TABLE metrics (
+        step INTEGER NOT NULL,
+        epoch INTEGER NOT NULL,
+        split TEXT NOT NULL,
+        key TEXT NOT NULL,
+        value REAL,
+        wall REAL NOT NULL
+    );
+    CREATE INDEX metrics_by_key ON metrics (split, key, step);
+    CREATE TABLE summary (
+        split TEXT NOT NULL,
+        key TEXT NOT NULL,
+        last REAL,
+        last_step INTEGER NOT NULL,
+        min REAL,
+        max REAL,
+        count INTEGER NOT NULL,
+        PRIMARY KEY (split, key)
+    );
+    CREATE TABLE images (
+        id INTEGER PRIMARY KEY,
+        epoch INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        png BLOB NOT NULL,
+        wall REAL NOT NULL
+    );
+    CREATE TABLE events (id INTEGER PRIMARY KEY, wall REAL NOT NULL, kind TEXT NOT NULL, detail TEXT);",
+];
+
+/// The schema version this build writes.
+pub const VERSION: i64 = MIGRATIONS.len() as i64;
+
+pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let current: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if current > VERSION {
+        return Err(StoreError::NewerSchema {
+            found: current,
+            known: VERSION,
+        });
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+/// Refuses databases this build cannot read.
+pub fn check_readable(conn: &Connection) -> Result<(), StoreError> {
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    match version {
+        0 => Err(StoreError::NotARunDb),
+        v if v > VERSION => Err(StoreError::NewerSchema {
+            found: v,
+            known: VERSION,
+        }),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrations_apply_once_and_newer_schemas_are_refused() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        migrate(&mut conn).unwrap();
+        migrate(&mut conn).unwrap();
+        let v: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, VERSION);
+        conn.pragma_update(None, "user_version", VERSION + 1)
+            .unwrap();
+        assert!(matches!(
+            migrate(&mut conn),
+            Err(StoreError::NewerSchema { .. })
+        ));
+    }
+}

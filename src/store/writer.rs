@@ -1,0 +1,399 @@
+//! The one writer of a run's database. Scalars are buffered and written in
+//! short transactions (every `FLUSH_ROWS` rows or `FLUSH_EVERY`), so readers
+//! never wait long and a crash loses at most the unflushed tail.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use rusqlite::{params, Connection, OpenFlags};
+
+use super::provenance::{git_state, hostname, new_id, now, process_start};
+use super::schema::migrate;
+use super::{RunStatus, StoreError, RUN_DB};
+
+const FLUSH_ROWS: usize = 4096;
+const FLUSH_EVERY: Duration = Duration::from_millis(500);
+
+/// What a new run records about itself.
+#[derive(Clone, Debug, Default)]
+pub struct NewRun {
+    pub name: String,
+    /// The resolved configuration as TOML.
+    pub config_toml: String,
+    pub overrides: Vec<String>,
+    pub experiment: Option<String>,
+    /// The full command line.
+    pub command: Vec<String>,
+    pub sweep: Option<SweepMembership>,
+}
+
+#[derive(Clone, Debug)]
+pub struct SweepMembership {
+    pub id: String,
+    pub index: usize,
+    /// The swept keys and this run's values.
+    pub swept: serde_json::Map<String, serde_json::Value>,
+}
+
+/// How a run ended.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Outcome {
+    Completed,
+    Failed(String),
+    Interrupted,
+}
+
+struct MetricRow {
+    step: u64,
+    epoch: u32,
+    split: String,
+    key: String,
+    value: f64,
+    wall: f64,
+}
+
+pub struct RunWriter {
+    conn: Connection,
+    id: String,
+    dir: PathBuf,
+    pending: Vec<MetricRow>,
+    last_flush: Instant,
+    finished: bool,
+}
+
+impl RunWriter {
+    /// Creates `parent/<prefix-><id>/run.db` and records the run as running.
+    pub fn create(
+        parent: &Path,
+        prefix: Option<&str>,
+        new: &NewRun,
+    ) -> Result<RunWriter, StoreError> {
+        std::fs::create_dir_all(parent).map_err(|e| StoreError::io(parent, e))?;
+        let (id, dir) = loop {
+            let id = new_id();
+            let name = match prefix {
+                Some(p) => format!("{p}-{id}"),
+                None => id.clone(),
+            };
+            let dir = parent.join(name);
+            match std::fs::create_dir(&dir) {
+                Ok(()) => break (id, dir),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(StoreError::io(&dir, e)),
+            }
+        };
+        let mut conn = open_for_writing(&dir)?;
+        migrate(&mut conn)?;
+        let cwd = std::env::current_dir().unwrap_or_default();
+        let git = git_state(&cwd);
+        let pid = std::process::id();
+        let tx = conn.transaction()?;
+        tx.execute(
+            "INSERT INTO run (id, name, status, created, heartbeat, pid, pid_start, host,
+                git_commit, git_dirty, command, cwd, experiment, config, overrides,
+                sweep_id, sweep_index, swept)
+             VALUES (?1, ?2, 'running', ?3, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+            params![
+                id,
+                new.name,
+                now(),
+                pid,
+                process_start(pid),
+                hostname(),
+                git.as_ref().map(|g| g.0.clone()),
+                git.as_ref().map(|g| g.1),
+                serde_json::to_string(&new.command).unwrap_or_default(),
+                cwd.display().to_string(),
+                new.experiment,
+                new.config_toml,
+                serde_json::to_string(&new.overrides).unwrap_or_default(),
+                new.sweep.as_ref().map(|s| s.id.clone()),
+                new.sweep.as_ref().map(|s| s.index as i64),
+                new.sweep
+                    .as_ref()
+                    .map(|s| serde_json::Value::Object(s.swept.clone()).to_string()),
+            ],
+        )?;
+        let table: toml::Table = toml::from_str(&new.config_toml).unwrap_or_default();
+        {
+            let mut stmt =
+                tx.prepare("INSERT INTO params (key, value, num) VALUES (?1, ?2, ?3)")?;
+            for (key, value, num) in flatten_params(&table) {
+                stmt.execute(params![key, value, num])?;
+            }
+        }
+        tx.commit()?;
+        Ok(RunWriter::wrap(conn, id, dir))
+    }
+
+    /// Reopens an ended run to continue it (resume): status back to running
+    /// under this process, with a `resumed` event.
+    pub fn reopen(dir: &Path) -> Result<RunWriter, StoreError> {
+        let mut conn = open_for_writing(dir)?;
+        migrate(&mut conn)?;
+        let id: String = conn.query_row("SELECT id FROM run", [], |r| r.get(0))?;
+        let pid = std::process::id();
+        conn.execute(
+            "UPDATE run SET status = 'running', ended = NULL, error = NULL, heartbeat = ?1,
+                pid = ?2, pid_start = ?3, host = ?4",
+            params![now(), pid, process_start(pid), hostname()],
+        )?;
+        let mut w = RunWriter::wrap(conn, id, dir.to_path_buf());
+        w.log_event("resumed", "")?;
+        Ok(w)
+    }
+
+    fn wrap(conn: Connection, id: String, dir: PathBuf) -> RunWriter {
+        RunWriter {
+            conn,
+            id,
+            dir,
+            pending: Vec::with_capacity(FLUSH_ROWS),
+            last_flush: Instant::now(),
+            finished: false,
+        }
+    }
+
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Buffers one scalar; written within `FLUSH_EVERY` or `FLUSH_ROWS` rows.
+    pub fn log_scalar(
+        &mut self,
+        step: u64,
+        epoch: u32,
+        split: &str,
+        key: &str,
+        value: f64,
+    ) -> Result<(), StoreError> {
+        self.pending.push(MetricRow {
+            step,
+            epoch,
+            split: split.to_string(),
+            key: key.to_string(),
+            value,
+            wall: now(),
+        });
+        if self.pending.len() >= FLUSH_ROWS || self.last_flush.elapsed() >= FLUSH_EVERY {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Writes the buffered scalars in one transaction and updates the summary.
+    pub fn flush(&mut self) -> Result<(), StoreError> {
+        self.last_flush = Instant::now();
+        let tx = self.conn.transaction()?;
+        {
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO metrics (step, epoch, split, key, value, wall) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?;
+            for r in &self.pending {
+                let value = (!r.value.is_nan()).then_some(r.value);
+                insert.execute(params![
+                    r.step as i64,
+                    r.epoch,
+                    r.split,
+                    r.key,
+                    value,
+                    r.wall
+                ])?;
+            }
+            let mut upsert = tx.prepare_cached(
+                "INSERT INTO summary (split, key, last, last_step, min, max, count)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                 ON CONFLICT (split, key) DO UPDATE SET
+                    last = excluded.last, last_step = excluded.last_step,
+                    min = CASE WHEN summary.min IS NULL OR excluded.min < summary.min
+                               THEN coalesce(excluded.min, summary.min) ELSE summary.min END,
+                    max = CASE WHEN summary.max IS NULL OR excluded.max > summary.max
+                               THEN coalesce(excluded.max, summary.max) ELSE summary.max END,
+                    count = summary.count + excluded.count",
+            )?;
+            for s in summarise(&self.pending) {
+                upsert.execute(params![
+                    s.split,
+                    s.key,
+                    s.last,
+                    s.last_step as i64,
+                    s.min,
+                    s.max,
+                    s.count
+                ])?;
+            }
+            tx.execute("UPDATE run SET heartbeat = ?1", params![now()])?;
+        }
+        tx.commit()?;
+        self.pending.clear();
+        Ok(())
+    }
+
+    pub fn log_image(&mut self, epoch: u32, kind: &str, png: &[u8]) -> Result<(), StoreError> {
+        self.conn.execute(
+            "INSERT INTO images (epoch, kind, png, wall) VALUES (?1, ?2, ?3, ?4)",
+            params![epoch, kind, png, now()],
+        )?;
+        Ok(())
+    }
+
+    pub fn log_event(&mut self, kind: &str, detail: &str) -> Result<(), StoreError> {
+        self.conn.execute(
+            "INSERT INTO events (wall, kind, detail) VALUES (?1, ?2, ?3)",
+            params![now(), kind, detail],
+        )?;
+        Ok(())
+    }
+
+    /// Updates a recorded parameter (e.g. a threshold tuned after training).
+    pub fn set_param(&mut self, key: &str, value: &toml::Value) -> Result<(), StoreError> {
+        let (text, num) = param_value(value);
+        self.conn.execute(
+            "INSERT INTO params (key, value, num) VALUES (?1, ?2, ?3)
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value, num = excluded.num",
+            params![key, text, num],
+        )?;
+        Ok(())
+    }
+
+    /// Flushes and records how the run ended.
+    pub fn finish(mut self, outcome: Outcome) -> Result<(), StoreError> {
+        self.finish_inner(&outcome)
+    }
+
+    fn finish_inner(&mut self, outcome: &Outcome) -> Result<(), StoreError> {
+        self.finished = true;
+        let flushed = self.flush();
+        let (status, error) = match outcome {
+            Outcome::Completed => (RunStatus::Completed, None),
+            Outcome::Failed(m) => (RunStatus::Failed, Some(m.clone())),
+            Outcome::Interrupted => (RunStatus::Interrupted, None),
+        };
+        self.conn.execute(
+            "UPDATE run SET status = ?1, ended = ?2, error = ?3",
+            params![status.as_str(), now(), error],
+        )?;
+        flushed
+    }
+}
+
+impl Drop for RunWriter {
+    /// A run must never stay "running" after its writer is gone.
+    fn drop(&mut self) {
+        if !self.finished {
+            let _ = self.finish_inner(&Outcome::Failed(
+                "esx stopped without finishing the run".into(),
+            ));
+        }
+    }
+}
+
+fn open_for_writing(dir: &Path) -> Result<Connection, StoreError> {
+    let path = dir.join(RUN_DB);
+    let conn = Connection::open_with_flags(
+        &path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE,
+    )
+    .map_err(|e| StoreError::open(&path, e))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    // NORMAL in WAL mode: a committed transaction survives a process crash.
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.busy_timeout(Duration::from_secs(10))?;
+    Ok(conn)
+}
+
+struct KeySummary<'a> {
+    split: &'a str,
+    key: &'a str,
+    last: Option<f64>,
+    last_step: u64,
+    min: Option<f64>,
+    max: Option<f64>,
+    count: i64,
+}
+
+fn summarise(rows: &[MetricRow]) -> Vec<KeySummary<'_>> {
+    let mut out: Vec<KeySummary> = Vec::new();
+    let mut index = std::collections::HashMap::new();
+    for r in rows {
+        let i = *index
+            .entry((r.split.as_str(), r.key.as_str()))
+            .or_insert_with(|| {
+                out.push(KeySummary {
+                    split: &r.split,
+                    key: &r.key,
+                    last: None,
+                    last_step: 0,
+                    min: None,
+                    max: None,
+                    count: 0,
+                });
+                out.len() - 1
+            });
+        let s = &mut out[i];
+        s.last = (!r.value.is_nan()).then_some(r.value);
+        s.last_step = r.step;
+        s.count += 1;
+        if r.value.is_finite() {
+            s.min = Some(s.min.map_or(r.value, |m| m.min(r.value)));
+            s.max = Some(s.max.map_or(r.value, |m| m.max(r.value)));
+        }
+    }
+    out
+}
+
+/// Flattens a resolved config into `a.b` → (text, number) rows for filtering.
+/// The sweep specification is not a parameter of the run.
+pub fn flatten_params(table: &toml::Table) -> Vec<(String, String, Option<f64>)> {
+    fn walk(prefix: &str, value: &toml::Value, out: &mut Vec<(String, String, Option<f64>)>) {
+        if let toml::Value::Table(t) = value {
+            for (k, v) in t {
+                let key = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                if key != "sweep" {
+                    walk(&key, v, out);
+                }
+            }
+        } else {
+            let (text, num) = param_value(value);
+            out.push((prefix.to_string(), text, num));
+        }
+    }
+    let mut out = Vec::new();
+    walk("", &toml::Value::Table(table.clone()), &mut out);
+    out
+}
+
+fn param_value(value: &toml::Value) -> (String, Option<f64>) {
+    match value {
+        toml::Value::String(s) => (s.clone(), None),
+        toml::Value::Integer(i) => (i.to_string(), Some(*i as f64)),
+        toml::Value::Float(x) => (x.to_string(), Some(*x)),
+        toml::Value::Boolean(b) => (b.to_string(), Some(*b as i64 as f64)),
+        other => (crate::config::overrides::inline_toml(other), None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn params_flatten_nested_tables_and_skip_the_sweep() {
+        let t: toml::Table =
+            toml::from_str("lr = 1e-4\nname = 'x'\n[model]\nn_sigma = 2\n[sweep]\nlr = [1, 2]")
+                .unwrap();
+        let p = flatten_params(&t);
+        assert!(p.contains(&("lr".into(), "0.0001".into(), Some(1e-4))));
+        assert!(p.contains(&("model.n_sigma".into(), "2".into(), Some(2.0))));
+        assert!(p.contains(&("name".into(), "x".into(), None)));
+        assert!(!p.iter().any(|(k, _, _)| k.starts_with("sweep")));
+    }
+}

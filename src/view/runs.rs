@@ -1,0 +1,167 @@
+//! Runs as the terminal shows them: `esx ls`, `esx show`, `esx export`.
+
+use std::fmt::Write;
+
+use super::{duration, local_time, number, Table};
+use crate::store::query::{Event, ImageInfo, MetricPoint, RunInfo};
+
+/// The metrics a researcher looks at first, shown when any run has them.
+const HEADLINE: &[(&str, &str, &str)] = &[
+    ("val", "iou", "BEST VAL IOU"),
+    ("val", "loss", "LAST VAL LOSS"),
+    ("test", "ap50", "TEST AP50"),
+];
+
+pub fn runs_table(runs: &[RunInfo]) -> String {
+    let columns: Vec<_> = HEADLINE
+        .iter()
+        .filter(|(split, key, _)| runs.iter().any(|r| r.summary(split, key).is_some()))
+        .collect();
+    let any_sweep = runs.iter().any(|r| r.sweep_id.is_some());
+    let mut header = vec!["ID", "NAME", "STATUS", "CREATED", "DURATION"];
+    if any_sweep {
+        header.push("SWEEP");
+    }
+    header.extend(columns.iter().map(|c| c.2));
+    let mut table = Table::new(header);
+    for r in runs {
+        let mut row = vec![
+            r.id.clone(),
+            r.name.clone(),
+            r.status.as_str().to_string(),
+            local_time(r.created),
+            duration(r.duration()),
+        ];
+        if any_sweep {
+            row.push(match (&r.sweep_id, r.sweep_index) {
+                (Some(id), Some(i)) => format!("{id}#{i}"),
+                _ => "-".into(),
+            });
+        }
+        for (split, key, title) in &columns {
+            let s = r.summary(split, key);
+            let v = if title.starts_with("BEST") {
+                s.and_then(|s| s.max)
+            } else {
+                s.and_then(|s| s.last)
+            };
+            row.push(number(v));
+        }
+        table.row(row);
+    }
+    table.render()
+}
+
+pub fn run_details(r: &RunInfo, images: &[ImageInfo], events: &[Event]) -> String {
+    let mut s = String::new();
+    let field = |s: &mut String, k: &str, v: &str| {
+        let _ = writeln!(s, "{k:<11}{v}");
+    };
+    field(&mut s, "id", &r.id);
+    field(&mut s, "name", &r.name);
+    field(&mut s, "status", r.status.as_str());
+    if let Some(e) = &r.error {
+        field(&mut s, "error", e);
+    }
+    field(&mut s, "created", &local_time(r.created));
+    if let Some(e) = r.ended {
+        field(&mut s, "ended", &local_time(e));
+    }
+    field(&mut s, "duration", &duration(r.duration()));
+    field(&mut s, "host", &format!("{} (pid {})", r.host, r.pid));
+    if let Some(c) = &r.git_commit {
+        let dirty = if r.git_dirty == Some(true) {
+            " (dirty)"
+        } else {
+            ""
+        };
+        field(&mut s, "git", &format!("{c}{dirty}"));
+    }
+    field(&mut s, "command", &r.command.join(" "));
+    field(&mut s, "cwd", &r.cwd);
+    if let Some(e) = &r.experiment {
+        field(&mut s, "experiment", e);
+    }
+    if !r.overrides.is_empty() {
+        field(&mut s, "overrides", &r.overrides.join(" "));
+    }
+    if let (Some(id), Some(i)) = (&r.sweep_id, r.sweep_index) {
+        let swept = r
+            .swept
+            .as_ref()
+            .map(|m| {
+                m.iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+            .unwrap_or_default();
+        field(&mut s, "sweep", &format!("{id} #{i} {swept}"));
+    }
+    field(&mut s, "dir", &r.dir.display().to_string());
+
+    if !r.summary.is_empty() {
+        let mut t = Table::new(["SPLIT", "KEY", "LAST", "MIN", "MAX", "STEPS", "LAST STEP"]);
+        for m in &r.summary {
+            t.row([
+                m.split.clone(),
+                m.key.clone(),
+                number(m.last),
+                number(m.min),
+                number(m.max),
+                m.count.to_string(),
+                m.last_step.to_string(),
+            ]);
+        }
+        let _ = write!(s, "\nmetrics\n{}", t.render());
+    }
+    if !images.is_empty() {
+        let mut t = Table::new(["ID", "EPOCH", "KIND", "BYTES"]);
+        for i in images {
+            t.row([
+                i.id.to_string(),
+                i.epoch.to_string(),
+                i.kind.clone(),
+                i.bytes.to_string(),
+            ]);
+        }
+        let _ = write!(s, "\nimages\n{}", t.render());
+    }
+    if !events.is_empty() {
+        let mut t = Table::new(["TIME", "EVENT", "DETAIL"]);
+        for e in events {
+            t.row([local_time(e.wall), e.kind.clone(), e.detail.clone()]);
+        }
+        let _ = write!(s, "\nevents\n{}", t.render());
+    }
+    let _ = write!(s, "\nconfig\n{}", r.config);
+    s
+}
+
+/// Metric rows as CSV with a header; `run` names the run of each row.
+pub fn metrics_csv(rows: &[(String, MetricPoint)]) -> String {
+    let mut s = String::from("run,step,epoch,split,key,value,wall\n");
+    for (run, m) in rows {
+        let value = m.value.map(|v| v.to_string()).unwrap_or_default();
+        let _ = writeln!(
+            s,
+            "{},{},{},{},{},{},{:.3}",
+            csv_field(run),
+            m.step,
+            m.epoch,
+            csv_field(&m.split),
+            csv_field(&m.key),
+            value,
+            m.wall
+        );
+    }
+    s
+}
+
+fn csv_field(text: &str) -> String {
+    if text.contains([',', '"', '\n']) {
+        format!("\"{}\"", text.replace('"', "\"\""))
+    } else {
+        text.to_string()
+    }
+}
