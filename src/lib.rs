@@ -3,6 +3,7 @@
 //! The library holds everything; the `esx` binary parses arguments and calls in.
 //! See ARCHITECTURE.md for the map.
 
+pub mod bench;
 pub mod config;
 pub mod store;
 pub mod view;

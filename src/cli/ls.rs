@@ -18,7 +18,12 @@ pub struct Args {
     #[arg(long = "where", value_name = "EXPR")]
     pub filter: Option<String>,
     /// Sort by a field (created, name, params.lr, max.val/iou…); prefix - for descending
-    #[arg(long, value_name = "KEY", default_value = "created")]
+    #[arg(
+        long,
+        value_name = "KEY",
+        default_value = "created",
+        allow_hyphen_values = true
+    )]
     pub sort: String,
     /// Only the runs of this sweep (id or prefix)
     #[arg(long, value_name = "ID")]

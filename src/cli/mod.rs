@@ -1,5 +1,6 @@
 //! One file per subcommand: its arguments and a call into the library.
 
+mod bench;
 mod config;
 mod export;
 mod ls;
@@ -24,6 +25,7 @@ pub enum Command {
     Ls(ls::Args),
     Show(show::Args),
     Export(export::Args),
+    Bench(bench::Args),
 }
 
 impl Command {
@@ -33,6 +35,7 @@ impl Command {
             Command::Ls(a) => ls::exec(a),
             Command::Show(a) => show::exec(a),
             Command::Export(a) => export::exec(a),
+            Command::Bench(a) => bench::exec(a),
         }?;
         Ok(ExitCode::SUCCESS)
     }

@@ -131,8 +131,14 @@ pub fn compose(
         why: e.to_string(),
     })?;
     table.remove("defaults");
+    // A deleted key falls back to the schema's default, which interpolation may use.
+    let schema_defaults: toml::Table =
+        toml::Table::try_from(Config::default()).expect("the schema serialises to TOML");
     for key in &deletions {
         remove_path(&mut table, key);
+        if let Some(default) = find_path(&schema_defaults, key) {
+            set_path(&mut table, key, default.clone());
+        }
     }
     interpolate(&mut table)?;
     let mut config: Config = Figment::from(Serialized::defaults(&table))
@@ -175,6 +181,29 @@ fn source_name(figment: &Figment, key: &str) -> String {
             _ => m.name.to_string(),
         },
         None => "the config".into(),
+    }
+}
+
+fn find_path<'t>(table: &'t toml::Table, key: &str) -> Option<&'t toml::Value> {
+    match key.split_once('.') {
+        None => table.get(key),
+        Some((head, rest)) => find_path(table.get(head)?.as_table()?, rest),
+    }
+}
+
+fn set_path(table: &mut toml::Table, key: &str, value: toml::Value) {
+    match key.split_once('.') {
+        None => {
+            table.insert(key.to_string(), value);
+        }
+        Some((head, rest)) => {
+            let entry = table
+                .entry(head.to_string())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            if let toml::Value::Table(t) = entry {
+                set_path(t, rest, value);
+            }
+        }
     }
 }
 

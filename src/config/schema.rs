@@ -281,7 +281,7 @@ impl Config {
             );
         }
         let crop = self.data.crop_size;
-        if crop < 16 || crop % 8 != 0 {
+        if crop < 16 || !crop.is_multiple_of(8) {
             return bad(
                 "data.crop_size",
                 crop.to_string(),
@@ -329,6 +329,13 @@ impl Config {
             }
         }
         Ok(())
+    }
+}
+
+impl Config {
+    /// The schema defaults as TOML.
+    pub fn default_toml() -> String {
+        toml::to_string(&Config::default()).expect("the schema serialises to TOML")
     }
 }
 
@@ -410,8 +417,10 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("data.crop_size"));
-        let mut c = Config::default();
-        c.device = "gpu".into();
+        let c = Config {
+            device: "gpu".into(),
+            ..Config::default()
+        };
         assert!(c.validate().unwrap_err().to_string().contains("device"));
     }
 }

@@ -107,7 +107,7 @@ impl SweepSpec {
                     return Err(format!("{name} takes (low, high)"));
                 }
                 let (a, b) = (number(&args[0])?, number(&args[1])?);
-                if !(a < b) {
+                if a >= b || a.is_nan() || b.is_nan() {
                     return Err(format!("{name}({a}, {b}) needs low < high"));
                 }
                 if name == "loguniform" {

@@ -112,3 +112,6 @@ impl StoreError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
