@@ -5,5 +5,7 @@
 
 pub mod bench;
 pub mod config;
+pub mod data;
+pub mod progress;
 pub mod store;
 pub mod view;

@@ -4,7 +4,9 @@ mod bench;
 mod config;
 mod export;
 mod ls;
+mod prepare;
 mod show;
+mod synth;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -25,6 +27,8 @@ pub enum Command {
     Ls(ls::Args),
     Show(show::Args),
     Export(export::Args),
+    Synth(synth::Args),
+    Prepare(prepare::Args),
     Bench(bench::Args),
 }
 
@@ -35,6 +39,8 @@ impl Command {
             Command::Ls(a) => ls::exec(a),
             Command::Show(a) => show::exec(a),
             Command::Export(a) => export::exec(a),
+            Command::Synth(a) => synth::exec(a),
+            Command::Prepare(a) => prepare::exec(a),
             Command::Bench(a) => bench::exec(a),
         }?;
         Ok(ExitCode::SUCCESS)
@@ -73,4 +79,9 @@ pub fn parse_overrides(texts: &[String]) -> anyhow::Result<Vec<esx::config::Over
         .iter()
         .map(|t| esx::config::Override::parse(t))
         .collect::<Result<_, _>>()?)
+}
+
+/// Parses a config enum from its config spelling (`approx-medoid`, `GT`, …).
+pub fn parse_enum<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, String> {
+    serde_json::from_value(serde_json::Value::String(text.to_string())).map_err(|e| e.to_string())
 }

@@ -1,0 +1,122 @@
+//! `esx prepare centers|crops DATASET …`: instance centres and training crops.
+
+use std::path::PathBuf;
+
+use esx::config::{Annotations, CenterMethod, Normalization};
+use esx::data::crops::{prepare_crops, CropSpec};
+use esx::data::prepare::{all_sequences, prepare_centers};
+use esx::progress::Reporter;
+
+use super::{parse_enum, print_json};
+
+/// Prepare a CTC dataset for training (esx run does this by itself)
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(subcommand)]
+    pub what: What,
+}
+
+#[derive(clap::Args)]
+pub struct Common {
+    /// The dataset folder (holding 01/, 01_GT/, …)
+    pub dataset: PathBuf,
+    /// Centre of each instance
+    #[arg(long, default_value = "medoid", value_parser = parse_enum::<CenterMethod>)]
+    pub method: CenterMethod,
+    /// GT, ST or both (GT where a frame has it, ST elsewhere)
+    #[arg(long, default_value = "GT", value_parser = parse_enum::<Annotations>)]
+    pub annotations: Annotations,
+    /// Sequences, comma separated (default: every NN folder)
+    #[arg(long, value_delimiter = ',')]
+    pub sequences: Vec<String>,
+    /// No progress bar
+    #[arg(long, short)]
+    pub quiet: bool,
+    /// Print the report as JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(clap::Subcommand)]
+pub enum What {
+    /// Write NN_GT/INSTANCE_CENTERS/man_segNNN.tif (the instance id at its centre)
+    Centers(Common),
+    /// Write TRAIN_CROPS_SxS/ (one crop per instance, centred on it)
+    Crops {
+        #[command(flatten)]
+        common: Common,
+        #[arg(long, default_value_t = 256)]
+        crop_size: usize,
+        #[arg(long, default_value = "percentile", value_parser = parse_enum::<Normalization>)]
+        normalization: Normalization,
+        /// Skip images smaller than the crop instead of padding them
+        #[arg(long)]
+        no_pad: bool,
+    },
+}
+
+pub fn exec(args: Args) -> anyhow::Result<()> {
+    match args.what {
+        What::Centers(c) => {
+            let reporter = Reporter::terminal(c.quiet);
+            let seqs = sequences(&c)?;
+            let r = prepare_centers(&c.dataset, &seqs, c.annotations, c.method, &reporter)?;
+            if c.json {
+                return print_json(&r);
+            }
+            println!(
+                "{} frames: {} written, {} already current, {} instances{}",
+                r.frames,
+                r.written,
+                r.current,
+                r.instances,
+                if r.empty > 0 {
+                    format!(", {} empty masks skipped", r.empty)
+                } else {
+                    String::new()
+                }
+            );
+        }
+        What::Crops {
+            common: c,
+            crop_size,
+            normalization,
+            no_pad,
+        } => {
+            let mut config = esx::config::Config::default();
+            config.data.crop_size = crop_size;
+            config.validate()?;
+            let reporter = Reporter::terminal(c.quiet);
+            let spec = CropSpec {
+                crop_size,
+                center: c.method,
+                annotations: c.annotations,
+                normalization,
+                pmin: config.data.pmin,
+                pmax: config.data.pmax,
+                pad: !no_pad,
+            };
+            let r = prepare_crops(&c.dataset, &sequences(&c)?, &spec, &reporter)?;
+            if c.json {
+                return print_json(&r);
+            }
+            println!(
+                "{} frames: {} cropped, {} already current; {} crops in {}",
+                r.frames,
+                r.written_frames,
+                r.current_frames,
+                r.crops,
+                r.dir.display()
+            );
+        }
+    }
+    Ok(())
+}
+
+fn sequences(c: &Common) -> anyhow::Result<Vec<String>> {
+    if c.sequences.is_empty() {
+        Ok(all_sequences(&c.dataset)?)
+    } else {
+        Ok(c.sequences.clone())
+    }
+}

@@ -1,0 +1,75 @@
+//! Data: Cell Tracking Challenge datasets, instance centres, training crops,
+//! synthetic datasets, augmentation and batches.
+
+pub mod augment;
+pub mod batches;
+pub mod centers;
+pub mod crops;
+pub mod ctc;
+mod fingerprint;
+mod grid;
+pub mod medoid;
+pub mod normalize;
+pub mod prepare;
+pub mod synth;
+pub mod tiff_io;
+
+use std::path::{Path, PathBuf};
+
+pub use grid::Grid;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DataError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: not a readable TIFF: {why}")]
+    Tiff { path: PathBuf, why: String },
+    #[error("{path}: unsupported: {what}")]
+    Unsupported { path: PathBuf, what: String },
+    #[error("dataset folder {0} does not exist")]
+    MissingDataset(PathBuf),
+    #[error("sequence folder {path} does not exist (sequences here: {})", list(.available))]
+    MissingSequence {
+        path: PathBuf,
+        available: Vec<String>,
+    },
+    #[error("no annotations: none of {} exists", .wanted.join(", "))]
+    NoAnnotations { wanted: Vec<String> },
+    #[error("mask {mask} has no image (expected {expected})")]
+    MaskWithoutImage { mask: PathBuf, expected: PathBuf },
+    #[error("image {image} is {iw}×{ih} but its mask {mask} is {mw}×{mh}")]
+    SizeMismatch {
+        image: PathBuf,
+        mask: PathBuf,
+        iw: usize,
+        ih: usize,
+        mw: usize,
+        mh: usize,
+    },
+    #[error("crop size {crop} is larger than every image (largest {w}×{h}) and padding is off")]
+    CropTooLarge { crop: usize, w: usize, h: usize },
+    #[error("no training crops in {path}: {why}")]
+    NoCrops { path: PathBuf, why: String },
+    #[error("{path}: {why}")]
+    Manifest { path: PathBuf, why: String },
+}
+
+impl DataError {
+    pub(crate) fn io(path: &Path, source: std::io::Error) -> DataError {
+        DataError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}
+
+fn list(items: &[String]) -> String {
+    if items.is_empty() {
+        "none".into()
+    } else {
+        items.join(", ")
+    }
+}
