@@ -1,6 +1,7 @@
 //! Throughput benchmarks behind `esx bench`: they print figures, they do not
 //! pass or fail. Each returns its measurements for the command to print.
 
+pub mod data;
 pub mod store;
 
 use std::time::{Duration, Instant};

@@ -23,6 +23,21 @@ pub enum Which {
         #[arg(long = "count", default_value_t = 1000)]
         count: usize,
     },
+    /// Data: instance centres (exact medoid, approx), one large medoid, batch throughput
+    Data {
+        /// Synthetic frames to compute centres for
+        #[arg(long, default_value_t = 100)]
+        frames: usize,
+        #[arg(long, default_value_t = 512)]
+        frame_size: usize,
+        #[arg(long, default_value_t = 16)]
+        batch: usize,
+        #[arg(long, default_value_t = 256)]
+        crop: usize,
+        /// Batches to stream
+        #[arg(long, default_value_t = 50)]
+        batches: usize,
+    },
 }
 
 pub fn exec(args: Args) -> anyhow::Result<()> {
@@ -32,6 +47,23 @@ pub fn exec(args: Args) -> anyhow::Result<()> {
             runs: count,
             exe: std::env::current_exe()?,
         })?,
+        Which::Data {
+            frames,
+            frame_size,
+            batch,
+            crop,
+            batches,
+        } => {
+            let scratch = tempfile::tempdir()?;
+            let opts = esx::bench::data::DataBench {
+                frames,
+                frame_size,
+                batch,
+                crop,
+                batches,
+            };
+            esx::bench::data::run(&opts, scratch.path())?
+        }
     };
     if args.json {
         return print_json(&figures);
