@@ -6,6 +6,7 @@
 pub mod bench;
 pub mod config;
 pub mod data;
+pub mod loss;
 pub mod model;
 pub mod progress;
 pub mod store;

@@ -1,7 +1,7 @@
 //! Custom CPU ops for BranchedERFNet (candle CustomOps with their backward).
 //! One file per op; each states its layout and its backward.
 
-mod check;
+pub(crate) mod check;
 pub mod conv;
 mod conv_kernels;
 mod elem;

@@ -1,0 +1,155 @@
+//! esx against EmbedSeg 0.2.5 itself: BranchedERFNet outputs (eval and train
+//! mode), running statistics, parameter gradients, and every SpatialEmbLoss
+//! term with its gradient — fixtures made by tools/reference/make_fixtures.py,
+//! compared in float64.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use candle_core::{DType, Device, Tensor};
+use esx::loss::{embedseg_loss, LossWeights};
+use esx::model::{BranchedErfnet, Mode, Weights};
+
+fn fixtures() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/embedseg")
+}
+
+fn load(name: &str) -> HashMap<String, Tensor> {
+    candle_core::safetensors::load(fixtures().join(name), &Device::Cpu).expect("fixture loads")
+}
+
+fn reference() -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(fixtures().join("reference.json")).unwrap()).unwrap()
+}
+
+/// max |a − b| / (max |b| + 1e-12)
+fn rel_err(a: &Tensor, b: &Tensor) -> f64 {
+    let a: Vec<f64> = a
+        .to_dtype(DType::F64)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1()
+        .unwrap();
+    let b: Vec<f64> = b
+        .to_dtype(DType::F64)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1()
+        .unwrap();
+    assert_eq!(a.len(), b.len());
+    let scale = b.iter().fold(0.0f64, |m, v| m.max(v.abs())) + 1e-12;
+    a.iter()
+        .zip(&b)
+        .fold(0.0f64, |m, (x, y)| m.max((x - y).abs()))
+        / scale
+}
+
+/// The reference network in f64, weights decoded from their u8 codes.
+fn reference_net() -> (Weights, BranchedErfnet) {
+    let w = Weights::new(DType::F64, &Device::Cpu);
+    let net = BranchedErfnet::new(&w, 2, 0).unwrap();
+    let codes = load("model_weights_u8.safetensors");
+    let maps = reference()["weight_maps"].clone();
+    let mut seen = 0;
+    for map in [&w.params, &w.buffers] {
+        for (name, var) in map.data().lock().unwrap().iter() {
+            let q = codes
+                .get(name)
+                .unwrap_or_else(|| panic!("{name} in the fixture"));
+            let m = &maps[name];
+            let (offset, scale) = (m[0].as_f64().unwrap(), m[1].as_f64().unwrap());
+            let value = ((q.to_dtype(DType::F64).unwrap() * scale).unwrap() + offset).unwrap();
+            var.set(&value).unwrap();
+            seen += 1;
+        }
+    }
+    assert_eq!(
+        seen,
+        codes.len(),
+        "every reference tensor has a place in esx's model"
+    );
+    (w, net)
+}
+
+#[test]
+fn branched_erfnet_matches_embedseg_in_eval_and_train_mode() {
+    let (w, net) = reference_net();
+    let out = load("model_outputs.safetensors");
+    let x = out["input"].to_dtype(DType::F64).unwrap();
+
+    let eval = net.forward(&x, Mode::Eval).unwrap();
+    let e = rel_err(&eval, &out["out_eval"]);
+    assert!(e < 1e-9, "eval output differs by {e:e}");
+
+    let train = net.forward(&x, Mode::TrainNoDropout).unwrap();
+    let e = rel_err(&train, &out["out_train"]);
+    assert!(e < 1e-9, "train output differs by {e:e}");
+
+    // Running statistics after one training forward pass.
+    let tensors: HashMap<String, Tensor> = w.named_tensors().into_iter().collect();
+    let mut checked = 0;
+    for (name, want) in out.iter().filter(|(k, _)| k.starts_with("after.")) {
+        let e = rel_err(&tensors[&name["after.".len()..]], want);
+        assert!(e < 1e-9, "{name} differs by {e:e}");
+        checked += 1;
+    }
+    assert!(checked >= 6);
+
+    // Parameter gradients of Σ out · r.
+    let loss = (&train * out["r"].clone()).unwrap().sum_all().unwrap();
+    let grads = loss.backward().unwrap();
+    let params: HashMap<String, candle_core::Var> = w.trainable().into_iter().collect();
+    let mut checked = 0;
+    for (name, want) in out.iter().filter(|(k, _)| k.starts_with("grad.")) {
+        let var = &params[&name["grad.".len()..]];
+        let got = grads
+            .get(var)
+            .unwrap_or_else(|| panic!("no gradient for {name}"));
+        let e = rel_err(got, want);
+        assert!(e < 1e-9, "{name} differs by {e:e}");
+        checked += 1;
+    }
+    assert_eq!(checked, 10);
+}
+
+fn loss_case(tag: &str, n_sigma: usize) {
+    let f = load(&format!("loss_{tag}.safetensors"));
+    let want = &reference()[format!("loss_{tag}")];
+    let pred = candle_core::Var::from_tensor(&f["prediction"]).unwrap();
+    let labels: Vec<u32> = f["labels"].flatten_all().unwrap().to_vec1().unwrap();
+    let centers: Vec<u32> = f["centers"].flatten_all().unwrap().to_vec1().unwrap();
+    let w = LossWeights {
+        w_inst: 1.0,
+        w_var: 10.0,
+        w_seed: 1.0,
+        foreground_weight: 10.0,
+    };
+    let terms = embedseg_loss(&pred, &labels, &centers, n_sigma, &w).unwrap();
+    for (got, key) in [
+        (terms.instance, "instance"),
+        (terms.var, "var"),
+        (terms.seed, "seed"),
+        (terms.total.to_scalar::<f64>().unwrap(), "total"),
+    ] {
+        let expected = want[key].as_f64().unwrap();
+        assert!(
+            (got - expected).abs() <= 1e-12 * expected.abs(),
+            "{tag} {key}: {got} vs {expected}"
+        );
+    }
+    let grads = terms.total.backward().unwrap();
+    let e = rel_err(grads.get(&pred).unwrap(), &f["grad_total"]);
+    assert!(e < 1e-10, "{tag} gradient differs by {e:e}");
+}
+
+#[test]
+fn spatial_emb_loss_matches_embedseg_with_two_sigmas() {
+    loss_case("n_sigma_2", 2);
+}
+
+#[test]
+fn spatial_emb_loss_matches_embedseg_with_one_sigma() {
+    loss_case("n_sigma_1", 1);
+}
