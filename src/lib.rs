@@ -10,4 +10,5 @@ pub mod loss;
 pub mod model;
 pub mod progress;
 pub mod store;
+pub mod train;
 pub mod view;

@@ -75,6 +75,16 @@ fn reference_net() -> (Weights, BranchedErfnet) {
 
 #[test]
 fn branched_erfnet_matches_embedseg_in_eval_and_train_mode() {
+    model_case();
+}
+
+/// candle's own ops, as run on devices other than the CPU, give the same.
+#[test]
+fn the_candle_native_path_matches_embedseg_too() {
+    esx::model::layers::with_native_ops(model_case);
+}
+
+fn model_case() {
     let (w, net) = reference_net();
     let out = load("model_outputs.safetensors");
     let x = out["input"].to_dtype(DType::F64).unwrap();

@@ -3,6 +3,7 @@
 
 pub mod data;
 pub mod store;
+pub mod train;
 
 use std::time::{Duration, Instant};
 

@@ -23,6 +23,18 @@ pub enum Which {
         #[arg(long = "count", default_value_t = 1000)]
         count: usize,
     },
+    /// Training step and inference speed of BranchedERFNet (f32, CPU)
+    Train {
+        /// Training shapes as BATCHxSIZE
+        #[arg(long, value_delimiter = ',', default_value = "2x256,8x128")]
+        train: Vec<String>,
+        /// Inference shapes as BATCHxSIZE
+        #[arg(long, value_delimiter = ',', default_value = "1x512,1x2048")]
+        infer: Vec<String>,
+        /// Timed repetitions (median reported)
+        #[arg(long, default_value_t = 5)]
+        steps: usize,
+    },
     /// Data: instance centres (exact medoid, approx), one large medoid, batch throughput
     Data {
         /// Synthetic frames to compute centres for
@@ -47,6 +59,24 @@ pub fn exec(args: Args) -> anyhow::Result<()> {
             runs: count,
             exe: std::env::current_exe()?,
         })?,
+        Which::Train {
+            train,
+            infer,
+            steps,
+        } => {
+            let parse = |v: &[String]| -> anyhow::Result<Vec<(usize, usize)>> {
+                v.iter()
+                    .filter(|s| !s.is_empty())
+                    .map(|s| {
+                        let (b, n) = s.split_once('x').ok_or_else(|| {
+                            anyhow::anyhow!("shape `{s}`: expected BATCHxSIZE, e.g. 2x256")
+                        })?;
+                        Ok((b.parse()?, n.parse()?))
+                    })
+                    .collect()
+            };
+            esx::bench::train::run(&parse(&train)?, &parse(&infer)?, steps)?
+        }
         Which::Data {
             frames,
             frame_size,

@@ -143,7 +143,7 @@ mod tests {
                 if (1..=30).contains(&r2) && dx < 0 {
                     g.set(y, x, 2); // a half disc inside it
                 }
-                if (y < 3 || y > 57) && x < 5 {
+                if !(3..=57).contains(&y) && x < 5 {
                     g.set(y, x, 3); // two far apart pieces
                 }
             }

@@ -23,10 +23,10 @@ pub fn summed_distance(ys: &[f64], xs: &[f64], j: usize) -> f64 {
     let mut acc = [0.0f64; 4];
     let chunks = ys.len() / 4;
     for c in 0..chunks {
-        for lane in 0..4 {
+        for (lane, a) in acc.iter_mut().enumerate() {
             let k = c * 4 + lane;
             let (dy, dx) = (ys[k] - yj, xs[k] - xj);
-            acc[lane] += (dy * dy + dx * dx).sqrt();
+            *a += (dy * dy + dx * dx).sqrt();
         }
     }
     for k in chunks * 4..ys.len() {

@@ -257,7 +257,7 @@ mod tests {
             .unwrap()
             .total
         };
-        check_grads(&[seed.clone()], f, 128, 1e-6);
+        check_grads(std::slice::from_ref(&seed), f, 128, 1e-6);
     }
 
     #[test]

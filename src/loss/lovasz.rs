@@ -84,7 +84,7 @@ mod tests {
         let logits = Var::from_tensor(&rand_tensor(&[200], 3)).unwrap();
         let labels: Vec<bool> = (0..200).map(|i| (i * 7) % 5 < 2).collect();
         check_grads(
-            &[logits.clone()],
+            std::slice::from_ref(&logits),
             || lovasz_hinge(&logits, &labels).unwrap(),
             200,
             1e-6,

@@ -6,7 +6,7 @@ use std::sync::Mutex;
 use candle_core::{Result, Tensor};
 use rand_chacha::ChaCha8Rng;
 
-use super::layers::{dropout2d, max_pool2x2, BatchNorm, Builders, Conv, ConvTranspose, Mode};
+use super::layers::{dropout_mask, max_pool2x2, BatchNorm, Builders, Conv, ConvTranspose, Mode};
 use super::ops::Geom;
 
 const BN_EPS: f64 = 1e-3;
@@ -31,8 +31,8 @@ impl Downsampler {
     }
 
     pub fn forward(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
-        let y = Tensor::cat(&[&self.conv.forward(x)?, &max_pool2x2(x)?], 1)?;
-        self.bn.forward(&y, mode)?.relu()
+        let y = Tensor::cat(&[&self.conv.forward(x, false)?, &max_pool2x2(x)?], 1)?;
+        self.bn.forward(&y, mode, true)
     }
 }
 
@@ -73,24 +73,26 @@ impl NonBottleneck1d {
     }
 
     pub fn forward(&self, x: &Tensor, mode: Mode, rng: &Mutex<ChaCha8Rng>) -> Result<Tensor> {
-        let y = self.conv3x1_1.forward(x)?.relu()?;
+        let y = self.conv3x1_1.forward(x, true)?;
         let y = self
             .bn1
-            .forward(&self.conv1x3_1.forward(&y)?, mode)?
-            .relu()?;
-        let y = self.conv3x1_2.forward(&y)?.relu()?;
-        let mut y = self.bn2.forward(&self.conv1x3_2.forward(&y)?, mode)?;
-        if self.dropout > 0.0 && mode == Mode::Train {
-            y = dropout2d(&y, self.dropout, rng)?;
-        }
-        (y + x)?.relu()
+            .forward(&self.conv1x3_1.forward(&y, false)?, mode, true)?;
+        let y = self.conv3x1_2.forward(&y, true)?;
+        let mask = if self.dropout > 0.0 && mode == Mode::Train {
+            let (n, c, _, _) = x.dims4()?;
+            Some(dropout_mask(n, c, self.dropout, rng))
+        } else {
+            None
+        };
+        self.bn2
+            .forward_add_relu(&self.conv1x3_2.forward(&y, false)?, x, mode, mask)
     }
 }
 
 /// A layer of the encoder or decoder list.
 pub enum Layer {
     Down(Downsampler),
-    Block(NonBottleneck1d),
+    Block(Box<NonBottleneck1d>),
     Up(Upsampler),
 }
 
@@ -118,13 +120,23 @@ impl Encoder {
         let mut add = |layer: Layer| layers.push(layer);
         add(Layer::Down(Downsampler::new(&l.pp(0), 16, 64)?));
         for i in 1..=5 {
-            add(Layer::Block(NonBottleneck1d::new(&l.pp(i), 64, 0.03, 1)?));
+            add(Layer::Block(Box::new(NonBottleneck1d::new(
+                &l.pp(i),
+                64,
+                0.03,
+                1,
+            )?)));
         }
         add(Layer::Down(Downsampler::new(&l.pp(6), 64, 128)?));
         let mut i = 7;
         for _ in 0..2 {
             for d in [2, 4, 8, 16] {
-                add(Layer::Block(NonBottleneck1d::new(&l.pp(i), 128, 0.3, d)?));
+                add(Layer::Block(Box::new(NonBottleneck1d::new(
+                    &l.pp(i),
+                    128,
+                    0.3,
+                    d,
+                )?)));
                 i += 1;
             }
         }
@@ -165,7 +177,7 @@ impl Upsampler {
     }
 
     pub fn forward(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
-        self.bn.forward(&self.conv.forward(x)?, mode)?.relu()
+        self.bn.forward(&self.conv.forward(x)?, mode, true)
     }
 }
 
@@ -180,11 +192,11 @@ impl Decoder {
         Ok(Decoder {
             layers: vec![
                 Layer::Up(Upsampler::new(&l.pp(0), 128, 64)?),
-                Layer::Block(NonBottleneck1d::new(&l.pp(1), 64, 0.0, 1)?),
-                Layer::Block(NonBottleneck1d::new(&l.pp(2), 64, 0.0, 1)?),
+                Layer::Block(Box::new(NonBottleneck1d::new(&l.pp(1), 64, 0.0, 1)?)),
+                Layer::Block(Box::new(NonBottleneck1d::new(&l.pp(2), 64, 0.0, 1)?)),
                 Layer::Up(Upsampler::new(&l.pp(3), 64, 16)?),
-                Layer::Block(NonBottleneck1d::new(&l.pp(4), 16, 0.0, 1)?),
-                Layer::Block(NonBottleneck1d::new(&l.pp(5), 16, 0.0, 1)?),
+                Layer::Block(Box::new(NonBottleneck1d::new(&l.pp(4), 16, 0.0, 1)?)),
+                Layer::Block(Box::new(NonBottleneck1d::new(&l.pp(5), 16, 0.0, 1)?)),
             ],
             output_conv: ConvTranspose::new(
                 &b.pp("output_conv"),

@@ -2,14 +2,16 @@
 //! PyTorch's running statistics, channel dropout, and 2×2 max pooling with
 //! PyTorch's gradient (to the first maximum of each window).
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
-use candle_core::{Result, Tensor, Var, D};
+use candle_core::{DType, Result, Tensor, Var, D};
 use candle_nn::{Init, VarBuilder};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
-use super::ops::{conv2d, conv_transpose2d, Geom};
+use super::ops::{
+    self, batch_norm_act, batch_norm_add_relu, conv2d, conv_transpose2d, BnConfig, Geom,
+};
 
 /// How a forward pass runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -60,6 +62,24 @@ impl<'a> Builders<'a> {
     }
 }
 
+thread_local! {
+    /// Tests set this to run candle's own ops on the CPU (the path other devices take).
+    static NATIVE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f` with the candle-native ops instead of the fused CPU ops (tests).
+pub fn with_native_ops<R>(f: impl FnOnce() -> R) -> R {
+    NATIVE.with(|n| n.set(true));
+    let r = f();
+    NATIVE.with(|n| n.set(false));
+    r
+}
+
+/// The fused custom ops run on CPU tensors; other devices use candle's ops.
+fn fused(x: &Tensor) -> bool {
+    x.device().is_cpu() && !NATIVE.with(|n| n.get())
+}
+
 pub struct Conv {
     weight: Tensor,
     bias: Tensor,
@@ -75,8 +95,34 @@ impl Conv {
         })
     }
 
-    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        conv2d(x, &self.weight, &self.bias, self.geom)
+    /// conv(x) + bias, then ReLU if `relu`.
+    pub fn forward(&self, x: &Tensor, relu: bool) -> Result<Tensor> {
+        if fused(x) {
+            return conv2d(x, &self.weight, &self.bias, self.geom, relu);
+        }
+        let g = self.geom;
+        let (mut x, mut pad, mut dil) = (x.clone(), g.ph, g.dh);
+        if g.ph != g.pw || g.dh != g.dw {
+            // candle takes one padding and dilation: pad by hand; the other
+            // kernel axis is 1, so one dilation serves.
+            assert!(
+                g.kh == 1 || g.kw == 1,
+                "asymmetric geometry needs a 1-wide kernel"
+            );
+            x = x
+                .pad_with_zeros(2, g.ph, g.ph)?
+                .pad_with_zeros(3, g.pw, g.pw)?;
+            pad = 0;
+            dil = g.dh.max(g.dw);
+        }
+        let y = x
+            .conv2d(&self.weight, pad, g.sh, dil, 1)?
+            .broadcast_add(&self.bias.reshape((1, (), 1, 1))?)?;
+        if relu {
+            y.relu()
+        } else {
+            Ok(y)
+        }
     }
 }
 
@@ -105,11 +151,17 @@ impl ConvTranspose {
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        conv_transpose2d(x, &self.weight, &self.bias, self.geom, self.output_padding)
+        if fused(x) {
+            return conv_transpose2d(x, &self.weight, &self.bias, self.geom, self.output_padding);
+        }
+        let g = self.geom;
+        x.conv_transpose2d(&self.weight, g.ph, self.output_padding, g.sh, 1)?
+            .broadcast_add(&self.bias.reshape((1, (), 1, 1))?)
     }
 }
 
-/// BatchNorm2d (momentum 0.1, unbiased running variance, as PyTorch).
+/// BatchNorm2d (momentum 0.1, unbiased running variance, as PyTorch), fused
+/// with the activation, dropout and residual that follow it in ERFNet.
 pub struct BatchNorm {
     weight: Tensor,
     bias: Tensor,
@@ -135,14 +187,92 @@ impl BatchNorm {
         })
     }
 
-    pub fn forward(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
+    /// bn(x), then ReLU if `relu`.
+    pub fn forward(&self, x: &Tensor, mode: Mode, relu: bool) -> Result<Tensor> {
+        if fused(x) {
+            let cfg = self.config(mode, relu, None)?;
+            let y = batch_norm_act(x, &self.gamma_beta()?, cfg.clone())?;
+            self.update_running(&cfg, x)?;
+            return Ok(y);
+        }
+        let y = self.native(x, mode)?;
+        if relu {
+            y.relu()
+        } else {
+            Ok(y)
+        }
+    }
+
+    /// relu(bn(x)·mask + residual), mask a per-(n, c) dropout multiplier.
+    pub fn forward_add_relu(
+        &self,
+        x: &Tensor,
+        residual: &Tensor,
+        mode: Mode,
+        mask: Option<Vec<f64>>,
+    ) -> Result<Tensor> {
+        if fused(x) {
+            let cfg = self.config(mode, true, mask)?;
+            let y = batch_norm_add_relu(x, &self.gamma_beta()?, residual, cfg.clone())?;
+            self.update_running(&cfg, x)?;
+            return Ok(y);
+        }
+        let mut y = self.native(x, mode)?;
+        if let Some(m) = mask {
+            let (n, c, _, _) = x.dims4()?;
+            let m = Tensor::from_vec(m, (n, c, 1, 1), x.device())?.to_dtype(x.dtype())?;
+            y = y.broadcast_mul(&m)?;
+        }
+        (y + residual)?.relu()
+    }
+
+    fn gamma_beta(&self) -> Result<Tensor> {
+        Tensor::stack(&[&self.weight, &self.bias], 0)
+    }
+
+    fn config(&self, mode: Mode, relu: bool, mask: Option<Vec<f64>>) -> Result<BnConfig> {
+        let host = |v: &Var| -> Result<Vec<f64>> { v.as_tensor().to_dtype(DType::F64)?.to_vec1() };
+        Ok(BnConfig {
+            eps: self.eps,
+            relu,
+            running: if mode.is_train() {
+                None
+            } else {
+                Some((host(&self.running_mean)?, host(&self.running_var)?))
+            },
+            mask: mask.map(Arc::new),
+            stats: Arc::new(Mutex::new(None)),
+        })
+    }
+
+    fn update_running(&self, cfg: &BnConfig, x: &Tensor) -> Result<()> {
+        let Some((mean, var)) = cfg.stats.lock().expect("bn stats lock").take() else {
+            return Ok(());
+        };
+        let (n, _, h, w) = x.dims4()?;
+        let count = (n * h * w) as f64;
+        let unbiased: Vec<f64> = var
+            .iter()
+            .map(|v| v * count / (count - 1.0).max(1.0))
+            .collect();
+        let c = mean.len();
+        let blend = |old: &Var, new: Vec<f64>| -> Result<()> {
+            let new = Tensor::from_vec(new, c, old.device())?.to_dtype(old.dtype())?;
+            old.set(&((old.as_tensor() * (1.0 - MOMENTUM))? + (new * MOMENTUM)?)?)
+        };
+        blend(&self.running_mean, mean)?;
+        blend(&self.running_var, unbiased)
+    }
+
+    /// Batch norm from candle's ops (devices other than the CPU).
+    fn native(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
         let c = self.weight.dim(0)?;
         let per_channel = |t: &Tensor| t.reshape((1, c, 1, 1));
         let (mean, var) = if mode.is_train() {
             let (n, _, h, w) = x.dims4()?;
             let mean = x.mean_keepdim(0)?.mean_keepdim(2)?.mean_keepdim(3)?;
-            let centered = x.broadcast_sub(&mean)?;
-            let var = centered
+            let var = x
+                .broadcast_sub(&mean)?
                 .sqr()?
                 .mean_keepdim(0)?
                 .mean_keepdim(2)?
@@ -168,22 +298,21 @@ impl BatchNorm {
     }
 }
 
-/// Dropout2d: zeroes whole channels with probability p, scales the rest by 1/(1−p).
-pub fn dropout2d(x: &Tensor, p: f64, rng: &Mutex<ChaCha8Rng>) -> Result<Tensor> {
-    let (n, c, _, _) = x.dims4()?;
+/// Dropout2d's per-(n, c) multipliers: 0 with probability p, else 1/(1−p).
+pub fn dropout_mask(n: usize, c: usize, p: f64, rng: &Mutex<ChaCha8Rng>) -> Vec<f64> {
     let mut rng = rng.lock().expect("dropout rng lock");
     let keep = 1.0 / (1.0 - p);
-    let mask: Vec<f64> = (0..n * c)
+    (0..n * c)
         .map(|_| if rng.random::<f64>() < p { 0.0 } else { keep })
-        .collect();
-    let mask = Tensor::from_vec(mask, (n, c, 1, 1), x.device())?.to_dtype(x.dtype())?;
-    x.broadcast_mul(&mask)
+        .collect()
 }
 
-/// 2×2 max pooling, stride 2, on even sizes. The gradient goes to the first
-/// maximum of each window in row-major order, as PyTorch's does (candle's
-/// own max_pool2d spreads it over the window).
+/// 2×2 max pooling, stride 2, on even sizes, with PyTorch's gradient (to the
+/// first maximum of each window; candle's own max_pool2d spreads it).
 pub fn max_pool2x2(x: &Tensor) -> Result<Tensor> {
+    if fused(x) {
+        return ops::max_pool2x2(x);
+    }
     let (n, c, h, w) = x.dims4()?;
     let windows = x
         .reshape((n, c, h / 2, 2, w / 2, 2))?
@@ -201,44 +330,43 @@ mod tests {
     #[test]
     fn max_pool_takes_the_first_maximum_and_routes_its_gradient() {
         // One window of four zeros (a ReLU's usual tie) and one with a clear maximum.
-        let x = Var::from_vec(
-            vec![0.0f64, 0.0, 1.0, 3.0, 0.0, 0.0, 2.0, -1.0],
-            (1, 1, 2, 4),
-            &Device::Cpu,
-        )
-        .unwrap();
-        let y = max_pool2x2(&x).unwrap();
-        assert_eq!(
-            y.flatten_all().unwrap().to_vec1::<f64>().unwrap(),
-            vec![0.0, 3.0]
-        );
-        let g = y.sum_all().unwrap().backward().unwrap();
-        let gx = g
-            .get(&x)
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .to_vec1::<f64>()
+        for native in [false, true] {
+            let x = Var::from_vec(
+                vec![0.0f64, 0.0, 1.0, 3.0, 0.0, 0.0, 2.0, -1.0],
+                (1, 1, 2, 4),
+                &Device::Cpu,
+            )
             .unwrap();
-        assert_eq!(gx, vec![1.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0]);
+            let run = || {
+                let y = max_pool2x2(&x).unwrap();
+                assert_eq!(
+                    y.flatten_all().unwrap().to_vec1::<f64>().unwrap(),
+                    vec![0.0, 3.0]
+                );
+                y.sum_all().unwrap().backward().unwrap()
+            };
+            let g = if native { with_native_ops(run) } else { run() };
+            let gx = g
+                .get(&x)
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f64>()
+                .unwrap();
+            assert_eq!(
+                gx,
+                vec![1.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0],
+                "native: {native}"
+            );
+        }
     }
 
     #[test]
-    fn dropout_zeroes_whole_channels() {
-        let x = Tensor::ones((2, 50, 3, 3), candle_core::DType::F32, &Device::Cpu).unwrap();
+    fn dropout_masks_whole_channels() {
         let rng = Mutex::new(rand::SeedableRng::seed_from_u64(1));
-        let y = dropout2d(&x, 0.3, &rng).unwrap();
-        let sums: Vec<f32> = y
-            .sum((2, 3))
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .to_vec1()
-            .unwrap();
-        let zeros = sums.iter().filter(|&&s| s == 0.0).count();
-        assert!(sums
-            .iter()
-            .all(|&s| s == 0.0 || (s - 9.0 / 0.7).abs() < 1e-4));
+        let m = dropout_mask(2, 50, 0.3, &rng);
+        let zeros = m.iter().filter(|&&v| v == 0.0).count();
+        assert!(m.iter().all(|&v| v == 0.0 || (v - 1.0 / 0.7).abs() < 1e-12));
         assert!(
             (15..45).contains(&zeros),
             "{zeros} of 100 channels dropped at p = 0.3"

@@ -6,15 +6,18 @@
 //! gradient (with the roles of input and output gradient exchanged).
 
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
+use num_traits::Zero;
 
+use super::batch_norm::{channel_sum, relu_gate};
 use super::conv_kernels::{forward, grad_input, grad_weight, Dims};
 use super::elem::{dispatch, Elem};
 use super::im2col::Geom;
 
-/// y = conv(x, w) + b with per-axis kernel, stride, padding and dilation.
-pub fn conv2d(x: &Tensor, w: &Tensor, b: &Tensor, g: Geom) -> Result<Tensor> {
+/// y = conv(x, w) + b with per-axis kernel, stride, padding and dilation;
+/// with `relu`, max(0, ·) is fused in (its gradient gated by y > 0).
+pub fn conv2d(x: &Tensor, w: &Tensor, b: &Tensor, g: Geom, relu: bool) -> Result<Tensor> {
     x.contiguous()?
-        .apply_op3(&w.contiguous()?, &b.contiguous()?, Conv2d { g })
+        .apply_op3(&w.contiguous()?, &b.contiguous()?, Conv2d { g, relu })
 }
 
 /// PyTorch's ConvTranspose2d: w is (Cin, Cout, K, K); `g` holds its kernel,
@@ -39,6 +42,7 @@ fn dims4(l: &Layout) -> Result<(usize, usize, usize, usize)> {
 
 struct Conv2d {
     g: Geom,
+    relu: bool,
 }
 
 impl CustomOp3 for Conv2d {
@@ -66,7 +70,10 @@ impl CustomOp3 for Conv2d {
         }
         let d = Dims::new(n, c, h, w, o, &self.g);
         dispatch!(s1, self.name(), T => {
-            let out = forward::<T>(T::slice(s1, l1)?, T::slice(s2, l2)?, Some(T::slice(s3, l3)?), &d, &self.g);
+            let mut out = forward::<T>(T::slice(s1, l1)?, T::slice(s2, l2)?, Some(T::slice(s3, l3)?), &d, &self.g);
+            if self.relu {
+                out.iter_mut().for_each(|v| *v = v.max(T::zero()));
+            }
             Ok((T::into_storage(out), Shape::from((n, o, d.oh, d.ow))))
         })
     }
@@ -76,10 +83,14 @@ impl CustomOp3 for Conv2d {
         x: &Tensor,
         w: &Tensor,
         _b: &Tensor,
-        _res: &Tensor,
+        res: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let grad = grad.contiguous()?;
+        let grad = if self.relu {
+            relu_gate(grad, res)?
+        } else {
+            grad.contiguous()?
+        };
         let (_, _, h, wd) = x.dims4()?;
         let gx = grad.apply_op2_no_bwd(
             w,
@@ -96,7 +107,7 @@ impl CustomOp3 for Conv2d {
                 o: w.dim(0)?,
             },
         )?;
-        let gb = grad.sum((0, 2, 3))?;
+        let gb = channel_sum(&grad)?;
         Ok((Some(gx), Some(gw), Some(gb)))
     }
 }
@@ -155,7 +166,7 @@ impl CustomOp3 for ConvTranspose2d {
             let b = T::slice(s3, l3)?;
             for (i, plane) in out.chunks_mut(oh * ow).enumerate() {
                 let bv = b[i % cout];
-                plane.iter_mut().for_each(|v| *v = *v + bv);
+                plane.iter_mut().for_each(|v| *v += bv);
             }
             Ok((T::into_storage(out), Shape::from((n, cout, oh, ow))))
         })
@@ -178,7 +189,7 @@ impl CustomOp3 for ConvTranspose2d {
                 o: x.dim(1)?,
             },
         )?;
-        let gb = grad.sum((0, 2, 3))?;
+        let gb = channel_sum(&grad)?;
         Ok((Some(gx), Some(gw), Some(gb)))
     }
 }

@@ -132,22 +132,21 @@ pub fn grad_weight<T: Elem>(x: &[T], grad: &[T], d: &Dims, g: &Geom) -> Vec<T> {
         );
     };
     if d.n >= threads() && d.n > 1 {
-        (0..d.n)
+        // One buffer per image, summed in image order: the same result
+        // whatever the threads' timing (a parallel reduce would not be).
+        let per_image: Vec<Vec<T>> = (0..d.n)
             .into_par_iter()
-            .fold(
-                || vec![T::zero(); d.o * ck],
-                |mut acc, i| {
-                    image(i, &mut acc, 1);
-                    acc
-                },
-            )
-            .reduce(
-                || vec![T::zero(); d.o * ck],
-                |mut a, b| {
-                    a.iter_mut().zip(&b).for_each(|(x, &y)| *x = *x + y);
-                    a
-                },
-            )
+            .map(|i| {
+                let mut acc = vec![T::zero(); d.o * ck];
+                image(i, &mut acc, 1);
+                acc
+            })
+            .collect();
+        let mut total = vec![T::zero(); d.o * ck];
+        for acc in per_image {
+            total.iter_mut().zip(&acc).for_each(|(t, &a)| *t += a);
+        }
+        total
     } else {
         let mut acc = vec![T::zero(); d.o * ck];
         for i in 0..d.n {

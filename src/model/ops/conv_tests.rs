@@ -40,6 +40,7 @@ fn conv2d_matches_candle_on_symmetric_geometries() {
                 .stride(stride)
                 .pad(pad, pad)
                 .dilate(dil, dil),
+            false,
         )
         .unwrap();
         let reference = x
@@ -63,12 +64,12 @@ fn factorised_dilated_kernels_match_explicit_padding() {
     for d in [1, 2, 4] {
         let w = rand_tensor(&[3, 2, 3, 1], 5);
         let b = Tensor::zeros(3, candle_core::DType::F64, &candle_core::Device::Cpu).unwrap();
-        let ours = conv2d(&x, &w, &b, Geom::kernel(3, 1).pad(d, 0).dilate(d, 1)).unwrap();
+        let ours = conv2d(&x, &w, &b, Geom::kernel(3, 1).pad(d, 0).dilate(d, 1), false).unwrap();
         let padded = x.pad_with_zeros(2, d, d).unwrap();
         let reference = padded.conv2d(&w, 0, 1, d, 1).unwrap();
         assert!(max_abs_diff(&ours, &reference) < 1e-12, "3×1 d{d}");
         let w = rand_tensor(&[3, 2, 1, 3], 6);
-        let ours = conv2d(&x, &w, &b, Geom::kernel(1, 3).pad(0, d).dilate(1, d)).unwrap();
+        let ours = conv2d(&x, &w, &b, Geom::kernel(1, 3).pad(0, d).dilate(1, d), false).unwrap();
         let reference = x
             .pad_with_zeros(3, d, d)
             .unwrap()
@@ -122,7 +123,7 @@ fn conv2d_gradients_match_finite_differences() {
         let x = Var::from_tensor(&rand_tensor(&shape, 10)).unwrap();
         let w = Var::from_tensor(&rand_tensor(&[4, shape[1], g.kh, g.kw], 11)).unwrap();
         let b = Var::from_tensor(&rand_tensor(&[4], 12)).unwrap();
-        let f = || weighted_sum(&conv2d(&x, &w, &b, g).unwrap(), 13);
+        let f = || weighted_sum(&conv2d(&x, &w, &b, g, false).unwrap(), 13);
         check_grads(&[x.clone(), w.clone(), b.clone()], f, 40, 1e-7);
     }
 }

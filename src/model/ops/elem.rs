@@ -4,7 +4,7 @@
 use candle_core::{bail, CpuStorage, Layout, Result};
 
 pub trait Elem:
-    num_traits::Float + std::iter::Sum + Send + Sync + Copy + Default + 'static
+    num_traits::Float + std::iter::Sum + std::ops::AddAssign + Send + Sync + Copy + Default + 'static
 {
     fn slice<'a>(storage: &'a CpuStorage, layout: &Layout) -> Result<&'a [Self]>;
     fn into_storage(v: Vec<Self>) -> CpuStorage;

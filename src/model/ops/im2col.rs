@@ -147,13 +147,13 @@ pub fn col2im<T: Elem>(cols: &[T], c: usize, h: usize, w: usize, g: &Geom, x: &m
                         let d =
                             &mut dst[(lo as isize + xoff) as usize..(hi as isize + xoff) as usize];
                         for (a, &b) in d.iter_mut().zip(&src[lo..hi]) {
-                            *a = *a + b;
+                            *a += b;
                         }
                     } else {
                         for (ox, &v) in src.iter().enumerate() {
                             let ix = (ox * g.sw) as isize + xoff;
                             if ix >= 0 && ix < w as isize {
-                                dst[ix as usize] = dst[ix as usize] + v;
+                                dst[ix as usize] += v;
                             }
                         }
                     }

@@ -1,0 +1,201 @@
+//! `esx bench train`: the training step (forward, loss, backward, Adam) and
+//! inference on given shapes, with images/s, GFLOP/s and peak memory.
+
+use std::time::Instant;
+
+use candle_core::{DType, Device, Tensor};
+
+use super::Figure;
+use crate::config::{SynthConfig, SynthKind};
+use crate::data::synth::synth_frame;
+use crate::loss::{embedseg_loss, LossWeights};
+use crate::model::{BranchedErfnet, Mode, Weights};
+use crate::train::adam::Adam;
+
+/// Convolution FLOPs of one BranchedERFNet forward pass on (n, 1, h, w), n_sigma = 2.
+pub fn forward_flops(n: usize, h: usize, w: usize) -> f64 {
+    let conv = |cin: usize, cout: usize, k: usize, oh: usize, ow: usize| {
+        2.0 * (n * cout * oh * ow * cin * k) as f64
+    };
+    let (h2, w2, h4, w4, h8, w8) = (h / 2, w / 2, h / 4, w / 4, h / 8, w / 8);
+    let nb = |c: usize, hh: usize, ww: usize| 4.0 * conv(c, c, 3, hh, ww);
+    let mut f = conv(1, 15, 9, h2, w2) + conv(16, 48, 9, h4, w4) + 5.0 * nb(64, h4, w4);
+    f += conv(64, 64, 9, h8, w8) + 8.0 * nb(128, h8, w8);
+    // Two decoders: upsamplers (as transposed convs, counted on the input grid), blocks, output.
+    for out in [4, 1] {
+        f += conv(128, 64, 9, h8, w8)
+            + 2.0 * nb(64, h4, w4)
+            + conv(64, 16, 9, h4, w4)
+            + 2.0 * nb(16, h2, w2);
+        f += conv(16, out, 4, h2, w2);
+    }
+    f
+}
+
+/// Peak resident memory since the last reset, in MB (Linux).
+pub fn peak_rss_mb() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+/// Resets the peak-RSS counter (Linux: writing 5 to clear_refs).
+pub fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+/// A batch of `n` synthetic crops of `size`.
+fn batch(n: usize, size: usize) -> (Tensor, Vec<u32>, Vec<u32>) {
+    let spec = SynthConfig {
+        kind: SynthKind::Fluo,
+        sequences: 1,
+        frames: n,
+        size,
+        seed: 9,
+    };
+    let mut images = Vec::new();
+    let mut labels = Vec::new();
+    for t in 0..n {
+        let (img, lab) = synth_frame(&spec, 1, t);
+        let mut g = img.to_f32();
+        crate::data::normalize::normalize(
+            &mut g,
+            crate::config::Normalization::Percentile,
+            1.0,
+            99.8,
+        );
+        images.extend(g.data);
+        labels.extend(lab.data);
+    }
+    let x = Tensor::from_vec(images, (n, 1, size, size), &Device::Cpu).expect("a batch tensor");
+    let centers = vec![0u32; labels.len()];
+    (x, labels, centers)
+}
+
+pub struct StepTimes {
+    pub forward: f64,
+    pub loss: f64,
+    pub backward: f64,
+    pub optimizer: f64,
+}
+
+impl StepTimes {
+    pub fn total(&self) -> f64 {
+        self.forward + self.loss + self.backward + self.optimizer
+    }
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// Median times of `steps` training steps (after one warm-up step).
+pub fn time_training(n: usize, size: usize, steps: usize) -> candle_core::Result<StepTimes> {
+    let w = Weights::new(DType::F32, &Device::Cpu);
+    let net = BranchedErfnet::new(&w, 2, 0)?;
+    w.init_pytorch(0)?;
+    w.init_output(2, 1.0)?;
+    let mut opt = Adam::new(w.trainable(), 5e-4, 1e-4);
+    let (x, labels, centers) = batch(n, size);
+    let lw = LossWeights {
+        w_inst: 1.0,
+        w_var: 10.0,
+        w_seed: 1.0,
+        foreground_weight: 10.0,
+    };
+    let mut times: Vec<[f64; 4]> = Vec::new();
+    for _ in 0..steps + 1 {
+        let t0 = Instant::now();
+        let y = net.forward(&x, Mode::Train)?;
+        let t1 = Instant::now();
+        let terms = embedseg_loss(&y, &labels, &centers, 2, &lw)?;
+        let t2 = Instant::now();
+        let grads = terms.total.backward()?;
+        let t3 = Instant::now();
+        let g: Vec<Option<Tensor>> = opt.vars().map(|v| grads.get(v).cloned()).collect();
+        opt.step(&g)?;
+        let t4 = Instant::now();
+        times.push([
+            (t1 - t0).as_secs_f64(),
+            (t2 - t1).as_secs_f64(),
+            (t3 - t2).as_secs_f64(),
+            (t4 - t3).as_secs_f64(),
+        ]);
+    }
+    times.remove(0);
+    let col = |i: usize| median(times.iter().map(|t| t[i]).collect());
+    Ok(StepTimes {
+        forward: col(0),
+        loss: col(1),
+        backward: col(2),
+        optimizer: col(3),
+    })
+}
+
+/// Median time of an eval-mode forward pass on (n, 1, size, size).
+pub fn time_inference(n: usize, size: usize, runs: usize) -> candle_core::Result<f64> {
+    let w = Weights::new(DType::F32, &Device::Cpu);
+    let net = BranchedErfnet::new(&w, 2, 0)?;
+    w.init_pytorch(0)?;
+    let x = Tensor::zeros((n, 1, size, size), DType::F32, &Device::Cpu)?;
+    let mut times = Vec::new();
+    for _ in 0..runs + 1 {
+        let t = Instant::now();
+        let y = net.forward(&x.detach(), Mode::Eval)?;
+        drop(y);
+        times.push(t.elapsed().as_secs_f64());
+    }
+    times.remove(0);
+    Ok(median(times))
+}
+
+pub fn run(
+    train_shapes: &[(usize, usize)],
+    infer_shapes: &[(usize, usize)],
+    steps: usize,
+) -> candle_core::Result<Vec<Figure>> {
+    let mut figures = Vec::new();
+    for &(n, s) in train_shapes {
+        reset_peak_rss();
+        let t = time_training(n, s, steps)?;
+        let step = t.total();
+        figures.push(Figure {
+            name: format!("esx train [{n},1,{s},{s}]"),
+            value: step * 1e3,
+            unit: "ms/step".into(),
+            target: None,
+            detail: format!(
+                "{:.2} img/s, fwd {:.0} loss {:.0} bwd {:.0} adam {:.0} ms, {:.1} GFLOP/s, loss {:.0}% of step, peak RSS {:.0} MB",
+                n as f64 / step,
+                t.forward * 1e3,
+                t.loss * 1e3,
+                t.backward * 1e3,
+                t.optimizer * 1e3,
+                3.0 * forward_flops(n, s, s) / (step - t.loss - t.optimizer) / 1e9,
+                100.0 * t.loss / step,
+                peak_rss_mb()
+            ),
+        });
+    }
+    for &(n, s) in infer_shapes {
+        reset_peak_rss();
+        let t = time_inference(n, s, steps)?;
+        figures.push(Figure {
+            name: format!("esx infer [{n},1,{s},{s}]"),
+            value: t * 1e3,
+            unit: "ms".into(),
+            target: None,
+            detail: format!(
+                "{:.2} img/s, {:.1} GFLOP/s, peak RSS {:.0} MB",
+                n as f64 / t,
+                forward_flops(n, s, s) / t / 1e9,
+                peak_rss_mb()
+            ),
+        });
+    }
+    Ok(figures)
+}

@@ -1,0 +1,3 @@
+//! Training: the optimiser, the schedule and the epoch loop.
+
+pub mod adam;
