@@ -138,7 +138,7 @@ fn batches(opts: &DataBench, scratch: &Path) -> Result<Figure, DataError> {
     };
     let t = Instant::now();
     let mut n = 0;
-    for b in BatchStream::start(items, order, opts.batch, aug, 1, 0, 4) {
+    for b in BatchStream::start(items, order, opts.batch, aug, 1, 0, 0, 4) {
         std::hint::black_box(b?);
         n += 1;
     }

@@ -5,6 +5,7 @@ mod config;
 mod export;
 mod ls;
 mod prepare;
+mod run;
 mod show;
 mod synth;
 
@@ -23,6 +24,7 @@ pub struct Cli {
 
 #[derive(Subcommand)]
 pub enum Command {
+    Run(run::Args),
     Config(config::Args),
     Ls(ls::Args),
     Show(show::Args),
@@ -35,6 +37,7 @@ pub enum Command {
 impl Command {
     pub fn exec(self) -> anyhow::Result<ExitCode> {
         match self {
+            Command::Run(a) => return run::exec(a),
             Command::Config(a) => config::exec(a),
             Command::Ls(a) => ls::exec(a),
             Command::Show(a) => show::exec(a),

@@ -137,7 +137,10 @@ pub struct BatchStream {
 
 impl BatchStream {
     /// Streams `order` in batches of `batch_size`; sample randomness comes from
-    /// (seed, epoch, position), so the batches do not depend on thread timing.
+    /// (seed, epoch, position in the epoch), so the batches do not depend on
+    /// thread timing. `first` is the epoch position of `order[0]` (resuming
+    /// mid-epoch reproduces the rest of the epoch).
+    #[allow(clippy::too_many_arguments)]
     pub fn start(
         items: Arc<Vec<CropItem>>,
         order: Vec<usize>,
@@ -145,6 +148,7 @@ impl BatchStream {
         augment: Augment,
         seed: u64,
         epoch: u64,
+        first: usize,
         prefetch: usize,
     ) -> BatchStream {
         let (tx, rx) = sync_channel(prefetch.max(1));
@@ -155,7 +159,7 @@ impl BatchStream {
                     .enumerate()
                     .map(|(i, &idx)| {
                         let mut s = load_sample(&items[idx])?;
-                        let mut rng = rng_for(seed, epoch, (b * batch_size + i) as u64);
+                        let mut rng = rng_for(seed, epoch, (first + b * batch_size + i) as u64);
                         if augment.dihedral {
                             let d = Dihedral::random(&mut rng);
                             s.image = d.apply(&s.image);

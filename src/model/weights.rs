@@ -110,14 +110,20 @@ impl Weights {
         Ok(())
     }
 
-    /// Writes every tensor (and `extra` ones, e.g. optimiser state) as safetensors.
-    pub fn save(&self, path: &Path, extra: &[(String, Tensor)]) -> Result<(), ModelError> {
+    /// Writes every tensor (and `extra` ones, e.g. optimiser state) as
+    /// safetensors with string `metadata`, atomically (write, then rename).
+    pub fn save(
+        &self,
+        path: &Path,
+        extra: &[(String, Tensor)],
+        metadata: Option<std::collections::HashMap<String, String>>,
+    ) -> Result<(), ModelError> {
         let mut all: Vec<(String, Tensor)> = self.named_tensors();
         all.extend(extra.iter().cloned());
         let tmp = path.with_extension("safetensors.tmp");
         safetensors::tensor::serialize_to_file(
             all.iter().map(|(k, v)| (k.as_str(), v)),
-            None,
+            metadata,
             &tmp,
         )
         .map_err(|e| ModelError::Checkpoint {

@@ -139,3 +139,27 @@ fn filters_and_sorting_over_listed_runs() {
     let order: Vec<_> = runs.iter().map(|r| r.name.as_str()).collect();
     assert_eq!(order, vec!["b", "c", "a"]);
 }
+
+#[test]
+fn truncation_forgets_later_steps_and_rebuilds_the_summary() {
+    let root = tempfile::tempdir().unwrap();
+    let mut w = RunWriter::create(root.path(), None, &new_run("a", 1e-3)).unwrap();
+    for step in 0..10u64 {
+        w.log_scalar(step, (step / 5) as u32, "step", "loss", 10.0 - step as f64)
+            .unwrap();
+    }
+    w.log_image(1, "seed", b"x").unwrap();
+    w.log_image(2, "seed", b"y").unwrap();
+    w.truncate_after(4, 1).unwrap();
+    let dir = w.dir().to_path_buf();
+    w.finish(Outcome::Completed).unwrap();
+    let m = metrics(&dir, None).unwrap();
+    assert_eq!(m.len(), 5);
+    let run = read_run(&dir).unwrap();
+    let s = run.summary("step", "loss").unwrap();
+    assert_eq!(
+        (s.count, s.last, s.min, s.last_step),
+        (5, Some(6.0), Some(6.0), 4)
+    );
+    assert_eq!(images(&dir).unwrap().len(), 1);
+}

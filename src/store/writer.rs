@@ -249,6 +249,27 @@ impl RunWriter {
         Ok(())
     }
 
+    /// Forgets everything logged after `step` (and images after `epoch`), so
+    /// that a resumed run redoes those steps without duplicates.
+    pub fn truncate_after(&mut self, step: u64, epoch: u32) -> Result<(), StoreError> {
+        self.flush()?;
+        let tx = self.conn.transaction()?;
+        tx.execute("DELETE FROM metrics WHERE step > ?1", params![step as i64])?;
+        tx.execute("DELETE FROM images WHERE epoch > ?1", params![epoch])?;
+        tx.execute("DELETE FROM summary", [])?;
+        tx.execute(
+            "INSERT INTO summary (split, key, last, last_step, min, max, count)
+             SELECT m.split, m.key,
+                    (SELECT value FROM metrics l WHERE l.split = m.split AND l.key = m.key
+                     ORDER BY l.step DESC, l.rowid DESC LIMIT 1),
+                    max(m.step), min(m.value), max(m.value), count(*)
+             FROM metrics m GROUP BY m.split, m.key",
+            [],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
     /// Updates a recorded parameter (e.g. a threshold tuned after training).
     pub fn set_param(&mut self, key: &str, value: &toml::Value) -> Result<(), StoreError> {
         let (text, num) = param_value(value);

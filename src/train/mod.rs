@@ -1,3 +1,10 @@
-//! Training: the optimiser, the schedule and the epoch loop.
+//! Training: the optimiser, the schedule, checkpoints and the epoch loop.
 
 pub mod adam;
+pub mod checkpoint;
+pub mod dataset;
+pub mod signals;
+pub mod trainer;
+
+pub use signals::Interrupt;
+pub use trainer::{run, RunResult, Start, TrainError};

@@ -4,6 +4,7 @@ use std::fmt::Write;
 
 use super::{duration, local_time, number, Table};
 use crate::store::query::{Event, ImageInfo, MetricPoint, RunInfo};
+use crate::train::RunResult;
 
 /// The metrics a researcher looks at first, shown when any run has them.
 const HEADLINE: &[(&str, &str, &str)] = &[
@@ -164,4 +165,53 @@ fn csv_field(text: &str) -> String {
     } else {
         text.to_string()
     }
+}
+
+/// The one-screen summary at the end of `esx run`.
+pub fn run_summary(r: &RunResult) -> String {
+    let mut s = String::new();
+    let root = r
+        .dir
+        .parent()
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
+    let _ = writeln!(
+        s,
+        "run        {} {} after {} epochs, {} steps",
+        r.id,
+        r.status.as_str(),
+        r.epochs,
+        r.steps
+    );
+    if let Some(e) = &r.last {
+        let _ = writeln!(
+            s,
+            "train      loss {:.4} (instance {:.4}, variance {:.4}, seed {:.4})",
+            e.train.loss, e.train.inst, e.train.var, e.train.seed
+        );
+        if let (Some(v), Some(iou)) = (&e.val, e.val_iou) {
+            let _ = writeln!(
+                s,
+                "validation loss {:.4} (instance {:.4}, variance {:.4}, seed {:.4}), IoU {:.3}",
+                v.loss, v.inst, v.var, v.seed, iou
+            );
+        }
+    }
+    if let Some(best) = r.best_val_iou {
+        let _ = writeln!(
+            s,
+            "best       val IoU {best:.3}: {}",
+            r.dir.join("checkpoints/best.safetensors").display()
+        );
+    }
+    let _ = writeln!(s, "store      {}", r.dir.join("run.db").display());
+    let _ = writeln!(
+        s,
+        "next       esx show {} --runs {root}   |   esx ls {root}",
+        r.id
+    );
+    if r.status == crate::store::RunStatus::Interrupted {
+        let _ = writeln!(s, "resume     esx run --resume {} --runs {root}", r.id);
+    }
+    s
 }

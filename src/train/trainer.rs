@@ -1,0 +1,555 @@
+//! `esx run`: the epoch loop. Adam with L2 decay, the poly schedule,
+//! gradient accumulation, validation every epoch, best and last checkpoints,
+//! every loss recorded in the run store, resume without duplicate steps,
+//! Ctrl-C to a clean stop, a non-finite loss to a clean failure.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use candle_core::{DType, Device, Tensor};
+
+use super::adam::{poly_lr, Adam};
+use super::checkpoint::{self, EpochSums, Position};
+use super::dataset::{prepare, TrainData};
+use super::signals::Interrupt;
+use crate::config::{parse_cuda_ordinal, Composed, Config};
+use crate::data::batches::{epoch_order, rng_for, Augment, Batch, BatchStream};
+use crate::loss::{embedseg_loss, LossTerms, LossWeights};
+use crate::model::{BranchedErfnet, Mode, Weights};
+use crate::progress::Reporter;
+use crate::store::query::read_run;
+use crate::store::{NewRun, Outcome, RunStatus, RunWriter, SweepMembership};
+
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error(transparent)]
+    Data(#[from] crate::data::DataError),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    #[error(transparent)]
+    Model(#[from] crate::model::ModelError),
+    #[error(transparent)]
+    Candle(#[from] candle_core::Error),
+    #[error("{0}")]
+    Device(String),
+    #[error("the loss became {value} at step {step} (epoch {epoch}) in the {term} term; the last good checkpoint is kept")]
+    NonFinite {
+        step: u64,
+        epoch: u32,
+        term: &'static str,
+        value: f64,
+    },
+    #[error("cannot resume {dir}: {why}")]
+    Resume { dir: PathBuf, why: String },
+}
+
+/// A new run, or a run to continue.
+pub enum Start {
+    New {
+        composed: Box<Composed>,
+        experiment: String,
+        command: Vec<String>,
+        /// The run directory goes in here (the runs root, or a sweep's folder).
+        parent: PathBuf,
+        /// A name prefix for the run directory (a sweep's point index).
+        prefix: Option<String>,
+        sweep: Option<SweepMembership>,
+    },
+    Resume {
+        dir: PathBuf,
+    },
+}
+
+/// One epoch's figures.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct EpochReport {
+    pub epoch: u32,
+    pub lr: f64,
+    pub train: Means,
+    pub val: Option<Means>,
+    pub val_iou: Option<f64>,
+    pub images_per_s: f64,
+    pub seconds: f64,
+}
+
+#[derive(Clone, Copy, Debug, Default, serde::Serialize)]
+pub struct Means {
+    pub loss: f64,
+    pub inst: f64,
+    pub var: f64,
+    pub seed: f64,
+}
+
+impl Means {
+    fn of(s: &EpochSums) -> Means {
+        let n = s.batches.max(1) as f64;
+        Means {
+            loss: s.loss / n,
+            inst: s.inst / n,
+            var: s.var / n,
+            seed: s.seed / n,
+        }
+    }
+}
+
+/// How a run went.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct RunResult {
+    pub id: String,
+    pub dir: PathBuf,
+    pub status: RunStatus,
+    pub epochs: u32,
+    pub steps: u64,
+    pub best_val_iou: Option<f64>,
+    pub last: Option<EpochReport>,
+}
+
+/// Runs training to the end, to an interruption, or to a failure. Once the
+/// run is recorded, every way out marks it completed, interrupted or failed.
+pub fn run(
+    start: Start,
+    reporter: &Reporter,
+    interrupt: &Interrupt,
+) -> Result<RunResult, TrainError> {
+    let (config, mut writer, resume) = match start {
+        Start::New {
+            composed,
+            experiment,
+            command,
+            parent,
+            prefix,
+            sweep,
+        } => {
+            device(&composed.config.device)?;
+            let new = NewRun {
+                name: composed.config.name.clone(),
+                config_toml: composed.to_toml(),
+                overrides: composed.overrides.clone(),
+                experiment: Some(experiment),
+                command,
+                sweep,
+            };
+            let writer = RunWriter::create(&parent, prefix.as_deref(), &new)?;
+            (composed.config, writer, false)
+        }
+        Start::Resume { dir } => {
+            let info = read_run(&dir)?;
+            let resume_err = |why: String| TrainError::Resume {
+                dir: dir.clone(),
+                why,
+            };
+            if info.status == RunStatus::Running {
+                return Err(resume_err(format!(
+                    "it is still running (pid {} on {})",
+                    info.pid, info.host
+                )));
+            }
+            if !dir.join("checkpoints/last.safetensors").is_file() {
+                return Err(resume_err(
+                    "it has no checkpoint (it ended before its first epoch)".into(),
+                ));
+            }
+            let config: Config = toml::from_str(&info.config)
+                .map_err(|e| resume_err(format!("its recorded config: {e}")))?;
+            device(&config.device)?;
+            (config, RunWriter::reopen(&dir)?, true)
+        }
+    };
+    set_threads(config.threads);
+    let dir = writer.dir().to_path_buf();
+    let id = writer.id().to_string();
+    let result = train(&config, &mut writer, resume, reporter, interrupt);
+    let (outcome, ret) = match result {
+        Ok(done) => {
+            let status = if done.interrupted {
+                RunStatus::Interrupted
+            } else {
+                RunStatus::Completed
+            };
+            let outcome = if done.interrupted {
+                Outcome::Interrupted
+            } else {
+                Outcome::Completed
+            };
+            (
+                outcome,
+                Ok(RunResult {
+                    id,
+                    dir,
+                    status,
+                    epochs: done.epochs,
+                    steps: done.steps,
+                    best_val_iou: done.best_val_iou,
+                    last: done.last,
+                }),
+            )
+        }
+        Err(e) => (Outcome::Failed(e.to_string()), Err(e)),
+    };
+    writer.finish(outcome)?;
+    ret
+}
+
+struct Done {
+    interrupted: bool,
+    epochs: u32,
+    steps: u64,
+    best_val_iou: Option<f64>,
+    last: Option<EpochReport>,
+}
+
+/// Sizes rayon's pool (every CPU op runs on it): `threads` if non-zero, else
+/// RAYON_NUM_THREADS or all cores. Only the first call in a process counts.
+pub fn set_threads(threads: usize) {
+    if threads > 0 {
+        let _ = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build_global();
+    }
+}
+
+/// The device a config names; CUDA only in builds with the `cuda` feature.
+pub fn device(name: &str) -> Result<Device, TrainError> {
+    if name == "cpu" {
+        return Ok(Device::Cpu);
+    }
+    let ordinal = parse_cuda_ordinal(name).ok_or_else(|| {
+        TrainError::Device(format!("device `{name}`: expected \"cpu\" or \"cuda:N\""))
+    })?;
+    if !cfg!(feature = "cuda") {
+        return Err(TrainError::Device(format!(
+            "device `{name}`: this esx was built without CUDA; rebuild with `cargo install --path . --features cuda`"
+        )));
+    }
+    Device::new_cuda(ordinal).map_err(|e| TrainError::Device(format!("device `{name}`: {e}")))
+}
+
+fn checkpoint_path(dir: &Path, which: &str) -> PathBuf {
+    dir.join("checkpoints").join(format!("{which}.safetensors"))
+}
+
+fn train(
+    cfg: &Config,
+    writer: &mut RunWriter,
+    resume: bool,
+    reporter: &Reporter,
+    interrupt: &Interrupt,
+) -> Result<Done, TrainError> {
+    let dev = device(&cfg.device)?;
+    let data = prepare(cfg, reporter)?;
+    if !resume {
+        writer.log_event("split", &data.split_json())?;
+    }
+    let weights = Weights::new(DType::F32, &dev);
+    let net = BranchedErfnet::new(&weights, cfg.model.n_sigma, cfg.seed)?;
+    weights.init_pytorch(cfg.seed)?;
+    weights.init_output(cfg.model.n_sigma, cfg.model.sigma_init)?;
+    let mut opt = Adam::new(weights.trainable(), cfg.lr, cfg.train.weight_decay);
+    let dir = writer.dir().to_path_buf();
+    let mut pos = Position {
+        best_iou: -1.0,
+        ..Position::default()
+    };
+    if resume {
+        pos = checkpoint::load(&checkpoint_path(&dir, "last"), &weights, Some(&mut opt))?;
+        writer.truncate_after(pos.step, pos.epoch)?;
+        reporter.note(format!(
+            "resuming at epoch {}, step {}",
+            pos.epoch + 1,
+            pos.step
+        ));
+    }
+    let lw = LossWeights::from_config(&cfg.loss);
+    let augment = Augment {
+        dihedral: cfg.train.augment,
+        intensity: cfg.train.intensity_jitter,
+    };
+    let b = cfg.batch_size;
+    let mut last = None;
+    let mut best = (pos.best_iou >= 0.0).then_some(pos.best_iou);
+    for epoch in pos.epoch..cfg.epochs {
+        let lr = poly_lr(cfg.lr, epoch, cfg.epochs);
+        opt.lr = lr;
+        let order = epoch_order(
+            &data.train,
+            b,
+            cfg.train.steps_per_epoch,
+            cfg.seed,
+            epoch as u64,
+        );
+        let batches = order.len().div_ceil(b);
+        let first = if epoch == pos.epoch { pos.batch } else { 0 };
+        let mut sums = if epoch == pos.epoch {
+            pos.sums
+        } else {
+            EpochSums::default()
+        };
+        let bar = reporter.custom(batches as u64, "{msg} [{bar:25}] {pos}/{len} eta {eta}");
+        bar.set_position(first as u64);
+        bar.set_message(format!("epoch {}/{}", epoch + 1, cfg.epochs));
+        let stream = BatchStream::start(
+            data.items.clone(),
+            order[(first * b).min(order.len())..].to_vec(),
+            b,
+            augment,
+            cfg.seed,
+            epoch as u64,
+            first * b,
+            4,
+        );
+        let mut accumulated: Vec<Option<Tensor>> = Vec::new();
+        let epoch_start = Instant::now();
+        for (k, batch) in stream.enumerate() {
+            let index = first + k;
+            if accumulated.is_empty() && interrupt.requested() {
+                bar.finish_and_clear();
+                let at = Position {
+                    epoch,
+                    batch: index,
+                    step: pos.step,
+                    best_iou: best.unwrap_or(-1.0),
+                    sums: EpochSums {
+                        seconds: sums.seconds + epoch_start.elapsed().as_secs_f64(),
+                        ..sums
+                    },
+                };
+                writer.flush()?;
+                checkpoint::save(&checkpoint_path(&dir, "last"), &weights, Some(&opt), &at)?;
+                writer.log_event(
+                    "interrupted",
+                    &format!("checkpoint at epoch {}, step {}", epoch + 1, pos.step),
+                )?;
+                return Ok(Done {
+                    interrupted: true,
+                    epochs: epoch,
+                    steps: pos.step,
+                    best_val_iou: best,
+                    last,
+                });
+            }
+            let batch = batch?;
+            net.reseed_dropout(rng_seed(cfg.seed, pos.step));
+            let terms = step_loss(&net, &batch, &dev, cfg, &lw, Mode::Train)?;
+            check_finite(&terms, pos.step + 1, epoch + 1)?;
+            let grads = (&terms.total / cfg.train.virtual_batch as f64)?.backward()?;
+            let mut fresh: Vec<Option<Tensor>> =
+                opt.vars().map(|v| grads.get(v).cloned()).collect();
+            if !accumulated.is_empty() {
+                for (a, f) in accumulated.iter().zip(fresh.iter_mut()) {
+                    if let (Some(a), Some(f)) = (a, f.as_mut()) {
+                        *f = (&*f + a)?;
+                    }
+                }
+            }
+            accumulated = fresh;
+            if (index + 1) % cfg.train.virtual_batch == 0 || index + 1 == batches {
+                opt.step(&accumulated)?;
+                accumulated.clear();
+            }
+            pos.step += 1;
+            let loss = terms.total.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+            for (key, v) in [
+                ("loss", loss),
+                ("inst", terms.instance),
+                ("var", terms.var),
+                ("seed", terms.seed),
+            ] {
+                writer.log_scalar(pos.step, epoch + 1, "step", key, v)?;
+            }
+            sums.loss += loss;
+            sums.inst += terms.instance;
+            sums.var += terms.var;
+            sums.seed += terms.seed;
+            sums.batches += 1;
+            sums.images += batch.size;
+            bar.set_message(format!(
+                "epoch {}/{} loss {:.4}",
+                epoch + 1,
+                cfg.epochs,
+                sums.loss / sums.batches as f64
+            ));
+            bar.inc(1);
+        }
+        bar.finish_and_clear();
+        sums.seconds += epoch_start.elapsed().as_secs_f64();
+        let train = Means::of(&sums);
+        let images_per_s = sums.images as f64 / sums.seconds.max(1e-9);
+        let step = pos.step;
+        let e = epoch + 1;
+        for (key, v) in [
+            ("loss", train.loss),
+            ("inst", train.inst),
+            ("var", train.var),
+            ("seed", train.seed),
+            ("lr", lr),
+            ("images_per_s", images_per_s),
+            ("seconds", sums.seconds),
+        ] {
+            writer.log_scalar(step, e, "train", key, v)?;
+        }
+        let val = validate(&net, &data, &dev, cfg, &lw)?;
+        if let Some((m, iou)) = &val {
+            for (key, v) in [
+                ("loss", m.loss),
+                ("inst", m.inst),
+                ("var", m.var),
+                ("seed", m.seed),
+                ("iou", *iou),
+            ] {
+                writer.log_scalar(step, e, "val", key, v)?;
+            }
+        }
+        let val_iou = val.as_ref().map(|v| v.1);
+        if let Some(iou) = val_iou {
+            if best.is_none_or(|b| iou > b) {
+                best = Some(iou);
+                let at = Position {
+                    epoch: e,
+                    step,
+                    best_iou: iou,
+                    ..Position::default()
+                };
+                checkpoint::save(&checkpoint_path(&dir, "best"), &weights, None, &at)?;
+                writer.log_event("checkpoint", &format!("best: epoch {e}, val IoU {iou:.4}"))?;
+            }
+        }
+        pos = Position {
+            epoch: e,
+            batch: 0,
+            step,
+            best_iou: best.unwrap_or(-1.0),
+            sums: EpochSums::default(),
+        };
+        writer.flush()?;
+        checkpoint::save(&checkpoint_path(&dir, "last"), &weights, Some(&opt), &pos)?;
+        let report = EpochReport {
+            epoch: e,
+            lr,
+            train,
+            val: val.as_ref().map(|v| v.0),
+            val_iou,
+            images_per_s,
+            seconds: sums.seconds,
+        };
+        reporter.note(epoch_line(&report, cfg.epochs));
+        last = Some(report);
+    }
+    Ok(Done {
+        interrupted: false,
+        epochs: cfg.epochs,
+        steps: pos.step,
+        best_val_iou: best,
+        last,
+    })
+}
+
+fn rng_seed(seed: u64, step: u64) -> u64 {
+    use rand::RngCore;
+    rng_for(seed, u64::MAX - 3, step).next_u64()
+}
+
+fn step_loss(
+    net: &BranchedErfnet,
+    batch: &Batch,
+    dev: &Device,
+    cfg: &Config,
+    lw: &LossWeights,
+    mode: Mode,
+) -> Result<LossTerms, TrainError> {
+    let x = Tensor::from_slice(
+        &batch.images,
+        (batch.size, 1, batch.height, batch.width),
+        dev,
+    )?;
+    let prediction = net.forward(&x, mode)?;
+    Ok(embedseg_loss(
+        &prediction,
+        &batch.labels,
+        &batch.centers,
+        cfg.model.n_sigma,
+        lw,
+    )?)
+}
+
+fn check_finite(t: &LossTerms, step: u64, epoch: u32) -> Result<(), TrainError> {
+    let total = t.total.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+    for (term, value) in [
+        ("instance", t.instance),
+        ("variance", t.var),
+        ("seed", t.seed),
+        ("total", total),
+    ] {
+        if !value.is_finite() {
+            return Err(TrainError::NonFinite {
+                step,
+                epoch,
+                term,
+                value,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Validation means and IoU (GT-guided: φ > 0.5 against each instance, as EmbedSeg).
+fn validate(
+    net: &BranchedErfnet,
+    data: &TrainData,
+    dev: &Device,
+    cfg: &Config,
+    lw: &LossWeights,
+) -> Result<Option<(Means, f64)>, TrainError> {
+    if data.val.is_empty() {
+        return Ok(None);
+    }
+    let b = cfg.batch_size;
+    let mut order = data.val.clone();
+    if cfg.train.val_steps > 0 {
+        order.truncate(cfg.train.val_steps * b);
+    }
+    let mut sums = EpochSums::default();
+    let mut ious = Vec::new();
+    for batch in BatchStream::start(
+        data.items.clone(),
+        order,
+        b,
+        Augment::NONE,
+        cfg.seed,
+        0,
+        0,
+        2,
+    ) {
+        let batch = batch?;
+        let terms = step_loss(net, &batch, dev, cfg, lw, Mode::Eval)?;
+        sums.loss += terms.total.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+        sums.inst += terms.instance;
+        sums.var += terms.var;
+        sums.seed += terms.seed;
+        sums.batches += 1;
+        ious.extend(terms.ious);
+    }
+    let iou = ious.iter().sum::<f64>() / ious.len().max(1) as f64;
+    Ok(Some((Means::of(&sums), iou)))
+}
+
+fn epoch_line(r: &EpochReport, epochs: u32) -> String {
+    let val = match (&r.val, r.val_iou) {
+        (Some(v), Some(iou)) => format!("  val loss {:.4} IoU {:.3}", v.loss, iou),
+        _ => String::new(),
+    };
+    format!(
+        "epoch {}/{}  train loss {:.4} (inst {:.4} var {:.4} seed {:.4}){}  lr {:.2e}  {:.1} img/s  {}",
+        r.epoch,
+        epochs,
+        r.train.loss,
+        r.train.inst,
+        r.train.var,
+        r.train.seed,
+        val,
+        r.lr,
+        r.images_per_s,
+        crate::view::duration(r.seconds)
+    )
+}
