@@ -6,6 +6,7 @@
 pub mod bench;
 pub mod config;
 pub mod data;
+pub mod infer;
 pub mod loss;
 pub mod model;
 pub mod progress;

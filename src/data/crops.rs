@@ -157,7 +157,7 @@ pub fn prepare_crops(
     let results: Vec<Result<Option<Vec<CropItem>>, DataError>> = stale
         .par_iter()
         .map(|f| {
-            let r = crop_frame(root, &dir, f, spec);
+            let r = crop_frame(root, &dir, f, spec, reporter);
             bar.inc(1);
             r
         })
@@ -251,6 +251,7 @@ fn crop_frame(
     dir: &Path,
     frame: &Frame,
     spec: &CropSpec,
+    reporter: &Reporter,
 ) -> Result<Option<Vec<CropItem>>, DataError> {
     let labels = read_labels(&frame.mask)?;
     let raw = read_image(&frame.image)?;
@@ -278,6 +279,13 @@ fn crop_frame(
     }
     let centers = read_labels(&centers_path)?;
     let mut image = raw.to_f32();
+    let bad = image.data.iter().filter(|v| !v.is_finite()).count();
+    if bad > 0 {
+        reporter.warn(format!(
+            "{}: {bad} pixels are NaN or infinite",
+            frame.image.display()
+        ));
+    }
     normalize(&mut image, spec.normalization, spec.pmin, spec.pmax);
     let (image, labels, centers) = pad_to(image, labels, centers, s);
 

@@ -34,7 +34,7 @@ pub enum TrainError {
     Candle(#[from] candle_core::Error),
     #[error("{0}")]
     Device(String),
-    #[error("the loss became {value} at step {step} (epoch {epoch}) in the {term} term; the last good checkpoint is kept")]
+    #[error("the loss became {value} at step {step} (epoch {epoch}) in the {term} term; training stopped (checkpoints of earlier epochs are kept)")]
     NonFinite {
         step: u64,
         epoch: u32,

@@ -19,7 +19,7 @@ use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Result, S
 use num_traits::Zero;
 use rayon::prelude::*;
 
-use super::elem::{dispatch, Elem};
+use super::elem::{dispatch, relu, Elem};
 
 /// Batch mean and biased variance of the last training forward, per channel.
 pub type Stats = Arc<Mutex<Option<(Vec<f64>, Vec<f64>)>>>;
@@ -116,12 +116,12 @@ fn forward<T: Elem>(
             Some(r) => {
                 let r = &r[plane * hw..(plane + 1) * hw];
                 for ((o, &v), &rv) in o.iter_mut().zip(src).zip(r) {
-                    *o = (v * scale + shift + rv).max(T::zero());
+                    *o = relu(v * scale + shift + rv);
                 }
             }
             None if cfg.relu => {
                 for (o, &v) in o.iter_mut().zip(src) {
-                    *o = (v * scale + shift).max(T::zero());
+                    *o = relu(v * scale + shift);
                 }
             }
             None => {

@@ -6,10 +6,10 @@
 //! gradient (with the roles of input and output gradient exchanged).
 
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
-use num_traits::Zero;
 
 use super::batch_norm::{channel_sum, relu_gate};
 use super::conv_kernels::{forward, grad_input, grad_weight, Dims};
+use super::elem::relu;
 use super::elem::{dispatch, Elem};
 use super::im2col::Geom;
 
@@ -72,7 +72,7 @@ impl CustomOp3 for Conv2d {
         dispatch!(s1, self.name(), T => {
             let mut out = forward::<T>(T::slice(s1, l1)?, T::slice(s2, l2)?, Some(T::slice(s3, l3)?), &d, &self.g);
             if self.relu {
-                out.iter_mut().for_each(|v| *v = v.max(T::zero()));
+                out.iter_mut().for_each(|v| *v = relu(*v));
             }
             Ok((T::into_storage(out), Shape::from((n, o, d.oh, d.ow))))
         })

@@ -60,3 +60,14 @@ macro_rules! dispatch {
     };
 }
 pub(crate) use dispatch;
+
+/// PyTorch's ReLU: NaN stays NaN (f32::max would turn it into 0 and hide
+/// corrupt input).
+#[inline]
+pub fn relu<T: Elem>(v: T) -> T {
+    if v < T::zero() {
+        T::zero()
+    } else {
+        v
+    }
+}

@@ -1,0 +1,294 @@
+//! `esx run` as a user drives it, on tiny synthetic datasets: everything is
+//! recorded, runs are deterministic, Ctrl-C then --resume gives exactly the
+//! uninterrupted run, and failures end the run cleanly.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use common::{esx, fails, succeeds, write_files};
+use esx::store::query::{events, list_runs, metrics, read_run};
+use esx::store::RunStatus;
+
+const TINY: &str = r#"
+name = "tiny"
+seed = 5
+epochs = 2
+batch_size = 2
+lr = 1e-3
+
+[data]
+root = "data/tiny"
+sequences = ["01"]
+crop_size = 32
+val_fraction = 0.25
+
+[data.synthetic]
+kind = "fluo"
+sequences = 1
+frames = 4
+size = 64
+seed = 2
+
+[train]
+steps_per_epoch = 3
+
+[log]
+vis_every = 0
+"#;
+
+fn run_json(dir: &Path, args: &[&str]) -> serde_json::Value {
+    let mut all = vec!["run"];
+    all.extend_from_slice(args);
+    all.push("--json");
+    serde_json::from_str(&succeeds(dir, &all)).expect("esx run --json prints JSON")
+}
+
+/// (step, loss) of every training step, and every validation IoU.
+fn losses(run_dir: &Path) -> (Vec<(i64, f64)>, Vec<f64>) {
+    let m = metrics(run_dir, None).unwrap();
+    let steps = m
+        .iter()
+        .filter(|r| r.split == "step" && r.key == "loss")
+        .map(|r| (r.step, r.value.unwrap()))
+        .collect();
+    let ious = m
+        .iter()
+        .filter(|r| r.split == "val" && r.key == "iou")
+        .map(|r| r.value.unwrap())
+        .collect();
+    (steps, ious)
+}
+
+#[test]
+fn a_run_records_every_loss_checkpoints_and_its_split() {
+    let dir = tempfile::tempdir().unwrap();
+    write_files(dir.path(), &[("tiny.toml", TINY)]);
+    let r = run_json(dir.path(), &["tiny.toml"]);
+    assert_eq!(r["status"], "completed");
+    assert_eq!(r["steps"], 6);
+    let run_dir = dir.path().join(r["dir"].as_str().unwrap());
+    let info = read_run(&run_dir).unwrap();
+    for (split, key, count) in [
+        ("step", "loss", 6),
+        ("step", "inst", 6),
+        ("step", "var", 6),
+        ("step", "seed", 6),
+        ("train", "loss", 2),
+        ("train", "lr", 2),
+        ("train", "images_per_s", 2),
+        ("val", "loss", 2),
+        ("val", "iou", 2),
+    ] {
+        let s = info
+            .summary(split, key)
+            .unwrap_or_else(|| panic!("{split}/{key} recorded"));
+        assert_eq!(s.count, count, "{split}/{key}");
+    }
+    assert!(run_dir.join("checkpoints/last.safetensors").is_file());
+    assert!(run_dir.join("checkpoints/best.safetensors").is_file());
+    let split = events(&run_dir)
+        .unwrap()
+        .into_iter()
+        .find(|e| e.kind == "split")
+        .unwrap();
+    let split: serde_json::Value = serde_json::from_str(&split.detail).unwrap();
+    assert_eq!(
+        split["val"].as_array().unwrap().len(),
+        1,
+        "one of four frames held out"
+    );
+    assert_eq!(info.params["epochs"].value, "2");
+}
+
+#[test]
+fn the_same_seed_gives_the_same_run() {
+    let dir = tempfile::tempdir().unwrap();
+    write_files(dir.path(), &[("tiny.toml", TINY)]);
+    let a = run_json(dir.path(), &["tiny.toml"]);
+    let b = run_json(dir.path(), &["tiny.toml"]);
+    let la = losses(&dir.path().join(a["dir"].as_str().unwrap()));
+    let lb = losses(&dir.path().join(b["dir"].as_str().unwrap()));
+    assert_eq!(la, lb);
+    let c = run_json(dir.path(), &["tiny.toml", "seed=6"]);
+    assert_ne!(la, losses(&dir.path().join(c["dir"].as_str().unwrap())));
+}
+
+fn newest_run(root: &Path) -> Option<PathBuf> {
+    let mut runs: Vec<_> = list_runs(root)
+        .ok()?
+        .into_iter()
+        .filter_map(Result::ok)
+        .collect();
+    runs.sort_by(|a, b| a.created.total_cmp(&b.created));
+    runs.pop().map(|r| r.dir)
+}
+
+#[test]
+fn ctrl_c_then_resume_gives_exactly_the_uninterrupted_run() {
+    let dir = tempfile::tempdir().unwrap();
+    write_files(dir.path(), &[("tiny.toml", TINY)]);
+    let args = ["tiny.toml", "epochs=3", "train.steps_per_epoch=12"];
+    let reference = run_json(dir.path(), &args);
+    let reference = losses(&dir.path().join(reference["dir"].as_str().unwrap()));
+    assert_eq!(reference.0.len(), 36);
+
+    let runs = dir.path().join("interrupted-runs");
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("esx"))
+        .current_dir(dir.path())
+        .args(["run", "--runs", runs.to_str().unwrap(), "-q"])
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Interrupt in the middle of the second epoch.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let run_dir = loop {
+        assert!(Instant::now() < deadline, "the run never reached step 16");
+        if let Some(d) = newest_run(&runs) {
+            if metrics(&d, Some(&["loss"]))
+                .map(|m| m.iter().any(|r| r.step >= 16))
+                .unwrap_or(false)
+            {
+                break d;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    // SAFETY: plain kill(2) on our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let status = child.wait().unwrap();
+    assert_eq!(
+        status.code(),
+        Some(130),
+        "an interrupted run exits with 130"
+    );
+    let info = read_run(&run_dir).unwrap();
+    assert_eq!(info.status, RunStatus::Interrupted);
+    let stopped_at = losses(&run_dir).0.len();
+    assert!(
+        stopped_at < 36,
+        "interrupted before the end ({stopped_at} steps)"
+    );
+
+    let resumed = run_json(
+        dir.path(),
+        &["--resume", &info.id, "--runs", runs.to_str().unwrap()],
+    );
+    assert_eq!(resumed["status"], "completed");
+    let after = losses(&run_dir);
+    let steps: Vec<i64> = after.0.iter().map(|s| s.0).collect();
+    assert_eq!(
+        steps,
+        (1..=36).collect::<Vec<_>>(),
+        "every step once, no duplicates"
+    );
+    assert_eq!(
+        after, reference,
+        "resuming reproduces the uninterrupted run exactly"
+    );
+    assert_eq!(read_run(&run_dir).unwrap().status, RunStatus::Completed);
+}
+
+#[test]
+fn resuming_a_completed_or_unknown_run_is_refused_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    write_files(dir.path(), &[("tiny.toml", TINY)]);
+    let err = fails(dir.path(), &["run", "--resume", "nosuchrun"]);
+    assert!(
+        err.contains("no run matches `nosuchrun`") || err.contains("runs directory"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_non_finite_loss_fails_the_run_naming_step_and_term() {
+    use esx::data::tiff_io::{read_image, write_raw, Pixels, RawImage};
+    let dir = tempfile::tempdir().unwrap();
+    write_files(dir.path(), &[("tiny.toml", TINY)]);
+    succeeds(
+        dir.path(),
+        &[
+            "synth",
+            "data/tiny",
+            "--sequences",
+            "1",
+            "--frames",
+            "4",
+            "--size",
+            "64",
+            "--seed",
+            "2",
+            "-q",
+        ],
+    );
+    // Corrupt every image with a NaN (as a broken float TIFF would be).
+    for t in 0..4 {
+        let p = dir.path().join(format!("data/tiny/01/t{t:03}.tif"));
+        let img = read_image(&p).unwrap();
+        let mut v = img.to_f32().data;
+        v.iter_mut().step_by(7).for_each(|x| *x = f32::NAN);
+        write_raw(
+            &p,
+            &RawImage {
+                width: 64,
+                height: 64,
+                pixels: Pixels::F32(v),
+            },
+        )
+        .unwrap();
+    }
+    let out = esx(dir.path())
+        .args(["run", "tiny.toml", "-q"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("01/t000.tif: 586 pixels are NaN or infinite")),
+        "{stderr}"
+    );
+    let err = lines.last().unwrap();
+    assert!(
+        err.starts_with("esx: error: the loss became NaN at step 1"),
+        "{err}"
+    );
+    let run = newest_run(&dir.path().join("runs")).unwrap();
+    let info = read_run(&run).unwrap();
+    assert_eq!(info.status, RunStatus::Failed);
+    assert!(info.error.unwrap().contains("NaN at step 1"));
+}
+
+#[test]
+fn missing_data_fails_the_run_and_cuda_needs_the_feature() {
+    let dir = tempfile::tempdir().unwrap();
+    write_files(
+        dir.path(),
+        &[(
+            "real.toml",
+            "epochs = 1\n[data]\nroot = 'data/DIC-C2DH-HeLa'\n",
+        )],
+    );
+    let err = fails(dir.path(), &["run", "real.toml", "-q"]);
+    assert!(err.contains("data/DIC-C2DH-HeLa does not exist"), "{err}");
+    let run = newest_run(&dir.path().join("runs")).unwrap();
+    assert_eq!(
+        read_run(&run).unwrap().status,
+        RunStatus::Failed,
+        "recorded as failed, not left running"
+    );
+
+    let err = fails(dir.path(), &["run", "real.toml", "device=cuda:0"]);
+    if cfg!(feature = "cuda") {
+        assert!(err.contains("cuda"), "{err}");
+    } else {
+        assert!(
+            err.contains("built without CUDA") && err.contains("--features cuda"),
+            "{err}"
+        );
+    }
+}
