@@ -56,7 +56,8 @@ impl CropSpec {
     }
 }
 
-/// One crop on disk.
+/// One crop on disk. The manifest holds paths relative to the crops folder;
+/// `load_crop_list` gives them joined to it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct CropItem {
     /// `01/t003`: crops of one frame share it (splits are by frame).
@@ -110,7 +111,7 @@ pub fn prepare_crops(
     let mut manifest: Manifest = read_json(&manifest_path).unwrap_or_default();
     if manifest.spec.as_ref() != Some(spec) {
         for entry in manifest.frames.values() {
-            remove_crops(&entry.crops);
+            remove_crops(&dir, &entry.crops);
         }
         manifest = Manifest {
             spec: Some(spec.clone()),
@@ -122,7 +123,7 @@ pub fn prepare_crops(
     manifest.frames.retain(|k, entry| {
         let keep = keys.contains(k);
         if !keep {
-            remove_crops(&entry.crops);
+            remove_crops(&dir, &entry.crops);
         }
         keep
     });
@@ -143,7 +144,7 @@ pub fn prepare_crops(
                     && e.image == now.image
                     && e.mask == now.mask
                     && e.centers == now.centers
-                    && e.crops.iter().all(|c| c.image.is_file())
+                    && e.crops.iter().all(|c| dir.join(&c.image).is_file())
             })
         })
         .collect();
@@ -185,7 +186,7 @@ pub fn prepare_crops(
             Some(crops) => crops,
             None => {
                 if let Some(old) = old {
-                    remove_crops(&old.crops);
+                    remove_crops(&dir, &old.crops);
                 }
                 continue;
             }
@@ -196,7 +197,7 @@ pub fn prepare_crops(
                 .into_iter()
                 .filter(|c| !crops.contains(c))
                 .collect();
-            remove_crops(&kept);
+            remove_crops(&dir, &kept);
         }
         report.written_frames += 1;
         let mut entry = fingerprints(frame);
@@ -234,13 +235,19 @@ pub fn load_crop_list(dir: &Path) -> Result<Vec<CropItem>, DataError> {
         .frames
         .into_values()
         .flat_map(|e| e.crops)
+        .map(|c| CropItem {
+            image: dir.join(&c.image),
+            labels: dir.join(&c.labels),
+            centers: dir.join(&c.centers),
+            ..c
+        })
         .collect())
 }
 
-fn remove_crops(crops: &[CropItem]) {
+fn remove_crops(dir: &Path, crops: &[CropItem]) {
     for c in crops {
         for p in [&c.image, &c.labels, &c.centers] {
-            let _ = std::fs::remove_file(p);
+            let _ = std::fs::remove_file(dir.join(p));
         }
     }
 }
@@ -313,17 +320,15 @@ fn crop_frame(
         let item = CropItem {
             frame: frame.key(),
             id,
-            image: dir.join(seq).join(format!("t{}_{id}.tif", frame.time)),
-            labels: dir
-                .join(format!("{seq}_SEG"))
+            image: PathBuf::from(seq).join(format!("t{}_{id}.tif", frame.time)),
+            labels: PathBuf::from(format!("{seq}_SEG"))
                 .join(format!("man_seg{}_{id}.tif", frame.time)),
-            centers: dir
-                .join(format!("{seq}_INSTANCE_CENTERS"))
+            centers: PathBuf::from(format!("{seq}_INSTANCE_CENTERS"))
                 .join(format!("man_seg{}_{id}.tif", frame.time)),
         };
-        write_f32(&item.image, &image.window(y0, x0, s, s))?;
-        write_labels(&item.labels, &labels.window(y0, x0, s, s))?;
-        write_labels(&item.centers, &centers.window(y0, x0, s, s))?;
+        write_f32(&dir.join(&item.image), &image.window(y0, x0, s, s))?;
+        write_labels(&dir.join(&item.labels), &labels.window(y0, x0, s, s))?;
+        write_labels(&dir.join(&item.centers), &centers.window(y0, x0, s, s))?;
         out.push(item);
     }
     Ok(Some(out))

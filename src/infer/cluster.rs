@@ -10,8 +10,6 @@
 //! looks at pixels whose embeddings lie within its radius, through a grid
 //! over embedding space. Deterministic.
 
-use std::collections::HashMap;
-
 use super::prediction::Prediction;
 use crate::data::Grid;
 
@@ -45,16 +43,9 @@ pub fn cluster(p: &Prediction, params: &ClusterParams) -> Grid<u32> {
     if fg.is_empty() {
         return labels;
     }
-    // Embeddings of the foreground, in pixel units, and a grid over them.
     let ex: Vec<f32> = fg.iter().map(|&i| p.ex[i as usize]).collect();
     let ey: Vec<f32> = fg.iter().map(|&i| p.ey[i as usize]).collect();
-    let cell_of = |x: f32, y: f32| ((x / CELL).floor() as i32, (y / CELL).floor() as i32);
-    let mut grid: HashMap<(i32, i32), Vec<u32>> = HashMap::new();
-    for k in 0..fg.len() {
-        grid.entry(cell_of(ex[k], ey[k]))
-            .or_default()
-            .push(k as u32);
-    }
+    let grid = CellGrid::new(&ex, &ey);
     let mut order: Vec<u32> = (0..fg.len() as u32).collect();
     order.sort_by(|&a, &b| {
         p.seed[fg[b as usize] as usize]
@@ -75,28 +66,17 @@ pub fn cluster(p: &Prediction, params: &ClusterParams) -> Grid<u32> {
             break;
         }
         claimed[s] = true;
-        // φ = exp(−Σ s_a (e_a − c_a)²) in grid units; in pixels s_a·PIXEL².
+        // φ = exp(−(sx·dx² + sy·dy²)) > 0.5  ⇔  sx·dx² + sy·dy² < ln 2.
         let (sx, sy) = p.bandwidth(i);
         let (cx, cy) = (ex[s], ey[s]);
-        // φ > 0.5 ⇔ sx·dx² + sy·dy² < ln 2: within ln2/s_min of the centre per axis.
-        let reach = (std::f32::consts::LN_2 / sx.min(sy)).sqrt();
-        let (x0, y0) = cell_of(cx - reach, cy - reach);
-        let (x1, y1) = cell_of(cx + reach, cy + reach);
+        let ln2 = std::f32::consts::LN_2;
         proposal.clear();
-        // Gather candidates cell by cell, then restore pixel order for determinism.
-        for gy in y0..=y1 {
-            for gx in x0..=x1 {
-                let Some(members) = grid.get(&(gx, gy)) else {
-                    continue;
-                };
-                for &k in members {
-                    let (dx, dy) = (ex[k as usize] - cx, ey[k as usize] - cy);
-                    if ((-(sx * dx * dx + sy * dy * dy)) as f64).exp() > 0.5 {
-                        proposal.push(k);
-                    }
-                }
+        grid.within(cx, cy, (ln2 / sx).sqrt(), (ln2 / sy).sqrt(), |k| {
+            let (dx, dy) = (ex[k] - cx, ey[k] - cy);
+            if sx * dx * dx + sy * dy * dy < ln2 {
+                proposal.push(k as u32);
             }
-        }
+        });
         if proposal.len() >= params.min_size {
             let unclaimed = proposal.iter().filter(|&&k| !claimed[k as usize]).count();
             if 2 * unclaimed > proposal.len() {
@@ -114,6 +94,92 @@ pub fn cluster(p: &Prediction, params: &ClusterParams) -> Grid<u32> {
         labels.data[i as usize] = instance[k];
     }
     labels
+}
+
+/// Foreground pixels bucketed by embedding position into CELL-sized cells:
+/// members sorted by cell, one start offset per cell (CSR), plus the list of
+/// occupied cells for boxes larger than it.
+struct CellGrid {
+    x0: f32,
+    y0: f32,
+    cols: usize,
+    rows: usize,
+    start: Vec<u32>,
+    members: Vec<u32>,
+    occupied: Vec<u32>,
+}
+
+impl CellGrid {
+    fn new(ex: &[f32], ey: &[f32]) -> CellGrid {
+        let fold = |v: &[f32]| {
+            v.iter()
+                .fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &x| {
+                    (a.min(x), b.max(x))
+                })
+        };
+        let ((x0, x1), (y0, y1)) = (fold(ex), fold(ey));
+        let cols = ((x1 - x0) / CELL) as usize + 1;
+        let rows = ((y1 - y0) / CELL) as usize + 1;
+        let cell =
+            |k: usize| ((ey[k] - y0) / CELL) as usize * cols + ((ex[k] - x0) / CELL) as usize;
+        let mut count = vec![0u32; cols * rows + 1];
+        for k in 0..ex.len() {
+            count[cell(k) + 1] += 1;
+        }
+        for c in 1..count.len() {
+            count[c] += count[c - 1];
+        }
+        let start = count.clone();
+        let mut fill = count;
+        let mut members = vec![0u32; ex.len()];
+        for k in 0..ex.len() {
+            let c = cell(k);
+            members[fill[c] as usize] = k as u32;
+            fill[c] += 1;
+        }
+        let occupied = (0..cols * rows)
+            .filter(|&c| start[c + 1] > start[c])
+            .map(|c| c as u32)
+            .collect();
+        CellGrid {
+            x0,
+            y0,
+            cols,
+            rows,
+            start,
+            members,
+            occupied,
+        }
+    }
+
+    /// Calls `f` for every member of the cells overlapping the box centre ± reach.
+    fn within(&self, cx: f32, cy: f32, rx: f32, ry: f32, mut f: impl FnMut(usize)) {
+        let col = |x: f32| (((x - self.x0) / CELL).floor().max(0.0) as usize).min(self.cols - 1);
+        let row = |y: f32| (((y - self.y0) / CELL).floor().max(0.0) as usize).min(self.rows - 1);
+        if cx + rx < self.x0 || cy + ry < self.y0 {
+            return;
+        }
+        let (c0, c1, r0, r1) = (col(cx - rx), col(cx + rx), row(cy - ry), row(cy + ry));
+        let mut visit = |c: usize| {
+            for &k in &self.members[self.start[c] as usize..self.start[c + 1] as usize] {
+                f(k as usize);
+            }
+        };
+        if (c1 - c0 + 1) * (r1 - r0 + 1) > self.occupied.len() {
+            for &c in &self.occupied {
+                let (r, cc) = (c as usize / self.cols, c as usize % self.cols);
+                if (r0..=r1).contains(&r) && (c0..=c1).contains(&cc) {
+                    visit(c as usize);
+                }
+            }
+        } else {
+            for r in r0..=r1 {
+                for c in c0..=c1 {
+                    visit(r * self.cols + c);
+                }
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -157,7 +223,7 @@ mod tests {
         };
         let labels = cluster(&p, &params);
         // The labelling equals the truth up to renumbering.
-        let mut map = HashMap::new();
+        let mut map = std::collections::HashMap::new();
         for (a, b) in labels.data.iter().zip(&truth.data) {
             assert_eq!(
                 *map.entry(*b).or_insert(*a),
@@ -167,6 +233,25 @@ mod tests {
         }
         assert_eq!(map.len(), 3);
         assert_eq!(labels, cluster(&p, &params), "deterministic");
+    }
+
+    #[test]
+    fn a_very_wide_bandwidth_stays_fast() {
+        // sigma −2: exp(−20)·pixel² makes a reach of ~10⁷ px; one cluster takes all.
+        let (mut p, _) = two_blobs(20);
+        p.sigma
+            .iter_mut()
+            .for_each(|plane| plane.iter_mut().for_each(|v| *v = -2.0));
+        let params = ClusterParams {
+            seed_thresh: 0.9,
+            fg_thresh: 0.5,
+            min_size: 10,
+        };
+        // Without the occupied-cells walk this visits ~10¹⁴ empty cells (hangs).
+        let labels = cluster(&p, &params);
+        let ids: std::collections::BTreeSet<u32> =
+            labels.data.iter().copied().filter(|&v| v > 0).collect();
+        assert_eq!(ids.len(), 1, "one proposal covers every foreground pixel");
     }
 
     #[test]
