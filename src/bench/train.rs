@@ -153,16 +153,74 @@ pub fn time_inference(n: usize, size: usize, runs: usize) -> candle_core::Result
     Ok(median(times))
 }
 
+/// PyTorch's figures for one shape, from tools/reference/bench_torch.py.
+#[derive(Clone, Debug, Default, serde::Deserialize)]
+pub struct TorchFigures {
+    pub forward: f64,
+    #[serde(default)]
+    pub loss: f64,
+    #[serde(default)]
+    pub step: f64,
+    pub peak_rss_mb: f64,
+}
+
+/// Where to find PyTorch: the interpreter of the reference environment and the script.
+pub struct Torch {
+    pub python: std::path::PathBuf,
+    pub script: std::path::PathBuf,
+}
+
+impl Torch {
+    fn call(&self, args: &[String]) -> Result<TorchFigures, String> {
+        let out = std::process::Command::new(&self.python)
+            .arg(&self.script)
+            .args(args)
+            .output()
+            .map_err(|e| format!("cannot run {}: {e}", self.python.display()))?;
+        if !out.status.success() {
+            let err = String::from_utf8_lossy(&out.stderr);
+            return Err(format!(
+                "{} failed: {}",
+                self.script.display(),
+                err.lines().last().unwrap_or("")
+            ));
+        }
+        let text = String::from_utf8_lossy(&out.stdout);
+        serde_json::from_str(text.lines().last().unwrap_or(""))
+            .map_err(|e| format!("bench_torch.py printed no figures: {e}"))
+    }
+}
+
+/// Writes the batch esx times, for PyTorch to time the same one.
+fn write_batch(path: &std::path::Path, n: usize, size: usize) -> candle_core::Result<()> {
+    let (x, labels, centers) = batch(n, size);
+    let labels = Tensor::from_vec(labels, (n, size, size), &Device::Cpu)?;
+    let centers = Tensor::from_vec(centers, (n, size, size), &Device::Cpu)?;
+    candle_core::safetensors::save(
+        &std::collections::HashMap::from([
+            ("images".to_string(), x),
+            ("labels".to_string(), labels),
+            ("centers".to_string(), centers),
+        ]),
+        path,
+    )
+}
+
 pub fn run(
     train_shapes: &[(usize, usize)],
     infer_shapes: &[(usize, usize)],
     steps: usize,
+    torch: Option<&Torch>,
 ) -> candle_core::Result<Vec<Figure>> {
+    let threads = rayon::current_num_threads();
+    let scratch = tempfile::tempdir()?;
     let mut figures = Vec::new();
     for &(n, s) in train_shapes {
         reset_peak_rss();
         let t = time_training(n, s, steps)?;
         let step = t.total();
+        let rss = peak_rss_mb();
+        let flops = 3.0 * forward_flops(n, s, s);
         figures.push(Figure {
             name: format!("esx train [{n},1,{s},{s}]"),
             value: step * 1e3,
@@ -175,15 +233,42 @@ pub fn run(
                 t.loss * 1e3,
                 t.backward * 1e3,
                 t.optimizer * 1e3,
-                3.0 * forward_flops(n, s, s) / (step - t.loss - t.optimizer) / 1e9,
+                flops / (step - t.loss - t.optimizer) / 1e9,
                 100.0 * t.loss / step,
-                peak_rss_mb()
+                rss
             ),
         });
+        if let Some(torch) = torch {
+            let file = scratch.path().join(format!("batch_{n}x{s}.safetensors"));
+            write_batch(&file, n, s)?;
+            let args = vec![
+                "train".into(),
+                file.display().to_string(),
+                steps.to_string(),
+                threads.to_string(),
+            ];
+            figures.push(torch_figure(torch, &args, format!("torch train [{n},1,{s},{s}]"), |p| {
+                (
+                    p.step * 1e3,
+                    "ms/step",
+                    format!(
+                        "{:.2} img/s, fwd {:.0} loss {:.0} ms, {:.1} GFLOP/s, peak RSS {:.0} MB; esx vs torch: {:.2}× the speed, {:.2}× the memory",
+                        n as f64 / p.step,
+                        p.forward * 1e3,
+                        p.loss * 1e3,
+                        flops / (p.step - p.loss) / 1e9,
+                        p.peak_rss_mb,
+                        p.step / step,
+                        rss / p.peak_rss_mb
+                    ),
+                )
+            }));
+        }
     }
     for &(n, s) in infer_shapes {
         reset_peak_rss();
         let t = time_inference(n, s, steps)?;
+        let rss = peak_rss_mb();
         figures.push(Figure {
             name: format!("esx infer [{n},1,{s},{s}]"),
             value: t * 1e3,
@@ -193,9 +278,59 @@ pub fn run(
                 "{:.2} img/s, {:.1} GFLOP/s, peak RSS {:.0} MB",
                 n as f64 / t,
                 forward_flops(n, s, s) / t / 1e9,
-                peak_rss_mb()
+                rss
             ),
         });
+        if let Some(torch) = torch {
+            let args = vec![
+                "infer".into(),
+                n.to_string(),
+                s.to_string(),
+                steps.to_string(),
+                threads.to_string(),
+            ];
+            figures.push(torch_figure(torch, &args, format!("torch infer [{n},1,{s},{s}]"), |p| {
+                (
+                    p.forward * 1e3,
+                    "ms",
+                    format!(
+                        "{:.2} img/s, {:.1} GFLOP/s, peak RSS {:.0} MB; esx vs torch: {:.2}× the speed, {:.2}× the memory",
+                        n as f64 / p.forward,
+                        forward_flops(n, s, s) / p.forward / 1e9,
+                        p.peak_rss_mb,
+                        p.forward / t,
+                        rss / p.peak_rss_mb
+                    ),
+                )
+            }));
+        }
     }
     Ok(figures)
+}
+
+fn torch_figure(
+    torch: &Torch,
+    args: &[String],
+    name: String,
+    describe: impl Fn(&TorchFigures) -> (f64, &'static str, String),
+) -> Figure {
+    match torch.call(args) {
+        Ok(p) => {
+            let (value, unit, detail) = describe(&p);
+            Figure {
+                name,
+                value,
+                unit: unit.into(),
+                target: None,
+                detail,
+            }
+        }
+        Err(why) => Figure {
+            name,
+            value: f64::NAN,
+            unit: String::new(),
+            target: None,
+            detail: why,
+        },
+    }
 }

@@ -34,6 +34,16 @@ pub enum Which {
         /// Timed repetitions (median reported)
         #[arg(long, default_value_t = 5)]
         steps: usize,
+        /// Also time EmbedSeg 0.2.5 in PyTorch with this Python (tools/reference/setup.sh)
+        #[arg(long, value_name = "PYTHON")]
+        torch: Option<std::path::PathBuf>,
+        /// The PyTorch timing script
+        #[arg(
+            long,
+            value_name = "FILE",
+            default_value = "tools/reference/bench_torch.py"
+        )]
+        torch_script: std::path::PathBuf,
     },
     /// Data: instance centres (exact medoid, approx), one large medoid, batch throughput
     Data {
@@ -63,6 +73,8 @@ pub fn exec(args: Args) -> anyhow::Result<()> {
             train,
             infer,
             steps,
+            torch,
+            torch_script,
         } => {
             let parse = |v: &[String]| -> anyhow::Result<Vec<(usize, usize)>> {
                 v.iter()
@@ -75,7 +87,11 @@ pub fn exec(args: Args) -> anyhow::Result<()> {
                     })
                     .collect()
             };
-            esx::bench::train::run(&parse(&train)?, &parse(&infer)?, steps)?
+            let torch = torch.map(|python| esx::bench::train::Torch {
+                python,
+                script: torch_script,
+            });
+            esx::bench::train::run(&parse(&train)?, &parse(&infer)?, steps, torch.as_ref())?
         }
         Which::Data {
             frames,
