@@ -2,6 +2,11 @@
 
 mod cli;
 
+// Large tensors are allocated and freed every step; mimalloc keeps the pages
+// instead of returning them to the kernel and faulting them in again.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::process::ExitCode;
 
 use clap::Parser;

@@ -1,4 +1,6 @@
-//! EmbedSeg's SpatialEmbLoss (criterions/my_loss.py), 2D.
+//! EmbedSeg's SpatialEmbLoss (criterions/my_loss.py), 2D, written with candle's
+//! ops as EmbedSeg writes it with torch's: the readable reference that the
+//! fused op in fused.rs (which training uses) is checked against.
 //!
 //! Per image: embeddings e = tanh(offset) + xym; for each instance with
 //! pixels S and centre c (its marked centre pixel when exactly one lies in
@@ -47,7 +49,7 @@ pub struct LossTerms {
 
 /// `prediction` is (N, 3 + n_sigma, H, W); `labels` and `centers` are N·H·W
 /// instance ids (0 background; any non-zero value in `centers` marks a centre).
-pub fn embedseg_loss(
+pub fn embedseg_loss_graph(
     prediction: &Tensor,
     labels: &[u32],
     centers: &[u32],
@@ -221,7 +223,7 @@ mod tests {
             foreground_weight: 10.0,
         };
         let f = || {
-            embedseg_loss(
+            embedseg_loss_graph(
                 &prediction(&offsets, &sigma, &seed),
                 &labels,
                 &centers,
@@ -247,7 +249,7 @@ mod tests {
             foreground_weight: 10.0,
         };
         let f = || {
-            embedseg_loss(
+            embedseg_loss_graph(
                 &prediction(&offsets, &sigma, &seed),
                 &labels,
                 &centers,
@@ -296,7 +298,7 @@ mod tests {
         };
         // The offsets aim at the means, so no marked centres.
         let no_centres = vec![0u32; centers.len()];
-        let terms = embedseg_loss(&p, &labels, &no_centres, 2, &w).unwrap();
+        let terms = embedseg_loss_graph(&p, &labels, &no_centres, 2, &w).unwrap();
         assert!(terms.ious.iter().all(|&i| i > 0.999), "{:?}", terms.ious);
         assert!(terms.var < 1e-12);
     }

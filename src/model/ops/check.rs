@@ -23,6 +23,11 @@ pub fn rand_tensor(shape: &[usize], seed: u64) -> Tensor {
 /// Checks ∂f/∂v for every variable against central differences at up to
 /// `samples` coordinates each; f must be a scalar function of the variables.
 pub fn check_grads(vars: &[Var], f: impl Fn() -> Tensor, samples: usize, tol: f64) {
+    check_grads_step(vars, f, samples, tol, 1e-6)
+}
+
+/// `check_grads` with central differences of step `h`.
+pub fn check_grads_step(vars: &[Var], f: impl Fn() -> Tensor, samples: usize, tol: f64, h: f64) {
     let loss = f();
     let grads = loss.backward().expect("backward");
     for (vi, var) in vars.iter().enumerate() {
@@ -31,7 +36,6 @@ pub fn check_grads(vars: &[Var], f: impl Fn() -> Tensor, samples: usize, tol: f6
         let base: Vec<f64> = var.flatten_all().unwrap().to_vec1().unwrap();
         let step = (base.len() / samples).max(1);
         for i in (0..base.len()).step_by(step) {
-            let h = 1e-6;
             let eval = |delta: f64| {
                 let mut v = base.clone();
                 v[i] += delta;
