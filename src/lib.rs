@@ -8,6 +8,7 @@ pub mod config;
 pub mod data;
 pub mod infer;
 pub mod loss;
+pub mod metrics;
 pub mod model;
 pub mod progress;
 pub mod store;

@@ -1,0 +1,45 @@
+//! The Cell Tracking Challenge SEG measure: a reference object is matched to
+//! the result object that covers more than half of its pixels; its score is
+//! their Jaccard index (0 when unmatched); SEG is the mean over all
+//! reference objects of all annotated frames.
+
+use super::matching::Overlap;
+
+/// (Σ Jaccard of matched reference objects, number of reference objects) of
+/// one frame; SEG over frames is Σ of the first / Σ of the second.
+pub fn seg_parts(ov: &Overlap) -> (f64, usize) {
+    let mut sum = 0.0;
+    for i in 0..ov.n_true {
+        for j in 0..ov.n_pred {
+            let k = i * ov.n_pred + j;
+            if 2 * ov.inter[k] > ov.true_sizes[i] {
+                sum += ov.iou[k];
+            }
+        }
+    }
+    (sum, ov.n_true)
+}
+
+/// SEG over frames from their parts.
+pub fn seg(parts: &[(f64, usize)]) -> f64 {
+    let n: usize = parts.iter().map(|p| p.1).sum();
+    parts.iter().map(|p| p.0).sum::<f64>() / n.max(1) as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::matching::overlap;
+    use super::*;
+    use crate::data::Grid;
+
+    #[test]
+    fn more_than_half_of_the_reference_must_be_covered() {
+        // Reference object 1 has 4 pixels: a result covering exactly 2 is no match.
+        let t = Grid::new(4, 1, vec![1, 1, 1, 1]);
+        let half = Grid::new(4, 1, vec![3, 3, 0, 0]);
+        assert_eq!(seg_parts(&overlap(&t, &half)), (0.0, 1));
+        let three = Grid::new(4, 1, vec![3, 3, 3, 0]);
+        assert_eq!(seg_parts(&overlap(&t, &three)), (0.75, 1));
+        assert_eq!(seg(&[(0.75, 1), (0.0, 1)]), 0.375);
+    }
+}
