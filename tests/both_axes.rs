@@ -18,7 +18,7 @@ use std::path::Path;
 
 use candle_core::{DType, Device};
 use esx::data::Grid;
-use esx::infer::{cluster, predict, ClusterParams, Prediction};
+use esx::infer::{cluster, ClusterParams, PredictOptions, Prediction, Predictor};
 use esx::model::{BranchedErfnet, Weights};
 
 const EXPERIMENT: &str = r#"
@@ -138,7 +138,10 @@ fn both_offset_axes_are_learned_and_cells_are_not_cut_into_bands() {
     let out = common::succeeds(dir.path(), &["run", "axes.toml", "--json"]);
     let result: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(result["status"], "completed");
-    let net = load_last(&dir.path().join(result["dir"].as_str().unwrap()));
+    let predictor = Predictor::new(
+        load_last(&dir.path().join(result["dir"].as_str().unwrap())),
+        Device::Cpu,
+    );
 
     // The training crops, as the network saw them (64×64, normalised).
     let crops = dir.path().join("data/cells/TRAIN_CROPS_64x64");
@@ -152,7 +155,9 @@ fn both_offset_axes_are_learned_and_cells_are_not_cut_into_bands() {
     let mut control = Vec::new();
     for item in items.iter().step_by(3).take(16) {
         let sample = esx::data::batches::load_sample(item).unwrap();
-        let p = predict(&net, &sample.image, &Device::Cpu).unwrap();
+        let p = predictor
+            .predict(&sample.image, &PredictOptions::default())
+            .unwrap();
         trained.push(measure(&p, &sample.labels, &params));
         // The seed's failure: no y offsets learned (embedded y = pixel y).
         let mut flat = p.clone();

@@ -55,7 +55,7 @@ impl Dihedral {
 
     /// The source pixel (y, x) of output pixel (i, j), for a source of h × w.
     #[inline]
-    fn source(self, i: usize, j: usize, h: usize, w: usize) -> (usize, usize) {
+    pub fn source(self, i: usize, j: usize, h: usize, w: usize) -> (usize, usize) {
         // Undo the flip first (it was applied last), in the rotated frame.
         let rotated_width = if self.turns % 2 == 1 { h } else { w };
         let j = if self.flip { rotated_width - 1 - j } else { j };
@@ -65,6 +65,29 @@ impl Dihedral {
             2 => (h - 1 - i, w - 1 - j),
             _ => (h - 1 - j, i),
         }
+    }
+
+    /// `source` for fractional coordinates (the map is affine): where a point
+    /// (y, x) of the transformed image lies in the source of h × w.
+    pub fn source_point(self, i: f64, j: f64, h: usize, w: usize) -> (f64, f64) {
+        let (h, w) = (h as f64, w as f64);
+        let rotated_width = if self.turns % 2 == 1 { h } else { w };
+        let j = if self.flip {
+            rotated_width - 1.0 - j
+        } else {
+            j
+        };
+        match self.turns % 4 {
+            0 => (i, j),
+            1 => (j, w - 1.0 - i),
+            2 => (h - 1.0 - i, w - 1.0 - j),
+            _ => (h - 1.0 - j, i),
+        }
+    }
+
+    /// Quarter and three-quarter turns exchange the x and y axes.
+    pub fn swaps_axes(self) -> bool {
+        self.turns % 2 == 1
     }
 
     pub fn apply<T: Copy + Default>(self, g: &Grid<T>) -> Grid<T> {
@@ -140,6 +163,24 @@ mod tests {
             .data,
             vec![6, 3, 5, 2, 4, 1]
         );
+    }
+
+    #[test]
+    fn source_point_agrees_with_source_on_pixels() {
+        for d in Dihedral::ALL {
+            let (h, w) = (3, 5);
+            let (oh, ow) = if d.swaps_axes() { (w, h) } else { (h, w) };
+            for i in 0..oh {
+                for j in 0..ow {
+                    let (y, x) = d.source(i, j, h, w);
+                    assert_eq!(
+                        d.source_point(i as f64, j as f64, h, w),
+                        (y as f64, x as f64),
+                        "{d:?}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]

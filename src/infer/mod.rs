@@ -5,5 +5,5 @@ pub mod predict;
 pub mod prediction;
 
 pub use cluster::{cluster, ClusterParams};
-pub use predict::predict;
+pub use predict::{PredictOptions, Predictor};
 pub use prediction::Prediction;

@@ -8,7 +8,9 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use super::erfnet::{Decoder, Encoder};
-use super::layers::Mode;
+use candle_nn::VarBuilder;
+
+use super::layers::{Builders, Mode};
 use super::weights::Weights;
 
 pub struct BranchedErfnet {
@@ -21,7 +23,26 @@ pub struct BranchedErfnet {
 impl BranchedErfnet {
     /// Builds the network's tensors in `weights` (zeros until initialised or loaded).
     pub fn new(weights: &Weights, n_sigma: usize, seed: u64) -> Result<BranchedErfnet> {
-        let b = weights.builders();
+        Self::build(&weights.builders(), n_sigma, seed)
+    }
+
+    /// A network over detached copies of `weights`' parameters: its forward
+    /// passes keep no autograd graph (inference on large images).
+    pub fn for_inference(weights: &Weights, n_sigma: usize) -> Result<BranchedErfnet> {
+        let params = weights
+            .trainable()
+            .into_iter()
+            .map(|(k, v)| (k, v.as_tensor().detach()))
+            .collect();
+        let b = Builders {
+            params: VarBuilder::from_tensors(params, weights.dtype, &weights.device),
+            buffers: VarBuilder::from_varmap(&weights.buffers, weights.dtype, &weights.device),
+            buffer_map: &weights.buffers,
+        };
+        Self::build(&b, n_sigma, 0)
+    }
+
+    fn build(b: &Builders, n_sigma: usize, seed: u64) -> Result<BranchedErfnet> {
         let num_classes = [2 + n_sigma, 1];
         let d = b.pp("decoders");
         Ok(BranchedErfnet {
