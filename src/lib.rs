@@ -14,3 +14,4 @@ pub mod progress;
 pub mod store;
 pub mod train;
 pub mod view;
+pub mod viz;

@@ -11,33 +11,6 @@ use common::{esx, fails, succeeds, write_files};
 use esx::store::query::{events, list_runs, metrics, read_run};
 use esx::store::RunStatus;
 
-const TINY: &str = r#"
-name = "tiny"
-seed = 5
-epochs = 2
-batch_size = 2
-lr = 1e-3
-
-[data]
-root = "data/tiny"
-sequences = ["01"]
-crop_size = 32
-val_fraction = 0.25
-
-[data.synthetic]
-kind = "fluo"
-sequences = 1
-frames = 4
-size = 64
-seed = 2
-
-[train]
-steps_per_epoch = 3
-
-[log]
-vis_every = 0
-"#;
-
 fn run_json(dir: &Path, args: &[&str]) -> serde_json::Value {
     let mut all = vec!["run"];
     all.extend_from_slice(args);
@@ -64,7 +37,7 @@ fn losses(run_dir: &Path) -> (Vec<(i64, f64)>, Vec<f64>) {
 #[test]
 fn a_run_records_every_loss_checkpoints_and_its_split() {
     let dir = tempfile::tempdir().unwrap();
-    write_files(dir.path(), &[("tiny.toml", TINY)]);
+    write_files(dir.path(), &[("tiny.toml", &tiny())]);
     let r = run_json(dir.path(), &["tiny.toml"]);
     assert_eq!(r["status"], "completed");
     assert_eq!(r["steps"], 6);
@@ -105,7 +78,7 @@ fn a_run_records_every_loss_checkpoints_and_its_split() {
 #[test]
 fn the_same_seed_gives_the_same_run() {
     let dir = tempfile::tempdir().unwrap();
-    write_files(dir.path(), &[("tiny.toml", TINY)]);
+    write_files(dir.path(), &[("tiny.toml", &tiny())]);
     let a = run_json(dir.path(), &["tiny.toml"]);
     let b = run_json(dir.path(), &["tiny.toml"]);
     let la = losses(&dir.path().join(a["dir"].as_str().unwrap()));
@@ -128,7 +101,7 @@ fn newest_run(root: &Path) -> Option<PathBuf> {
 #[test]
 fn ctrl_c_then_resume_gives_exactly_the_uninterrupted_run() {
     let dir = tempfile::tempdir().unwrap();
-    write_files(dir.path(), &[("tiny.toml", TINY)]);
+    write_files(dir.path(), &[("tiny.toml", &tiny())]);
     let args = ["tiny.toml", "epochs=3", "train.steps_per_epoch=12"];
     let reference = run_json(dir.path(), &args);
     let reference = losses(&dir.path().join(reference["dir"].as_str().unwrap()));
@@ -194,7 +167,7 @@ fn ctrl_c_then_resume_gives_exactly_the_uninterrupted_run() {
 #[test]
 fn resuming_a_completed_or_unknown_run_is_refused_clearly() {
     let dir = tempfile::tempdir().unwrap();
-    write_files(dir.path(), &[("tiny.toml", TINY)]);
+    write_files(dir.path(), &[("tiny.toml", &tiny())]);
     let err = fails(dir.path(), &["run", "--resume", "nosuchrun"]);
     assert!(
         err.contains("no run matches `nosuchrun`") || err.contains("runs directory"),
@@ -206,7 +179,7 @@ fn resuming_a_completed_or_unknown_run_is_refused_clearly() {
 fn a_non_finite_loss_fails_the_run_naming_step_and_term() {
     use esx::data::tiff_io::{read_image, write_raw, Pixels, RawImage};
     let dir = tempfile::tempdir().unwrap();
-    write_files(dir.path(), &[("tiny.toml", TINY)]);
+    write_files(dir.path(), &[("tiny.toml", &tiny())]);
     succeeds(
         dir.path(),
         &[
@@ -291,4 +264,8 @@ fn missing_data_fails_the_run_and_cuda_needs_the_feature() {
             "{err}"
         );
     }
+}
+
+fn tiny() -> String {
+    common::tiny_experiment(1, 64, 0)
 }

@@ -2,8 +2,11 @@
 
 mod bench;
 mod config;
+mod eval;
 mod export;
 mod ls;
+mod model_args;
+mod predict;
 mod prepare;
 mod run;
 mod show;
@@ -31,6 +34,8 @@ pub enum Command {
     Export(export::Args),
     Synth(synth::Args),
     Prepare(prepare::Args),
+    Predict(predict::Args),
+    Eval(eval::Args),
     Bench(bench::Args),
 }
 
@@ -44,6 +49,8 @@ impl Command {
             Command::Export(a) => export::exec(a),
             Command::Synth(a) => synth::exec(a),
             Command::Prepare(a) => prepare::exec(a),
+            Command::Predict(a) => predict::exec(a),
+            Command::Eval(a) => eval::exec(a),
             Command::Bench(a) => bench::exec(a),
         }?;
         Ok(ExitCode::SUCCESS)

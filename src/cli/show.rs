@@ -14,6 +14,9 @@ pub struct Args {
     /// Print JSON
     #[arg(long)]
     pub json: bool,
+    /// Write the run's pictures into DIR as epochNNN_KIND.png
+    #[arg(long, value_name = "DIR")]
+    pub images: Option<std::path::PathBuf>,
 }
 
 pub fn exec(args: Args) -> anyhow::Result<()> {
@@ -21,6 +24,10 @@ pub fn exec(args: Args) -> anyhow::Result<()> {
     let info = read_run(&dir)?;
     let images = images(&dir)?;
     let events = events(&dir)?;
+    if let Some(out) = &args.images {
+        let written = esx::store::export::write_images(&dir, out)?;
+        eprintln!("wrote {} pictures to {}", written.len(), out.display());
+    }
     if args.json {
         return print_json(&serde_json::json!({
             "run": info,

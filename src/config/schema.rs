@@ -242,11 +242,16 @@ impl Default for ClusterConfig {
 pub struct LogConfig {
     /// Training pictures every this many epochs (0: never).
     pub vis_every: u32,
+    /// Validation frames scored (AP, SEG) at those epochs, at most.
+    pub eval_frames: usize,
 }
 
 impl Default for LogConfig {
     fn default() -> Self {
-        LogConfig { vis_every: 5 }
+        LogConfig {
+            vis_every: 5,
+            eval_frames: 16,
+        }
     }
 }
 

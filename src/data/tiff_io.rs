@@ -39,6 +39,18 @@ impl RawImage {
 }
 
 fn decode(path: &Path) -> Result<(usize, usize, DecodingResult), DataError> {
+    let (w, h, channels, data) = decode_any(path)?;
+    if channels != 1 {
+        return Err(DataError::Unsupported {
+            path: path.to_path_buf(),
+            what: "an RGB image; esx needs single-channel greyscale (convert it first)".into(),
+        });
+    }
+    Ok((w, h, data))
+}
+
+/// Width, height, interleaved channels (1 grey, 3 RGB, 4 RGBA) and samples.
+fn decode_any(path: &Path) -> Result<(usize, usize, usize, DecodingResult), DataError> {
     let tiff_err = |e: tiff::TiffError| DataError::Tiff {
         path: path.to_path_buf(),
         why: e.to_string(),
@@ -48,21 +60,17 @@ fn decode(path: &Path) -> Result<(usize, usize, DecodingResult), DataError> {
         .map_err(tiff_err)?
         .with_limits(Limits::unlimited());
     let (w, h) = dec.dimensions().map_err(tiff_err)?;
-    match dec.colortype().map_err(tiff_err)? {
-        ColorType::Gray(_) => {}
-        ColorType::RGB(_) | ColorType::RGBA(_) => {
-            return Err(DataError::Unsupported {
-                path: path.to_path_buf(),
-                what: "an RGB image; esx needs single-channel greyscale (convert it first)".into(),
-            })
-        }
+    let channels = match dec.colortype().map_err(tiff_err)? {
+        ColorType::Gray(_) => 1,
+        ColorType::RGB(_) => 3,
+        ColorType::RGBA(_) => 4,
         other => {
             return Err(DataError::Unsupported {
                 path: path.to_path_buf(),
                 what: format!("colour type {other:?}; esx needs single-channel greyscale"),
             })
         }
-    }
+    };
     let data = dec.read_image().map_err(tiff_err)?;
     if dec.more_images() {
         let mut planes = 1;
@@ -74,7 +82,7 @@ fn decode(path: &Path) -> Result<(usize, usize, DecodingResult), DataError> {
             what: format!("a 3D stack of {planes} planes; esx handles 2D images"),
         });
     }
-    Ok((w as usize, h as usize, data))
+    Ok((w as usize, h as usize, channels, data))
 }
 
 /// Width and height from the header alone.
@@ -115,6 +123,40 @@ pub fn read_image(path: &Path) -> Result<RawImage, DataError> {
         height,
         pixels,
     })
+}
+
+/// Reads an image for prediction: greyscale as `read_image`, RGB(A) turned
+/// into luminance (0.299 R + 0.587 G + 0.114 B, alpha ignored). The flag says
+/// whether a conversion happened, so the caller can warn.
+pub fn read_image_as_grey(path: &Path) -> Result<(RawImage, bool), DataError> {
+    let (width, height, channels, data) = decode_any(path)?;
+    if channels == 1 {
+        return Ok((read_image(path)?, false));
+    }
+    let values: Vec<f32> = match data {
+        DecodingResult::U8(v) => v.into_iter().map(f32::from).collect(),
+        DecodingResult::U16(v) => v.into_iter().map(f32::from).collect(),
+        DecodingResult::F32(v) => v,
+        other => {
+            return Err(DataError::Unsupported {
+                path: path.to_path_buf(),
+                what: format!("RGB sample format {}", sample_name(&other)),
+            })
+        }
+    };
+    check_len(path, width, height, values.len() / channels)?;
+    let grey = values
+        .chunks_exact(channels)
+        .map(|p| 0.299 * p[0] + 0.587 * p[1] + 0.114 * p[2])
+        .collect();
+    Ok((
+        RawImage {
+            width,
+            height,
+            pixels: Pixels::F32(grey),
+        },
+        true,
+    ))
 }
 
 /// Reads an instance label mask (uint8, uint16 or uint32; 0 is background).
@@ -270,6 +312,13 @@ mod tests {
             .write_image::<colortype::RGB8>(2, 1, &[1, 2, 3, 4, 5, 6])
             .unwrap();
         assert!(read_image(&rgb).unwrap_err().to_string().contains("RGB"));
+        let (grey, converted) = read_image_as_grey(&rgb).unwrap();
+        assert!(converted);
+        let expect = [
+            0.299 * 1.0 + 0.587 * 2.0 + 0.114 * 3.0,
+            0.299 * 4.0 + 0.587 * 5.0 + 0.114 * 6.0,
+        ];
+        assert_eq!(grey.pixels, Pixels::F32(expect.to_vec()));
 
         let stack = dir.path().join("stack.tif");
         let mut enc = TiffEncoder::new(File::create(&stack).unwrap()).unwrap();

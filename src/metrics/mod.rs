@@ -6,3 +6,6 @@ pub mod seg;
 
 pub use matching::{ap_thresholds, match_at, overlap, pool, MatchStats, Overlap};
 pub use seg::{seg, seg_parts};
+pub mod scores;
+
+pub use scores::{FrameScores, Scores};

@@ -2,6 +2,7 @@
 //! `<root>/<sweep-id>/<n>-<run-id>/run.db` in sweeps), written by exactly one
 //! process and read by any number.
 
+pub mod export;
 pub mod filter;
 pub mod provenance;
 pub mod query;

@@ -330,6 +330,17 @@ pub fn last_step(dir: &Path) -> Result<Option<i64>, StoreError> {
     Ok(conn.query_row("SELECT max(step) FROM metrics", [], |r| r.get(0))?)
 }
 
+/// The last recorded (step, epoch) of a run: where results computed after
+/// training are filed.
+pub fn last_position(dir: &Path) -> Result<(i64, i64), StoreError> {
+    let conn = open_read(dir)?;
+    Ok(conn.query_row(
+        "SELECT coalesce(max(step), 0), coalesce(max(epoch), 0) FROM metrics WHERE split != 'test'",
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?)
+}
+
 /// RUN|ROOT: a run directory, a directory of runs, or a run id prefix under
 /// `root`; None means every run under `root`.
 pub fn resolve_targets(target: Option<&str>, root: &Path) -> Result<Vec<PathBuf>, StoreError> {

@@ -143,6 +143,32 @@ impl RunWriter {
         Ok(w)
     }
 
+    /// Opens a run to add results after the fact (evaluation, tuned
+    /// thresholds) without touching its status, even while it trains.
+    pub fn annotate(dir: &Path) -> Result<RunWriter, StoreError> {
+        let mut conn = open_for_writing(dir)?;
+        migrate(&mut conn)?;
+        let id: String = conn.query_row("SELECT id FROM run", [], |r| r.get(0))?;
+        let mut w = RunWriter::wrap(conn, id, dir.to_path_buf());
+        w.finished = true;
+        Ok(w)
+    }
+
+    /// Flushes an annotating writer.
+    pub fn close(mut self) -> Result<(), StoreError> {
+        self.flush()
+    }
+
+    /// Forgets every scalar of `split` (a new evaluation replaces the last).
+    pub fn clear_split(&mut self, split: &str) -> Result<(), StoreError> {
+        self.flush()?;
+        let tx = self.conn.transaction()?;
+        tx.execute("DELETE FROM metrics WHERE split = ?1", params![split])?;
+        tx.execute("DELETE FROM summary WHERE split = ?1", params![split])?;
+        tx.commit()?;
+        Ok(())
+    }
+
     fn wrap(conn: Connection, id: String, dir: PathBuf) -> RunWriter {
         RunWriter {
             conn,
@@ -226,7 +252,9 @@ impl RunWriter {
                     s.count
                 ])?;
             }
-            tx.execute("UPDATE run SET heartbeat = ?1", params![now()])?;
+            if !self.finished {
+                tx.execute("UPDATE run SET heartbeat = ?1", params![now()])?;
+            }
         }
         tx.commit()?;
         self.pending.clear();

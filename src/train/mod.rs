@@ -4,6 +4,7 @@ pub mod adam;
 pub mod checkpoint;
 pub mod dataset;
 pub mod signals;
+pub mod snapshots;
 pub mod trainer;
 
 pub use signals::Interrupt;

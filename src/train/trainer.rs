@@ -12,6 +12,7 @@ use super::adam::{poly_lr, Adam};
 use super::checkpoint::{self, EpochSums, Position};
 use super::dataset::{prepare, TrainData};
 use super::signals::Interrupt;
+use super::snapshots::Snapshots;
 use crate::config::{parse_cuda_ordinal, Composed, Config};
 use crate::data::batches::{epoch_order, rng_for, Augment, Batch, BatchStream};
 use crate::loss::{embedseg_loss, LossTerms, LossWeights};
@@ -32,6 +33,8 @@ pub enum TrainError {
     Model(#[from] crate::model::ModelError),
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
+    #[error(transparent)]
+    Infer(#[from] crate::infer::InferError),
     #[error("{0}")]
     Device(String),
     #[error("the loss became {value} at step {step} (epoch {epoch}) in the {term} term; training stopped (checkpoints of earlier epochs are kept)")]
@@ -262,6 +265,7 @@ fn train(
         ));
     }
     let lw = LossWeights::from_config(&cfg.loss);
+    let snapshots = Snapshots::new(cfg, &data)?;
     let augment = Augment {
         dihedral: cfg.train.augment,
         intensity: cfg.train.intensity_jitter,
@@ -414,6 +418,9 @@ fn train(
                 checkpoint::save(&checkpoint_path(&dir, "best"), &weights, None, &at)?;
                 writer.log_event("checkpoint", &format!("best: epoch {e}, val IoU {iou:.4}"))?;
             }
+        }
+        if let Some(snap) = snapshots.as_ref().filter(|s| s.due(e, cfg.epochs)) {
+            snap.record(&weights, cfg, &dev, writer, (e, step))?;
         }
         pos = Position {
             epoch: e,

@@ -1,9 +1,11 @@
 //! Text renderings for the terminal: aligned tables, run details, CSV.
 //! Library code never prints; commands print what these return.
 
+mod infer;
 mod runs;
 mod table;
 
+pub use infer::{predictions, scores, tuning};
 pub use runs::{metrics_csv, run_details, run_summary, runs_table};
 pub use table::Table;
 

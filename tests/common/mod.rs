@@ -51,3 +51,38 @@ pub fn write_files(dir: &Path, files: &[(&str, &str)]) {
 pub fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
+
+/// A tiny experiment on a synthetic dataset (`data/tiny`, 4 frames per
+/// sequence, 32-pixel crops, 2 epochs of 3 steps) that trains in about a second.
+pub fn tiny_experiment(sequences: usize, size: usize, vis_every: u32) -> String {
+    let names: Vec<String> = (1..=sequences).map(|s| format!("\"{s:02}\"")).collect();
+    format!(
+        r#"
+name = "tiny"
+seed = 5
+epochs = 2
+batch_size = 2
+lr = 1e-3
+
+[data]
+root = "data/tiny"
+sequences = [{first}]
+crop_size = 32
+val_fraction = 0.25
+
+[data.synthetic]
+kind = "fluo"
+sequences = {sequences}
+frames = 4
+size = {size}
+seed = 2
+
+[train]
+steps_per_epoch = 3
+
+[log]
+vis_every = {vis_every}
+"#,
+        first = names[0]
+    )
+}

@@ -1,0 +1,207 @@
+//! Scoring a model on annotated frames (`esx eval`), and tuning the
+//! foreground threshold on a run's validation frames (`esx eval --tune`).
+
+use std::path::Path;
+
+use super::source::TUNED_FG_THRESH;
+use super::{cluster, InferError, Prediction, Segmenter};
+use crate::config::{Annotations, Config};
+use crate::data::ctc::{discover, Frame};
+use crate::data::tiff_io::{read_image, read_labels};
+use crate::data::{DataError, Grid};
+use crate::metrics::{FrameScores, Scores};
+use crate::progress::Reporter;
+use crate::store::query::{events, last_position};
+use crate::store::RunWriter;
+
+/// The annotated frames of `sequences`; an error names the sequence that has none.
+pub fn annotated_frames(
+    root: &Path,
+    sequences: &[String],
+    annotations: Annotations,
+) -> Result<Vec<Frame>, InferError> {
+    let frames = discover(root, sequences, annotations)?;
+    for seq in sequences {
+        if !frames.iter().any(|f| &f.sequence == seq) {
+            return Err(InferError::NoFrames(format!(
+                "sequence {seq} of {} has no annotated frames ({:?} masks)",
+                root.display(),
+                annotations
+            )));
+        }
+    }
+    Ok(frames)
+}
+
+/// Predicts and clusters every frame and scores it against its mask.
+pub fn evaluate(
+    segmenter: &Segmenter,
+    frames: &[Frame],
+    reporter: &Reporter,
+) -> Result<Scores, InferError> {
+    let bar = reporter.stage("evaluating", frames.len() as u64);
+    let mut scored = Vec::with_capacity(frames.len());
+    for frame in frames {
+        let (raw, truth) = load(frame)?;
+        let result = segmenter.segment(&raw)?;
+        scored.push(FrameScores::new(&frame.key(), &truth, &result.labels));
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    Ok(Scores::of(scored))
+}
+
+fn load(frame: &Frame) -> Result<(crate::data::tiff_io::RawImage, Grid<u32>), InferError> {
+    let raw = read_image(&frame.image)?;
+    let truth = read_labels(&frame.mask)?;
+    if (truth.width, truth.height) != (raw.width, raw.height) {
+        return Err(DataError::SizeMismatch {
+            image: frame.image.clone(),
+            iw: raw.width,
+            ih: raw.height,
+            mask: frame.mask.clone(),
+            mw: truth.width,
+            mh: truth.height,
+        }
+        .into());
+    }
+    Ok((raw, truth))
+}
+
+/// The validation frames a run recorded at its start, from its dataset.
+pub fn validation_frames(run_dir: &Path, config: &Config) -> Result<Vec<Frame>, InferError> {
+    let split = events(run_dir)?
+        .into_iter()
+        .rev()
+        .find(|e| e.kind == "split")
+        .ok_or_else(|| {
+            InferError::NoFrames(format!("run {} recorded no frame split", run_dir.display()))
+        })?;
+    let keys: Vec<String> = serde_json::from_str::<serde_json::Value>(&split.detail)
+        .ok()
+        .and_then(|v| serde_json::from_value(v["val"].clone()).ok())
+        .unwrap_or_default();
+    let d = &config.data;
+    let frames: Vec<Frame> = discover(Path::new(&d.root), &d.sequences, d.annotations)?
+        .into_iter()
+        .filter(|f| keys.contains(&f.key()))
+        .collect();
+    if frames.is_empty() {
+        return Err(InferError::NoFrames(format!(
+            "run {} has no validation frames to tune on (data.val_fraction was {})",
+            run_dir.display(),
+            d.val_fraction
+        )));
+    }
+    Ok(frames)
+}
+
+/// One candidate threshold's score on the tuning frames.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Candidate {
+    pub fg_thresh: f64,
+    /// Mean over frames of AP averaged over IoU 0.5…0.9.
+    pub ap: f64,
+    pub ap50: f64,
+}
+
+/// Tries fg_thresh = 0.30, 0.35, …, 0.70 (one prediction per frame, clustered
+/// once per candidate) and returns the candidates with the index of the best:
+/// highest mean AP, ties to the threshold nearest 0.5.
+pub fn tune_fg_thresh(
+    segmenter: &Segmenter,
+    frames: &[Frame],
+    reporter: &Reporter,
+) -> Result<(Vec<Candidate>, usize), InferError> {
+    let bar = reporter.stage("tuning fg_thresh", frames.len() as u64);
+    let mut predicted: Vec<(Prediction, Grid<u32>)> = Vec::new();
+    for frame in frames {
+        let (raw, truth) = load(frame)?;
+        let image = segmenter.normalised(&raw);
+        predicted.push((
+            segmenter.predictor.predict(&image, &segmenter.options)?,
+            truth,
+        ));
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    let candidates: Vec<Candidate> = (6..=14)
+        .map(|k| {
+            let t = k as f64 * 0.05;
+            let mut params = segmenter.cluster;
+            params.fg_thresh = t as f32;
+            let scores = Scores::of(
+                predicted
+                    .iter()
+                    .zip(frames)
+                    .map(|((p, truth), f)| FrameScores::new(&f.key(), truth, &cluster(p, &params)))
+                    .collect(),
+            );
+            let ap = scores.ap_mean.iter().sum::<f64>() / scores.ap_mean.len() as f64;
+            Candidate {
+                fg_thresh: t,
+                ap,
+                ap50: scores.ap50(),
+            }
+        })
+        .collect();
+    let best = (0..candidates.len())
+        .max_by(|&a, &b| {
+            let (ca, cb) = (&candidates[a], &candidates[b]);
+            ca.ap.total_cmp(&cb.ap).then(
+                (cb.fg_thresh - 0.5)
+                    .abs()
+                    .total_cmp(&(ca.fg_thresh - 0.5).abs()),
+            )
+        })
+        .unwrap_or(0);
+    Ok((candidates, best))
+}
+
+/// Files an evaluation with its run: the scalars under split `test` (replacing
+/// the previous evaluation's) at the run's last step, and the whole result as
+/// an `eval` event (so earlier evaluations stay in the event history).
+pub fn record_test(
+    run_dir: &Path,
+    scores: &Scores,
+    context: serde_json::Value,
+) -> Result<(), InferError> {
+    let (step, epoch) = last_position(run_dir)?;
+    let mut w = RunWriter::annotate(run_dir)?;
+    w.clear_split("test")?;
+    let (step, epoch) = (step.max(0) as u64, epoch.max(0) as u32);
+    for (key, v) in scores.scalars() {
+        w.log_scalar(step, epoch, "test", key, v)?;
+    }
+    for (t, v) in scores.thresholds.iter().zip(&scores.ap_mean) {
+        w.log_scalar(step, epoch, "test", &format!("ap@{t:.2}"), *v)?;
+    }
+    let mut detail = context;
+    detail["summary"] = serde_json::json!(scores
+        .scalars()
+        .into_iter()
+        .collect::<std::collections::BTreeMap<_, _>>());
+    w.log_event("eval", &detail.to_string())?;
+    w.close()?;
+    Ok(())
+}
+
+/// Stores a tuned foreground threshold with its run (predict and eval use it).
+pub fn record_tuned(
+    run_dir: &Path,
+    candidates: &[Candidate],
+    best: usize,
+) -> Result<(), InferError> {
+    let mut w = RunWriter::annotate(run_dir)?;
+    let chosen = candidates[best].fg_thresh;
+    w.set_param(
+        TUNED_FG_THRESH,
+        &toml::Value::Float((chosen * 100.0).round() / 100.0),
+    )?;
+    w.log_event(
+        "tuned",
+        &serde_json::json!({"fg_thresh": chosen, "candidates": candidates}).to_string(),
+    )?;
+    w.close()?;
+    Ok(())
+}
