@@ -2,6 +2,7 @@
 //! pass or fail. Each returns its measurements for the command to print.
 
 pub mod data;
+pub mod predict;
 pub mod store;
 pub mod train;
 

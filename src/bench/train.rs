@@ -161,6 +161,11 @@ pub struct TorchFigures {
     pub loss: f64,
     #[serde(default)]
     pub step: f64,
+    /// Prediction benchmarks: clustering time and instances found.
+    #[serde(default)]
+    pub cluster: f64,
+    #[serde(default)]
+    pub instances: f64,
     pub peak_rss_mb: f64,
 }
 
@@ -171,7 +176,7 @@ pub struct Torch {
 }
 
 impl Torch {
-    fn call(&self, args: &[String]) -> Result<TorchFigures, String> {
+    pub(crate) fn call(&self, args: &[String]) -> Result<TorchFigures, String> {
         let out = std::process::Command::new(&self.python)
             .arg(&self.script)
             .args(args)
@@ -308,7 +313,7 @@ pub fn run(
     Ok(figures)
 }
 
-fn torch_figure(
+pub(crate) fn torch_figure(
     torch: &Torch,
     args: &[String],
     name: String,

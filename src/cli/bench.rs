@@ -45,6 +45,28 @@ pub enum Which {
         )]
         torch_script: std::path::PathBuf,
     },
+    /// Prediction: clustering 1024² with ~200 cells, predict + cluster end to end
+    Predict {
+        /// Image sizes (square) for predict + cluster
+        #[arg(long, value_delimiter = ',', default_value = "512,2048")]
+        sizes: Vec<usize>,
+        /// Timed repetitions (median reported)
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+        /// A trained checkpoint (an untrained network finds no seeds to cluster)
+        #[arg(long, value_name = "FILE")]
+        checkpoint: Option<std::path::PathBuf>,
+        /// Also time EmbedSeg 0.2.5 in PyTorch with this Python (tools/reference/setup.sh)
+        #[arg(long, value_name = "PYTHON")]
+        torch: Option<std::path::PathBuf>,
+        /// The PyTorch timing script
+        #[arg(
+            long,
+            value_name = "FILE",
+            default_value = "tools/reference/bench_torch.py"
+        )]
+        torch_script: std::path::PathBuf,
+    },
     /// Data: instance centres (exact medoid, approx), one large medoid, batch throughput
     Data {
         /// Synthetic frames to compute centres for
@@ -92,6 +114,24 @@ pub fn exec(args: Args) -> anyhow::Result<()> {
                 script: torch_script,
             });
             esx::bench::train::run(&parse(&train)?, &parse(&infer)?, steps, torch.as_ref())?
+        }
+        Which::Predict {
+            sizes,
+            runs,
+            checkpoint,
+            torch,
+            torch_script,
+        } => {
+            let torch = torch.map(|python| esx::bench::train::Torch {
+                python,
+                script: torch_script,
+            });
+            let opts = esx::bench::predict::PredictBench {
+                sizes: &sizes,
+                runs,
+                checkpoint: checkpoint.as_deref(),
+            };
+            esx::bench::predict::run(&opts, torch.as_ref()).map_err(|e| anyhow::anyhow!("{e}"))?
         }
         Which::Data {
             frames,

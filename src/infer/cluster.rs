@@ -43,10 +43,16 @@ pub fn cluster(p: &Prediction, params: &ClusterParams) -> Grid<u32> {
     if fg.is_empty() {
         return labels;
     }
+    // Only pixels at or above seed_thresh can become seeds: sort just those.
+    let mut order: Vec<u32> = (0..fg.len() as u32)
+        .filter(|&k| p.seed[fg[k as usize] as usize] >= params.seed_thresh)
+        .collect();
+    if order.is_empty() {
+        return labels;
+    }
     let ex: Vec<f32> = fg.iter().map(|&i| p.ex[i as usize]).collect();
     let ey: Vec<f32> = fg.iter().map(|&i| p.ey[i as usize]).collect();
     let grid = CellGrid::new(&ex, &ey);
-    let mut order: Vec<u32> = (0..fg.len() as u32).collect();
     order.sort_by(|&a, &b| {
         p.seed[fg[b as usize] as usize]
             .total_cmp(&p.seed[fg[a as usize] as usize])
@@ -62,9 +68,6 @@ pub fn cluster(p: &Prediction, params: &ClusterParams) -> Grid<u32> {
             continue;
         }
         let i = fg[s] as usize;
-        if p.seed[i] < params.seed_thresh {
-            break;
-        }
         claimed[s] = true;
         // φ = exp(−(sx·dx² + sy·dy²)) > 0.5  ⇔  sx·dx² + sy·dy² < ln 2.
         let (sx, sy) = p.bandwidth(i);

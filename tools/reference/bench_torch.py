@@ -4,6 +4,8 @@ and prints both sides. Never needed by CI or by esx itself.
 
     python bench_torch.py train BATCH_FILE STEPS THREADS
     python bench_torch.py infer N SIZE RUNS THREADS
+    python bench_torch.py cluster OUTPUT_FILE RUNS THREADS
+    python bench_torch.py predict WEIGHTS|- IMAGE_FILE RUNS THREADS
 
 BATCH_FILE is a safetensors file written by esx (images [B,1,S,S], labels and
 centers [B,S,S]), so both sides time the same batch. Prints one JSON line.
@@ -24,6 +26,11 @@ import embedseg_import  # noqa: E402
 embedseg_import.install()
 from EmbedSeg.criterions.my_loss import SpatialEmbLoss  # noqa: E402
 from EmbedSeg.models.BranchedERFNet import BranchedERFNet  # noqa: E402
+from EmbedSeg.utils.utils import Cluster  # noqa: E402
+
+# EmbedSeg's test configuration: seed 0.9, foreground 0.5; its min_object_size
+# is a strict lower bound, esx's min_size an inclusive one.
+SEED_THRESH, FG_THRESH, MIN_OBJECT_SIZE = 0.9, 0.5, 9
 
 
 def peak_rss_mb():
@@ -78,6 +85,59 @@ def infer(n, size, runs, threads):
     return {"forward": float(np.median(times)), "peak_rss_mb": peak_rss_mb()}
 
 
+def clusterer(h, w):
+    # EmbedSeg's grid, sized to the image with its pixel spacing 1/1023
+    # (its fixed 1024 grid cannot hold a 2048 image).
+    return Cluster(h, w, (h - 1) / 1023.0, (w - 1) / 1023.0, torch.device("cpu"))
+
+
+def time_cluster(cl, out, runs):
+    times, found = [], 0
+    for i in range(runs + 1):
+        t0 = time.perf_counter()
+        inst = cl.cluster(out, n_sigma=2, seed_thresh=SEED_THRESH, fg_thresh=FG_THRESH,
+                          min_object_size=MIN_OBJECT_SIZE)
+        if i > 0:
+            times.append(time.perf_counter() - t0)
+        found = len(np.unique(inst.numpy())) - 1
+    return float(np.median(times)), found
+
+
+def cluster(output_file, runs, threads):
+    torch.set_num_threads(threads)
+    out = torch.from_numpy(load_file(output_file)["output"])
+    t, found = time_cluster(clusterer(out.shape[1], out.shape[2]), out, runs)
+    return {"forward": 0.0, "cluster": t, "instances": found, "peak_rss_mb": peak_rss_mb()}
+
+
+def predict(weights, image_file, runs, threads):
+    """EmbedSeg's test pipeline for one image: forward in eval mode, then
+    Cluster.cluster on the output (no TTA)."""
+    torch.set_num_threads(threads)
+    net = model()
+    if weights != "-":
+        sd = {k: torch.from_numpy(v) for k, v in load_file(weights).items()}
+        net.load_state_dict(sd, strict=False)
+    net.eval()
+    x = torch.from_numpy(load_file(image_file)["image"])
+    cl = clusterer(x.shape[2], x.shape[3])
+    fwd, clu, found = [], [], 0
+    with torch.no_grad():
+        for i in range(runs + 1):
+            t0 = time.perf_counter()
+            out = net(x)[0]
+            t1 = time.perf_counter()
+            inst = cl.cluster(out, n_sigma=2, seed_thresh=SEED_THRESH, fg_thresh=FG_THRESH,
+                              min_object_size=MIN_OBJECT_SIZE)
+            t2 = time.perf_counter()
+            if i > 0:
+                fwd.append(t1 - t0)
+                clu.append(t2 - t1)
+            found = len(np.unique(inst.numpy())) - 1
+    return {"forward": float(np.median(fwd)), "cluster": float(np.median(clu)),
+            "instances": found, "peak_rss_mb": peak_rss_mb()}
+
+
 if __name__ == "__main__":
     import contextlib
     import io
@@ -86,6 +146,10 @@ if __name__ == "__main__":
     with contextlib.redirect_stdout(io.StringIO()):  # EmbedSeg prints as it builds
         if what == "train":
             r = train(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
+        elif what == "cluster":
+            r = cluster(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
+        elif what == "predict":
+            r = predict(sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]))
         else:
             r = infer(int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]))
     print(json.dumps({k: float(v) for k, v in r.items()}))
