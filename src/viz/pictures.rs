@@ -267,7 +267,7 @@ fn count_ids(labels: &Grid<u32>) -> usize {
     ids.len()
 }
 
-const LEGEND: u32 = 44;
+const LEGEND: u32 = 52;
 
 /// The picture with a vertical colour bar on its right, labelled at both ends.
 fn with_legend(img: &RgbImage, legend: &Legend) -> RgbImage {
