@@ -6,7 +6,7 @@ use rayon::prelude::*;
 
 use super::elem::Elem;
 use super::im2col::{col2im, im2col, Geom};
-use super::matmul::{matmul, Mat};
+use super::matmul::{matmul, matmul_wide, Mat};
 
 /// The sizes of one convolution: input N×C×H×W, output N×O×OH×OW.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -74,7 +74,7 @@ pub fn forward<T: Elem>(x: &[T], weight: &[T], bias: Option<&[T]>, d: &Dims, g: 
             }
         }
         if g.kh == 1 && g.kw == 1 && g.sh == 1 && g.sw == 1 && g.ph == 0 && g.pw == 0 {
-            matmul(
+            matmul_wide(
                 out_i,
                 Mat::new(weight, d.o, ck),
                 Mat::new(xi, ck, p),
@@ -85,7 +85,7 @@ pub fn forward<T: Elem>(x: &[T], weight: &[T], bias: Option<&[T]>, d: &Dims, g: 
         }
         let mut cols = vec![T::zero(); ck * p];
         im2col(xi, d.c, d.h, d.w, g, &mut cols);
-        matmul(
+        matmul_wide(
             out_i,
             Mat::new(weight, d.o, ck),
             Mat::new(&cols, ck, p),
@@ -103,7 +103,7 @@ pub fn grad_input<T: Elem>(grad: &[T], weight: &[T], d: &Dims, g: &Geom) -> Vec<
     per_image(&mut gx, d.n, |i, gx_i, threads| {
         let gi = &grad[i * d.o * p..(i + 1) * d.o * p];
         let mut cols = vec![T::zero(); ck * p];
-        matmul(
+        matmul_wide(
             &mut cols,
             Mat::new(weight, d.o, ck).t(),
             Mat::new(gi, d.o, p),

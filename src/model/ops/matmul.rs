@@ -51,38 +51,109 @@ pub fn matmul<T: Elem>(c: &mut [T], a: Mat<T>, b: Mat<T>, accumulate: bool, thre
         }
         return;
     }
+    check_extent(&a);
+    check_extent(&b);
     let parallelism = if threads > 1 {
         gemm::Parallelism::Rayon(threads)
     } else {
         gemm::Parallelism::None
     };
-    // SAFETY: the views' extents were checked against their slices' lengths
-    // below, and `c` holds m × n elements.
-    unsafe {
-        assert!((a.rows - 1) * a.row_stride + (a.cols - 1) * a.col_stride < a.data.len());
-        assert!((b.rows - 1) * b.row_stride + (b.cols - 1) * b.col_stride < b.data.len());
-        gemm::gemm(
-            m,
-            n,
-            k,
-            c.as_mut_ptr(),
-            1,
-            n as isize,
-            accumulate,
-            a.data.as_ptr(),
-            a.col_stride as isize,
-            a.row_stride as isize,
-            b.data.as_ptr(),
-            b.col_stride as isize,
-            b.row_stride as isize,
-            T::one(),
-            T::one(),
-            false,
-            false,
-            false,
-            parallelism,
-        );
+    // SAFETY: the views' extents were checked against their slices' lengths,
+    // and `c` holds m × n elements.
+    unsafe { gemm_raw(c.as_mut_ptr(), n, a, b, accumulate, parallelism) }
+}
+
+/// Columns per thread below which splitting the product by columns does not pay.
+const SPLIT_MIN_COLUMNS: usize = 2048;
+
+/// As `matmul`, but with a wide b (many columns: the pixels of one image) the
+/// columns are split into one block per thread, each a single-threaded
+/// product: at batch 1 this keeps every core busy where gemm's own
+/// threading, which splits the small output-channel dimension, does not.
+pub fn matmul_wide<T: Elem>(c: &mut [T], a: Mat<T>, b: Mat<T>, accumulate: bool, threads: usize) {
+    let (m, n, k) = (a.rows, b.cols, a.cols);
+    let blocks = threads.min(n / SPLIT_MIN_COLUMNS);
+    if blocks < 2 || m == 0 || k == 0 {
+        return matmul(c, a, b, accumulate, threads);
     }
+    assert_eq!(k, b.rows, "inner dimensions");
+    assert!(c.len() >= m * n, "output too small");
+    check_extent(&a);
+    check_extent(&b);
+    let dst = SendPtr(c.as_mut_ptr());
+    rayon::scope(|s| {
+        for t in 0..blocks {
+            let (j0, j1) = (n * t / blocks, n * (t + 1) / blocks);
+            let block = Mat {
+                data: &b.data[j0 * b.col_stride..],
+                cols: j1 - j0,
+                ..b
+            };
+            let dst = &dst;
+            s.spawn(move |_| {
+                // SAFETY: blocks write disjoint column ranges j0..j1 of the
+                // m × n output (row stride n); the views' extents were checked.
+                unsafe {
+                    gemm_raw(
+                        dst.0.add(j0),
+                        n,
+                        a,
+                        block,
+                        accumulate,
+                        gemm::Parallelism::None,
+                    )
+                }
+            });
+        }
+    });
+}
+
+struct SendPtr<T>(*mut T);
+// SAFETY: used only to hand disjoint parts of one output buffer to threads
+// that all finish inside the scope that borrows it.
+unsafe impl<T> Sync for SendPtr<T> {}
+unsafe impl<T> Send for SendPtr<T> {}
+
+fn check_extent<T>(v: &Mat<T>) {
+    if v.rows > 0 && v.cols > 0 {
+        assert!((v.rows - 1) * v.row_stride + (v.cols - 1) * v.col_stride < v.data.len());
+    }
+}
+
+/// dst (a.rows × b.cols, row stride `dst_rs`) = a · b (+= when `accumulate`).
+///
+/// # Safety
+/// `dst` must be valid for writes over that extent, and the views' extents
+/// must lie inside their slices.
+unsafe fn gemm_raw<T: Elem>(
+    dst: *mut T,
+    dst_rs: usize,
+    a: Mat<T>,
+    b: Mat<T>,
+    accumulate: bool,
+    parallelism: gemm::Parallelism,
+) {
+    gemm::gemm(
+        a.rows,
+        b.cols,
+        a.cols,
+        dst,
+        1,
+        dst_rs as isize,
+        accumulate,
+        a.data.as_ptr(),
+        a.col_stride as isize,
+        a.row_stride as isize,
+        b.data.as_ptr(),
+        b.col_stride as isize,
+        b.row_stride as isize,
+        T::one(),
+        T::one(),
+        false,
+        false,
+        false,
+        parallelism,
+    );
 }
 
 #[cfg(test)]
@@ -103,5 +174,48 @@ mod tests {
         let mut d = [0.0f64; 9];
         matmul(&mut d, Mat::new(&a, 2, 3).t(), Mat::new(&a, 2, 3), false, 1);
         assert_eq!(d, [17., 22., 27., 22., 29., 36., 27., 36., 45.]);
+    }
+
+    #[test]
+    fn wide_products_split_by_columns_equal_the_plain_product() {
+        let (m, k, n) = (5, 7, 3 * SPLIT_MIN_COLUMNS + 17);
+        let a: Vec<f64> = (0..m * k).map(|i| (i as f64 * 0.37).sin()).collect();
+        let b: Vec<f64> = (0..k * n).map(|i| (i as f64 * 0.11).cos()).collect();
+        for accumulate in [false, true] {
+            let mut plain = vec![1.0; m * n];
+            let mut wide = vec![1.0; m * n];
+            matmul(
+                &mut plain,
+                Mat::new(&a, m, k),
+                Mat::new(&b, k, n),
+                accumulate,
+                1,
+            );
+            matmul_wide(
+                &mut wide,
+                Mat::new(&a, m, k),
+                Mat::new(&b, k, n),
+                accumulate,
+                3,
+            );
+            assert_eq!(plain, wide);
+            // Transposed b (column stride ≠ 1) too.
+            let bt: Vec<f64> = (0..n * k).map(|i| (i as f64 * 0.11).cos()).collect();
+            matmul(
+                &mut plain,
+                Mat::new(&a, m, k),
+                Mat::new(&bt, n, k).t(),
+                accumulate,
+                1,
+            );
+            matmul_wide(
+                &mut wide,
+                Mat::new(&a, m, k),
+                Mat::new(&bt, n, k).t(),
+                accumulate,
+                3,
+            );
+            assert_eq!(plain, wide);
+        }
     }
 }
