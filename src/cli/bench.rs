@@ -12,6 +12,29 @@ pub struct Args {
     pub json: bool,
 }
 
+/// The PyTorch side of `train` and `predict`.
+#[derive(clap::Args)]
+pub struct TorchArgs {
+    /// Also time EmbedSeg 0.2.5 in PyTorch with this Python (tools/reference/setup.sh)
+    #[arg(long, value_name = "PYTHON")]
+    torch: Option<std::path::PathBuf>,
+    /// The PyTorch timing script
+    #[arg(
+        long,
+        value_name = "FILE",
+        default_value = "tools/reference/bench_torch.py"
+    )]
+    torch_script: std::path::PathBuf,
+}
+
+impl TorchArgs {
+    fn into_torch(self) -> Option<esx::bench::train::Torch> {
+        let script = self.torch_script;
+        self.torch
+            .map(|python| esx::bench::train::Torch { python, script })
+    }
+}
+
 #[derive(clap::Subcommand)]
 pub enum Which {
     /// Run store: metric ingest, ls over many runs, config end to end
@@ -34,16 +57,8 @@ pub enum Which {
         /// Timed repetitions (median reported)
         #[arg(long, default_value_t = 5)]
         steps: usize,
-        /// Also time EmbedSeg 0.2.5 in PyTorch with this Python (tools/reference/setup.sh)
-        #[arg(long, value_name = "PYTHON")]
-        torch: Option<std::path::PathBuf>,
-        /// The PyTorch timing script
-        #[arg(
-            long,
-            value_name = "FILE",
-            default_value = "tools/reference/bench_torch.py"
-        )]
-        torch_script: std::path::PathBuf,
+        #[command(flatten)]
+        torch: TorchArgs,
     },
     /// Prediction: clustering 1024² with ~200 cells, predict + cluster end to end
     Predict {
@@ -56,16 +71,8 @@ pub enum Which {
         /// A trained checkpoint (an untrained network finds no seeds to cluster)
         #[arg(long, value_name = "FILE")]
         checkpoint: Option<std::path::PathBuf>,
-        /// Also time EmbedSeg 0.2.5 in PyTorch with this Python (tools/reference/setup.sh)
-        #[arg(long, value_name = "PYTHON")]
-        torch: Option<std::path::PathBuf>,
-        /// The PyTorch timing script
-        #[arg(
-            long,
-            value_name = "FILE",
-            default_value = "tools/reference/bench_torch.py"
-        )]
-        torch_script: std::path::PathBuf,
+        #[command(flatten)]
+        torch: TorchArgs,
     },
     /// Data: instance centres (exact medoid, approx), one large medoid, batch throughput
     Data {
@@ -96,7 +103,6 @@ pub fn exec(args: Args) -> anyhow::Result<()> {
             infer,
             steps,
             torch,
-            torch_script,
         } => {
             let parse = |v: &[String]| -> anyhow::Result<Vec<(usize, usize)>> {
                 v.iter()
@@ -109,10 +115,7 @@ pub fn exec(args: Args) -> anyhow::Result<()> {
                     })
                     .collect()
             };
-            let torch = torch.map(|python| esx::bench::train::Torch {
-                python,
-                script: torch_script,
-            });
+            let torch = torch.into_torch();
             esx::bench::train::run(&parse(&train)?, &parse(&infer)?, steps, torch.as_ref())?
         }
         Which::Predict {
@@ -120,12 +123,8 @@ pub fn exec(args: Args) -> anyhow::Result<()> {
             runs,
             checkpoint,
             torch,
-            torch_script,
         } => {
-            let torch = torch.map(|python| esx::bench::train::Torch {
-                python,
-                script: torch_script,
-            });
+            let torch = torch.into_torch();
             let opts = esx::bench::predict::PredictBench {
                 sizes: &sizes,
                 runs,

@@ -7,7 +7,7 @@ use super::source::TUNED_FG_THRESH;
 use super::{cluster, InferError, Prediction, Segmenter};
 use crate::config::{Annotations, Config};
 use crate::data::ctc::{discover, Frame};
-use crate::data::tiff_io::{read_image, read_labels};
+use crate::data::tiff_io::{read_image, read_labels, RawImage};
 use crate::data::{DataError, Grid};
 use crate::metrics::{FrameScores, Scores};
 use crate::progress::Reporter;
@@ -33,6 +33,24 @@ pub fn annotated_frames(
     Ok(frames)
 }
 
+/// An annotated frame read into memory: its key, image and mask.
+pub struct LoadedFrame {
+    pub key: String,
+    pub image: RawImage,
+    pub truth: Grid<u32>,
+}
+
+impl LoadedFrame {
+    pub fn read(frame: &Frame) -> Result<LoadedFrame, InferError> {
+        let (image, truth) = load(frame)?;
+        Ok(LoadedFrame {
+            key: frame.key(),
+            image,
+            truth,
+        })
+    }
+}
+
 /// Predicts and clusters every frame and scores it against its mask.
 pub fn evaluate(
     segmenter: &Segmenter,
@@ -42,16 +60,32 @@ pub fn evaluate(
     let bar = reporter.stage("evaluating", frames.len() as u64);
     let mut scored = Vec::with_capacity(frames.len());
     for frame in frames {
-        let (raw, truth) = load(frame)?;
-        let result = segmenter.segment(&raw)?;
-        scored.push(FrameScores::new(&frame.key(), &truth, &result.labels));
+        scored.push(score(segmenter, &LoadedFrame::read(frame)?)?);
         bar.inc(1);
     }
     bar.finish_and_clear();
     Ok(Scores::of(scored))
 }
 
-fn load(frame: &Frame) -> Result<(crate::data::tiff_io::RawImage, Grid<u32>), InferError> {
+/// As `evaluate`, for frames already in memory.
+pub fn evaluate_loaded(
+    segmenter: &Segmenter,
+    frames: &[LoadedFrame],
+) -> Result<Scores, InferError> {
+    Ok(Scores::of(
+        frames
+            .iter()
+            .map(|f| score(segmenter, f))
+            .collect::<Result<_, _>>()?,
+    ))
+}
+
+fn score(segmenter: &Segmenter, frame: &LoadedFrame) -> Result<FrameScores, InferError> {
+    let result = segmenter.segment(&frame.image)?;
+    Ok(FrameScores::new(&frame.key, &frame.truth, &result.labels))
+}
+
+fn load(frame: &Frame) -> Result<(RawImage, Grid<u32>), InferError> {
     let raw = read_image(&frame.image)?;
     let truth = read_labels(&frame.mask)?;
     if (truth.width, truth.height) != (raw.width, raw.height) {

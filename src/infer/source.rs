@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use super::InferError;
 use crate::config::Config;
 use crate::store::query::{read_run, resolve_run};
+use crate::store::{checkpoint_file, CHECKPOINTS};
 
 /// The param under which `esx eval --tune` stores the tuned foreground threshold.
 pub const TUNED_FG_THRESH: &str = "tuned.cluster.fg_thresh";
@@ -33,7 +34,7 @@ impl ModelSource {
         if path.is_file() {
             let run_dir = path
                 .parent()
-                .filter(|p| p.file_name().is_some_and(|n| n == "checkpoints"))
+                .filter(|p| p.file_name().is_some_and(|n| n == CHECKPOINTS))
                 .and_then(Path::parent)
                 .filter(|d| d.join(crate::store::RUN_DB).is_file());
             let config = match run_dir {
@@ -47,14 +48,13 @@ impl ModelSource {
             });
         }
         let dir = resolve_run(arg, runs_root)?;
-        let checkpoints = dir.join("checkpoints");
         let order: &[&str] = match which {
             Which::Best => &["best", "last"],
             Which::Last => &["last"],
         };
         let checkpoint = order
             .iter()
-            .map(|n| checkpoints.join(format!("{n}.safetensors")))
+            .map(|n| checkpoint_file(&dir, n))
             .find(|p| p.is_file())
             .ok_or_else(|| InferError::NoCheckpoint { dir: dir.clone() })?;
         Ok(ModelSource {

@@ -19,6 +19,16 @@ pub use writer::{flatten_params, NewRun, Outcome, RunWriter, SweepMembership};
 /// The database file in every run directory.
 pub const RUN_DB: &str = "run.db";
 
+/// The folder of a run's checkpoints, beside its database.
+pub const CHECKPOINTS: &str = "checkpoints";
+
+/// A run's checkpoint `which` (`last`, `best`).
+pub fn checkpoint_file(run_dir: &std::path::Path, which: &str) -> std::path::PathBuf {
+    run_dir
+        .join(CHECKPOINTS)
+        .join(format!("{which}.safetensors"))
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum RunStatus {

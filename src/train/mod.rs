@@ -3,9 +3,12 @@
 pub mod adam;
 pub mod checkpoint;
 pub mod dataset;
+pub mod device;
 pub mod signals;
 pub mod snapshots;
+pub mod step;
 pub mod trainer;
 
+pub use device::{device, set_threads};
 pub use signals::Interrupt;
 pub use trainer::{run, RunResult, Start, TrainError};

@@ -12,10 +12,9 @@ use super::TrainError;
 use crate::config::Config;
 use crate::data::batches::{load_sample, Sample};
 use crate::data::ctc::{discover, Frame};
-use crate::infer::evaluate::evaluate;
+use crate::infer::evaluate::{evaluate_loaded, LoadedFrame};
 use crate::infer::{cluster, ClusterParams, PredictOptions, Predictor, Segmenter};
 use crate::model::{BranchedErfnet, Weights};
-use crate::progress::Reporter;
 use crate::store::RunWriter;
 use crate::viz;
 
@@ -23,7 +22,8 @@ pub struct Snapshots {
     every: u32,
     sample: Sample,
     sample_name: String,
-    frames: Vec<Frame>,
+    /// Validation frames, read once at run start.
+    frames: Vec<LoadedFrame>,
 }
 
 impl Snapshots {
@@ -47,6 +47,10 @@ impl Snapshots {
         .filter(|f| data.val_frames.contains(&f.key()))
         .collect();
         frames.truncate(cfg.log.eval_frames);
+        let frames = frames
+            .iter()
+            .map(LoadedFrame::read)
+            .collect::<Result<_, _>>()?;
         Ok(Some(Snapshots {
             every: cfg.log.vis_every,
             sample: load_sample(item)?,
@@ -91,7 +95,7 @@ impl Snapshots {
         )?;
         if !self.frames.is_empty() {
             let segmenter = Segmenter::new(predictor, cfg, options);
-            let scores = evaluate(&segmenter, &self.frames, &Reporter::silent())?;
+            let scores = evaluate_loaded(&segmenter, &self.frames)?;
             for (key, v) in scores.scalars() {
                 writer.log_scalar(step, epoch, "val", key, v)?;
             }

@@ -3,23 +3,26 @@
 //! every loss recorded in the run store, resume without duplicate steps,
 //! Ctrl-C to a clean stop, a non-finite loss to a clean failure.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Tensor};
 
 use super::adam::{poly_lr, Adam};
 use super::checkpoint::{self, EpochSums, Position};
-use super::dataset::{prepare, TrainData};
+use super::dataset::prepare;
+use super::device::{device, set_threads};
 use super::signals::Interrupt;
 use super::snapshots::Snapshots;
-use crate::config::{parse_cuda_ordinal, Composed, Config};
-use crate::data::batches::{epoch_order, rng_for, Augment, Batch, BatchStream};
-use crate::loss::{embedseg_loss, LossTerms, LossWeights};
+pub use super::step::Means;
+use super::step::{check_finite, step_loss, validate};
+use crate::config::{Composed, Config};
+use crate::data::batches::{epoch_order, rng_for, Augment, BatchStream};
+use crate::loss::LossWeights;
 use crate::model::{BranchedErfnet, Mode, Weights};
 use crate::progress::Reporter;
 use crate::store::query::read_run;
-use crate::store::{NewRun, Outcome, RunStatus, RunWriter, SweepMembership};
+use crate::store::{checkpoint_file, NewRun, Outcome, RunStatus, RunWriter, SweepMembership};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TrainError {
@@ -77,26 +80,6 @@ pub struct EpochReport {
     pub seconds: f64,
 }
 
-#[derive(Clone, Copy, Debug, Default, serde::Serialize)]
-pub struct Means {
-    pub loss: f64,
-    pub inst: f64,
-    pub var: f64,
-    pub seed: f64,
-}
-
-impl Means {
-    fn of(s: &EpochSums) -> Means {
-        let n = s.batches.max(1) as f64;
-        Means {
-            loss: s.loss / n,
-            inst: s.inst / n,
-            var: s.var / n,
-            seed: s.seed / n,
-        }
-    }
-}
-
 /// How a run went.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct RunResult {
@@ -149,7 +132,7 @@ pub fn run(
                     info.pid, info.host
                 )));
             }
-            if !dir.join("checkpoints/last.safetensors").is_file() {
+            if !checkpoint_file(&dir, "last").is_file() {
                 return Err(resume_err(
                     "it has no checkpoint (it ended before its first epoch)".into(),
                 ));
@@ -203,36 +186,6 @@ struct Done {
     last: Option<EpochReport>,
 }
 
-/// Sizes rayon's pool (every CPU op runs on it): `threads` if non-zero, else
-/// RAYON_NUM_THREADS or all cores. Only the first call in a process counts.
-pub fn set_threads(threads: usize) {
-    if threads > 0 {
-        let _ = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build_global();
-    }
-}
-
-/// The device a config names; CUDA only in builds with the `cuda` feature.
-pub fn device(name: &str) -> Result<Device, TrainError> {
-    if name == "cpu" {
-        return Ok(Device::Cpu);
-    }
-    let ordinal = parse_cuda_ordinal(name).ok_or_else(|| {
-        TrainError::Device(format!("device `{name}`: expected \"cpu\" or \"cuda:N\""))
-    })?;
-    if !cfg!(feature = "cuda") {
-        return Err(TrainError::Device(format!(
-            "device `{name}`: this esx was built without CUDA; rebuild with `cargo install --path . --features cuda`"
-        )));
-    }
-    Device::new_cuda(ordinal).map_err(|e| TrainError::Device(format!("device `{name}`: {e}")))
-}
-
-fn checkpoint_path(dir: &Path, which: &str) -> PathBuf {
-    dir.join("checkpoints").join(format!("{which}.safetensors"))
-}
-
 fn train(
     cfg: &Config,
     writer: &mut RunWriter,
@@ -256,7 +209,7 @@ fn train(
         ..Position::default()
     };
     if resume {
-        pos = checkpoint::load(&checkpoint_path(&dir, "last"), &weights, Some(&mut opt))?;
+        pos = checkpoint::load(&checkpoint_file(&dir, "last"), &weights, Some(&mut opt))?;
         writer.truncate_after(pos.step, pos.epoch)?;
         reporter.note(format!(
             "resuming at epoch {}, step {}",
@@ -320,7 +273,7 @@ fn train(
                     },
                 };
                 writer.flush()?;
-                checkpoint::save(&checkpoint_path(&dir, "last"), &weights, Some(&opt), &at)?;
+                checkpoint::save(&checkpoint_file(&dir, "last"), &weights, Some(&opt), &at)?;
                 writer.log_event(
                     "interrupted",
                     &format!("checkpoint at epoch {}, step {}", epoch + 1, pos.step),
@@ -362,12 +315,7 @@ fn train(
             ] {
                 writer.log_scalar(pos.step, epoch + 1, "step", key, v)?;
             }
-            sums.loss += loss;
-            sums.inst += terms.instance;
-            sums.var += terms.var;
-            sums.seed += terms.seed;
-            sums.batches += 1;
-            sums.images += batch.size;
+            sums.add(&terms, batch.size)?;
             bar.set_message(format!(
                 "epoch {}/{} loss {:.4}",
                 epoch + 1,
@@ -415,7 +363,7 @@ fn train(
                     best_iou: iou,
                     ..Position::default()
                 };
-                checkpoint::save(&checkpoint_path(&dir, "best"), &weights, None, &at)?;
+                checkpoint::save(&checkpoint_file(&dir, "best"), &weights, None, &at)?;
                 writer.log_event("checkpoint", &format!("best: epoch {e}, val IoU {iou:.4}"))?;
             }
         }
@@ -430,7 +378,7 @@ fn train(
             sums: EpochSums::default(),
         };
         writer.flush()?;
-        checkpoint::save(&checkpoint_path(&dir, "last"), &weights, Some(&opt), &pos)?;
+        checkpoint::save(&checkpoint_file(&dir, "last"), &weights, Some(&opt), &pos)?;
         let report = EpochReport {
             epoch: e,
             lr,
@@ -440,7 +388,7 @@ fn train(
             images_per_s,
             seconds: sums.seconds,
         };
-        reporter.note(epoch_line(&report, cfg.epochs));
+        reporter.note(crate::view::epoch_line(&report, cfg.epochs));
         last = Some(report);
     }
     Ok(Done {
@@ -455,108 +403,4 @@ fn train(
 fn rng_seed(seed: u64, step: u64) -> u64 {
     use rand::RngCore;
     rng_for(seed, u64::MAX - 3, step).next_u64()
-}
-
-fn step_loss(
-    net: &BranchedErfnet,
-    batch: &Batch,
-    dev: &Device,
-    cfg: &Config,
-    lw: &LossWeights,
-    mode: Mode,
-) -> Result<LossTerms, TrainError> {
-    let x = Tensor::from_slice(
-        &batch.images,
-        (batch.size, 1, batch.height, batch.width),
-        dev,
-    )?;
-    let prediction = net.forward(&x, mode)?;
-    Ok(embedseg_loss(
-        &prediction,
-        &batch.labels,
-        &batch.centers,
-        cfg.model.n_sigma,
-        lw,
-    )?)
-}
-
-fn check_finite(t: &LossTerms, step: u64, epoch: u32) -> Result<(), TrainError> {
-    let total = t.total.to_dtype(DType::F64)?.to_scalar::<f64>()?;
-    for (term, value) in [
-        ("instance", t.instance),
-        ("variance", t.var),
-        ("seed", t.seed),
-        ("total", total),
-    ] {
-        if !value.is_finite() {
-            return Err(TrainError::NonFinite {
-                step,
-                epoch,
-                term,
-                value,
-            });
-        }
-    }
-    Ok(())
-}
-
-/// Validation means and IoU (GT-guided: φ > 0.5 against each instance, as EmbedSeg).
-fn validate(
-    net: &BranchedErfnet,
-    data: &TrainData,
-    dev: &Device,
-    cfg: &Config,
-    lw: &LossWeights,
-) -> Result<Option<(Means, f64)>, TrainError> {
-    if data.val.is_empty() {
-        return Ok(None);
-    }
-    let b = cfg.batch_size;
-    let mut order = data.val.clone();
-    if cfg.train.val_steps > 0 {
-        order.truncate(cfg.train.val_steps * b);
-    }
-    let mut sums = EpochSums::default();
-    let mut ious = Vec::new();
-    for batch in BatchStream::start(
-        data.items.clone(),
-        order,
-        b,
-        Augment::NONE,
-        cfg.seed,
-        0,
-        0,
-        2,
-    ) {
-        let batch = batch?;
-        let terms = step_loss(net, &batch, dev, cfg, lw, Mode::Eval)?;
-        sums.loss += terms.total.to_dtype(DType::F64)?.to_scalar::<f64>()?;
-        sums.inst += terms.instance;
-        sums.var += terms.var;
-        sums.seed += terms.seed;
-        sums.batches += 1;
-        ious.extend(terms.ious);
-    }
-    let iou = ious.iter().sum::<f64>() / ious.len().max(1) as f64;
-    Ok(Some((Means::of(&sums), iou)))
-}
-
-fn epoch_line(r: &EpochReport, epochs: u32) -> String {
-    let val = match (&r.val, r.val_iou) {
-        (Some(v), Some(iou)) => format!("  val loss {:.4} IoU {:.3}", v.loss, iou),
-        _ => String::new(),
-    };
-    format!(
-        "epoch {}/{}  train loss {:.4} (inst {:.4} var {:.4} seed {:.4}){}  lr {:.2e}  {:.1} img/s  {}",
-        r.epoch,
-        epochs,
-        r.train.loss,
-        r.train.inst,
-        r.train.var,
-        r.train.seed,
-        val,
-        r.lr,
-        r.images_per_s,
-        crate::view::duration(r.seconds)
-    )
 }

@@ -6,7 +6,7 @@ mod runs;
 mod table;
 
 pub use infer::{predictions, scores, tuning};
-pub use runs::{metrics_csv, run_details, run_summary, runs_table};
+pub use runs::{epoch_line, metrics_csv, run_details, run_summary, runs_table};
 pub use table::Table;
 
 /// A Unix time as local `YYYY-MM-DD HH:MM:SS`.

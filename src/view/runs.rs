@@ -215,3 +215,24 @@ pub fn run_summary(r: &RunResult) -> String {
     }
     s
 }
+
+/// The line printed after each training epoch.
+pub fn epoch_line(r: &crate::train::trainer::EpochReport, epochs: u32) -> String {
+    let val = match (&r.val, r.val_iou) {
+        (Some(v), Some(iou)) => format!("  val loss {:.4} IoU {:.3}", v.loss, iou),
+        _ => String::new(),
+    };
+    format!(
+        "epoch {}/{}  train loss {:.4} (inst {:.4} var {:.4} seed {:.4}){}  lr {:.2e}  {:.1} img/s  {}",
+        r.epoch,
+        epochs,
+        r.train.loss,
+        r.train.inst,
+        r.train.var,
+        r.train.seed,
+        val,
+        r.lr,
+        r.images_per_s,
+        super::duration(r.seconds)
+    )
+}
