@@ -12,6 +12,7 @@ pub mod metrics;
 pub mod model;
 pub mod progress;
 pub mod store;
+pub mod sweep;
 pub mod train;
 pub mod view;
 pub mod viz;

@@ -10,6 +10,7 @@ mod predict;
 mod prepare;
 mod run;
 mod show;
+mod sweep;
 mod synth;
 
 use std::path::PathBuf;
@@ -28,6 +29,7 @@ pub struct Cli {
 #[derive(Subcommand)]
 pub enum Command {
     Run(run::Args),
+    Sweep(sweep::Args),
     Config(config::Args),
     Ls(ls::Args),
     Show(show::Args),
@@ -43,6 +45,7 @@ impl Command {
     pub fn exec(self) -> anyhow::Result<ExitCode> {
         match self {
             Command::Run(a) => return run::exec(a),
+            Command::Sweep(a) => return sweep::exec(a),
             Command::Config(a) => config::exec(a),
             Command::Ls(a) => ls::exec(a),
             Command::Show(a) => show::exec(a),

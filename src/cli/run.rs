@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use esx::progress::Reporter;
 use esx::store::query::resolve_run;
 use esx::store::RunStatus;
+use esx::sweep::SweepRecord;
 use esx::train::{self, Interrupt, Start};
 
 use super::{parse_overrides, print_json, RunsDir};
@@ -29,6 +30,18 @@ pub struct Args {
     /// Print the result as JSON
     #[arg(long)]
     pub json: bool,
+    /// The sweep folder this run belongs to (set by `esx sweep`)
+    #[arg(
+        long,
+        value_name = "DIR",
+        requires = "point",
+        conflicts_with = "resume",
+        hide = true
+    )]
+    pub sweep: Option<PathBuf>,
+    /// The sweep point this run trains (set by `esx sweep`)
+    #[arg(long, value_name = "N", requires = "sweep", hide = true)]
+    pub point: Option<usize>,
 }
 
 pub fn exec(args: Args) -> anyhow::Result<ExitCode> {
@@ -41,13 +54,21 @@ pub fn exec(args: Args) -> anyhow::Result<ExitCode> {
         (None, Some(file)) => {
             let overrides = parse_overrides(&args.overrides)?;
             let composed = esx::config::compose(file, &overrides, false)?;
+            let (parent, prefix, sweep) = match (&args.sweep, args.point) {
+                (Some(dir), Some(point)) => (
+                    dir.clone(),
+                    Some(point.to_string()),
+                    Some(SweepRecord::membership(dir, point)?),
+                ),
+                _ => (args.runs.runs.clone(), None, None),
+            };
             Start::New {
                 composed: Box::new(composed),
                 experiment: file.display().to_string(),
                 command: std::env::args().collect(),
-                parent: args.runs.runs.clone(),
-                prefix: None,
-                sweep: None,
+                parent,
+                prefix,
+                sweep,
             }
         }
         (None, None) => anyhow::bail!("give an experiment file or --resume RUN"),

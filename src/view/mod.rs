@@ -3,10 +3,12 @@
 
 mod infer;
 mod runs;
+mod sweep;
 mod table;
 
 pub use infer::{predictions, scores, tuning};
 pub use runs::{epoch_line, metrics_csv, run_details, run_summary, runs_table};
+pub use sweep::{sweep_plan, sweep_summary};
 pub use table::Table;
 
 /// A Unix time as local `YYYY-MM-DD HH:MM:SS`.

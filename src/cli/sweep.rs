@@ -1,0 +1,182 @@
+//! `esx sweep FILE [OVERRIDES…]`: a grid or random search of runs, locally
+//! in parallel or as a Slurm array job.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use esx::progress::Reporter;
+use esx::sweep::launch::{execute, states, Launcher};
+use esx::sweep::local::LocalOptions;
+use esx::sweep::slurm::SlurmOptions;
+use esx::sweep::{Mode, Sweep};
+use esx::train::Interrupt;
+
+use super::{parse_overrides, print_json, RunsDir};
+
+/// Run a sweep: every point of a grid (or --sample N random points) as its own run
+#[derive(clap::Args)]
+pub struct Args {
+    /// Experiment file (TOML) with a [sweep] table, or give sweeps as overrides
+    pub file: PathBuf,
+    /// Overrides, sweeps among them: lr=1e-3,1e-4  model.sigma_init=range(0.5,2,0.5)
+    /// batch_size=choice(2,4)  lr=loguniform(1e-5,1e-2) (with --sample)
+    pub overrides: Vec<String>,
+    #[command(flatten)]
+    pub runs: RunsDir,
+    /// Random search: draw N points from the space instead of the full grid
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub sample: Option<u64>,
+    /// Seed of --sample
+    #[arg(long, value_name = "S", default_value_t = 0, requires = "sample")]
+    pub seed: u64,
+    /// Print the planned runs and exit
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Where the runs go
+    #[arg(long, value_enum, default_value_t = LauncherKind::Local)]
+    pub launcher: LauncherKind,
+    /// Local: runs at once (default: cores ÷ the config's threads)
+    #[arg(long, short = 'j', value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub jobs: Option<u64>,
+    /// Local: CUDA devices handed to the runs round robin, e.g. 0,1
+    #[arg(long, value_name = "IDS", value_delimiter = ',')]
+    pub gpus: Vec<usize>,
+    #[command(flatten)]
+    pub slurm: SlurmArgs,
+    /// Print the final state as JSON
+    #[arg(long)]
+    pub json: bool,
+    /// No per-run lines
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, PartialEq, Eq)]
+pub enum LauncherKind {
+    Local,
+    Slurm,
+}
+
+#[derive(clap::Args)]
+#[command(next_help_heading = "Slurm (--launcher slurm)")]
+pub struct SlurmArgs {
+    #[arg(long, value_name = "P")]
+    pub partition: Option<String>,
+    /// Time limit per run, e.g. 2:00:00
+    #[arg(long, value_name = "T")]
+    pub time: Option<String>,
+    /// Memory per run, e.g. 16G
+    #[arg(long, value_name = "M")]
+    pub mem: Option<String>,
+    #[arg(long, value_name = "C")]
+    pub cpus_per_task: Option<usize>,
+    #[arg(long, value_name = "G")]
+    pub gpus_per_task: Option<usize>,
+    /// At most K runs at once
+    #[arg(long, value_name = "K")]
+    pub array_parallelism: Option<usize>,
+    /// Follow the job until every run ends, then print the summary
+    #[arg(long)]
+    pub wait: bool,
+    /// Seconds between squeue polls with --wait
+    #[arg(long, value_name = "S", default_value_t = 2.0, hide = true)]
+    pub poll: f64,
+}
+
+impl SlurmArgs {
+    fn any_given(&self) -> bool {
+        self.partition.is_some()
+            || self.time.is_some()
+            || self.mem.is_some()
+            || self.cpus_per_task.is_some()
+            || self.gpus_per_task.is_some()
+            || self.array_parallelism.is_some()
+            || self.wait
+    }
+}
+
+pub fn exec(args: Args) -> anyhow::Result<ExitCode> {
+    let interrupt = Interrupt::install()?;
+    let reporter = Reporter::terminal(args.quiet || args.json);
+    let overrides = parse_overrides(&args.overrides)?;
+    let mode = match args.sample {
+        Some(n) => Mode::Sample {
+            n: n as usize,
+            seed: args.seed,
+        },
+        None => Mode::Grid,
+    };
+    let sweep = Sweep::plan(&args.file, &overrides, mode, &args.runs.runs)?;
+    if args.dry_run {
+        print!("{}", esx::view::sweep_plan(&sweep, &states(&sweep)?));
+        return Ok(ExitCode::SUCCESS);
+    }
+    let launcher = match args.launcher {
+        LauncherKind::Local => {
+            if args.slurm.any_given() {
+                anyhow::bail!("the Slurm options need --launcher slurm");
+            }
+            Launcher::Local(LocalOptions::new(
+                args.jobs.map(|j| j as usize),
+                sweep.base.config.threads,
+                args.gpus.clone(),
+            ))
+        }
+        LauncherKind::Slurm => {
+            if args.jobs.is_some() || !args.gpus.is_empty() {
+                anyhow::bail!("--jobs and --gpus are for the local launcher; Slurm takes --array-parallelism and --gpus-per-task");
+            }
+            let s = &args.slurm;
+            Launcher::Slurm(SlurmOptions {
+                partition: s.partition.clone(),
+                time: s.time.clone(),
+                mem: s.mem.clone(),
+                cpus_per_task: s.cpus_per_task,
+                gpus_per_task: s.gpus_per_task,
+                array_parallelism: s.array_parallelism,
+                wait: s.wait,
+                poll_seconds: s.poll,
+            })
+        }
+    };
+    if let Launcher::Local(o) = &launcher {
+        reporter.note(format!(
+            "local launcher: {} at once, {} thread{} each{}",
+            o.jobs,
+            o.threads,
+            if o.threads == 1 { "" } else { "s" },
+            if o.gpus.is_empty() {
+                String::new()
+            } else {
+                format!(", CUDA devices {:?}", o.gpus)
+            }
+        ));
+    }
+    let exe = std::env::current_exe()?;
+    let command: Vec<String> = std::env::args().collect();
+    let report = execute(&sweep, &launcher, &exe, &command, &reporter, &interrupt)?;
+    if args.json {
+        print_json(&report)?;
+    } else if report.waited {
+        print!("{}", esx::view::sweep_summary(&report));
+    } else if let Some(job) = &report.job_id {
+        println!(
+            "sweep {}: Slurm job {job} runs {} points; follow with `squeue -j {job}` or `esx ls --sweep {}`",
+            report.id,
+            report.launched.len(),
+            report.id
+        );
+    } else {
+        println!(
+            "sweep {}: nothing to submit; every point has completed or is queued",
+            report.id
+        );
+    }
+    Ok(if report.interrupted {
+        ExitCode::from(130)
+    } else if !report.waited || report.all_completed() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}

@@ -1,0 +1,298 @@
+//! The Slurm launcher: one sbatch array job per launch, array task i = point
+//! i, written as a script into `<sweep>/slurm/`; `--wait` follows the tasks
+//! through squeue (sacct needs accounting, which many clusters lack). Points
+//! whose tasks are still pending or running in an earlier job are not
+//! submitted again.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use super::launch::Task;
+use super::{Sweep, SweepError, SweepRecord};
+use crate::progress::Reporter;
+use crate::train::Interrupt;
+
+#[derive(Clone, Debug, Default)]
+pub struct SlurmOptions {
+    pub partition: Option<String>,
+    pub time: Option<String>,
+    pub mem: Option<String>,
+    pub cpus_per_task: Option<usize>,
+    pub gpus_per_task: Option<usize>,
+    /// At most this many array tasks at once (`--array=…%K`).
+    pub array_parallelism: Option<usize>,
+    pub wait: bool,
+    /// Seconds between squeue polls while waiting.
+    pub poll_seconds: f64,
+}
+
+/// Writes the array script for `tasks`, submits it and records the launch.
+pub fn submit(
+    sweep: &Sweep,
+    record: &SweepRecord,
+    tasks: &[Task],
+    options: &SlurmOptions,
+    exe: &Path,
+) -> Result<String, SweepError> {
+    let folder = sweep.dir.join("slurm");
+    std::fs::create_dir_all(&folder).map_err(|e| SweepError::io(&folder, e))?;
+    let n = record.launches()?.len();
+    let script_path = folder.join(format!("array-{n}.sbatch"));
+    let script = script(sweep, tasks, options, exe, &folder)?;
+    std::fs::write(&script_path, script).map_err(|e| SweepError::io(&script_path, e))?;
+    let output = Command::new("sbatch")
+        .arg("--parsable")
+        .arg(&script_path)
+        .output()
+        .map_err(|e| {
+            SweepError::Launcher(format!(
+                "cannot run sbatch ({e}); is Slurm installed and on PATH?"
+            ))
+        })?;
+    if !output.status.success() {
+        return Err(SweepError::Launcher(format!(
+            "sbatch {} failed: {}",
+            script_path.display(),
+            one_line(&output.stderr)
+        )));
+    }
+    // --parsable prints "jobid" or "jobid;cluster".
+    let text = String::from_utf8_lossy(&output.stdout);
+    let job = text.trim().split(';').next().unwrap_or("").to_string();
+    if job.is_empty() || !job.chars().all(|c| c.is_ascii_digit()) {
+        return Err(SweepError::Launcher(format!(
+            "sbatch printed `{}` instead of a job id",
+            text.trim()
+        )));
+    }
+    let indices: Vec<usize> = tasks.iter().map(|t| t.index).collect();
+    record.add_launch("slurm", Some(&job), &indices, Some(&script_path))?;
+    Ok(job)
+}
+
+/// The sbatch script: directives, then one case per array task.
+fn script(
+    sweep: &Sweep,
+    tasks: &[Task],
+    options: &SlurmOptions,
+    exe: &Path,
+    folder: &Path,
+) -> Result<String, SweepError> {
+    let quote = |s: &str| -> Result<String, SweepError> {
+        shlex::try_quote(s)
+            .map(|q| q.into_owned())
+            .map_err(|_| SweepError::Launcher(format!("cannot quote `{s}` for the shell")))
+    };
+    let cwd = std::env::current_dir().map_err(|e| SweepError::io(Path::new("."), e))?;
+    let indices: Vec<usize> = tasks.iter().map(|t| t.index).collect();
+    let mut array = compact_ranges(&indices);
+    if let Some(k) = options.array_parallelism {
+        let _ = write!(array, "%{k}");
+    }
+    let mut s = String::from("#!/bin/bash\n");
+    let mut directive = |flag: &str, value: &str| {
+        let _ = writeln!(s, "#SBATCH --{flag}={value}");
+    };
+    directive("job-name", &format!("esx-{}", sweep.id));
+    directive("array", &array);
+    directive("output", &folder.join("%A_%a.out").display().to_string());
+    if let Some(p) = &options.partition {
+        directive("partition", p);
+    }
+    if let Some(t) = &options.time {
+        directive("time", t);
+    }
+    if let Some(m) = &options.mem {
+        directive("mem", m);
+    }
+    if let Some(c) = options.cpus_per_task {
+        directive("cpus-per-task", &c.to_string());
+    }
+    if let Some(g) = options.gpus_per_task {
+        directive("gpus-per-task", &g.to_string());
+    }
+    let _ = writeln!(
+        s,
+        "\n# Written by `esx sweep --launcher slurm`: sweep {}, {} of its {} points.\n\
+         # Each task trains one point with `esx run` and records it under {}.",
+        sweep.id,
+        tasks.len(),
+        sweep.points.len(),
+        sweep.dir.display()
+    );
+    let _ = writeln!(s, "cd {} || exit 1", quote(&cwd.display().to_string())?);
+    s.push_str("export RAYON_NUM_THREADS=\"${SLURM_CPUS_PER_TASK:-1}\"\n");
+    s.push_str("case \"$SLURM_ARRAY_TASK_ID\" in\n");
+    // Slurm hands each task its GPUs as CUDA_VISIBLE_DEVICES, so it sees cuda:0.
+    let extra: Vec<String> = match options.gpus_per_task {
+        Some(g) if g > 0 => vec!["device=cuda:0".into()],
+        _ => Vec::new(),
+    };
+    for task in tasks {
+        let mut line = quote(&exe.display().to_string())?;
+        for arg in task.args(sweep, &extra) {
+            line.push(' ');
+            line.push_str(&quote(&arg)?);
+        }
+        let _ = writeln!(s, "  {}) exec {line} ;;", task.index);
+    }
+    s.push_str(
+        "  *) echo \"esx: no point $SLURM_ARRAY_TASK_ID in this script\" >&2; exit 2 ;;\nesac\n",
+    );
+    Ok(s)
+}
+
+/// `[0,1,2,5,7,8]` → `0-2,5,7-8`.
+fn compact_ranges(indices: &[usize]) -> String {
+    let mut sorted = indices.to_vec();
+    sorted.sort_unstable();
+    sorted.dedup();
+    let mut parts = Vec::new();
+    let mut i = 0;
+    while i < sorted.len() {
+        let mut j = i;
+        while j + 1 < sorted.len() && sorted[j + 1] == sorted[j] + 1 {
+            j += 1;
+        }
+        parts.push(if i == j {
+            sorted[i].to_string()
+        } else {
+            format!("{}-{}", sorted[i], sorted[j])
+        });
+        i = j + 1;
+    }
+    parts.join(",")
+}
+
+/// States in which an array task may still start or is still going.
+fn is_active(state: &str) -> bool {
+    matches!(
+        state,
+        "PENDING"
+            | "RUNNING"
+            | "CONFIGURING"
+            | "COMPLETING"
+            | "SUSPENDED"
+            | "REQUEUED"
+            | "REQUEUE_HOLD"
+            | "REQUEUE_FED"
+            | "RESIZING"
+            | "SIGNALING"
+            | "STAGE_OUT"
+            | "STOPPED"
+    )
+}
+
+/// Array task index → state for `job`, one line per task (`squeue -r`);
+/// None once Slurm has forgotten the job.
+fn task_states(job: &str) -> Result<Option<BTreeMap<usize, String>>, SweepError> {
+    let output = Command::new("squeue")
+        .args(["-j", job, "-t", "all", "-r", "-h", "-o", "%i %T"])
+        .output()
+        .map_err(|e| SweepError::Launcher(format!("cannot run squeue ({e})")))?;
+    if !output.status.success() {
+        let err = one_line(&output.stderr);
+        if err.contains("Invalid job id") {
+            return Ok(None);
+        }
+        return Err(SweepError::Launcher(format!(
+            "squeue -j {job} failed: {err}"
+        )));
+    }
+    let mut states = BTreeMap::new();
+    for line in String::from_utf8_lossy(&output.stdout).lines() {
+        let Some((id, state)) = line.trim().split_once(' ') else {
+            continue;
+        };
+        if let Some(index) = id
+            .split_once('_')
+            .and_then(|(_, i)| i.parse::<usize>().ok())
+        {
+            states.insert(index, state.trim().to_string());
+        }
+    }
+    Ok(Some(states))
+}
+
+/// Points whose tasks in earlier launches are still pending or running.
+pub fn queued_points(record: &SweepRecord) -> Result<BTreeSet<usize>, SweepError> {
+    let mut queued = BTreeSet::new();
+    for launch in record.launches()? {
+        let Some(job) = launch.job_id.filter(|_| launch.launcher == "slurm") else {
+            continue;
+        };
+        if let Ok(Some(states)) = task_states(&job) {
+            queued.extend(
+                states
+                    .into_iter()
+                    .filter(|(_, s)| is_active(s))
+                    .map(|(i, _)| i),
+            );
+        }
+    }
+    Ok(queued)
+}
+
+/// Follows `job` until none of its tasks is pending or running, printing each
+/// task's changes of state. Ctrl-C stops the waiting, not the job.
+pub fn wait(
+    job: &str,
+    poll_seconds: f64,
+    reporter: &Reporter,
+    interrupt: &Interrupt,
+) -> Result<(), SweepError> {
+    let mut seen: BTreeMap<usize, String> = BTreeMap::new();
+    loop {
+        let Some(states) = task_states(job)? else {
+            return Ok(());
+        };
+        for (index, state) in &states {
+            if seen.get(index) != Some(state) {
+                reporter.note(format!("job {job} task {index}: {}", state.to_lowercase()));
+                seen.insert(*index, state.clone());
+            }
+        }
+        if !states.values().any(|s| is_active(s)) {
+            return Ok(());
+        }
+        let until = std::time::Instant::now() + Duration::from_secs_f64(poll_seconds);
+        while std::time::Instant::now() < until {
+            if interrupt.requested() {
+                reporter.note(format!(
+                    "stopped waiting; job {job} goes on (scancel {job} cancels it)"
+                ));
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// The output file Slurm writes for a task of `job`.
+pub fn task_output(sweep_dir: &Path, job: &str, index: usize) -> PathBuf {
+    sweep_dir.join("slurm").join(format!("{job}_{index}.out"))
+}
+
+fn one_line(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes)
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn array_lists_are_compact() {
+        assert_eq!(compact_ranges(&[0, 1, 2, 5, 7, 8]), "0-2,5,7-8");
+        assert_eq!(compact_ranges(&[3]), "3");
+        assert_eq!(compact_ranges(&[4, 3, 3]), "3-4");
+    }
+}
