@@ -12,37 +12,7 @@ use esx::store::RunStatus;
 
 /// A tiny experiment that sweeps lr over two values in its file.
 fn experiment(epochs: u32, steps: u32) -> String {
-    format!(
-        r#"
-name = "tiny-sweep"
-seed = 5
-epochs = {epochs}
-batch_size = 2
-lr = 1e-3
-
-[data]
-root = "data/tiny"
-sequences = ["01"]
-crop_size = 32
-val_fraction = 0.25
-
-[data.synthetic]
-kind = "fluo"
-sequences = 1
-frames = 4
-size = 64
-seed = 2
-
-[train]
-steps_per_epoch = {steps}
-
-[log]
-vis_every = 0
-
-[sweep]
-lr = [1e-3, 1e-4]
-"#
-    )
+    esx::bench::sweep::tiny_experiment(epochs, steps as usize) + "\n[sweep]\nlr = [1e-3, 1e-4]\n"
 }
 
 fn setup(epochs: u32, steps: u32) -> tempfile::TempDir {
@@ -317,5 +287,37 @@ fn ctrl_c_stops_the_runs_cleanly_and_the_same_command_resumes_them() {
             .map(|m| m.step)
             .collect();
         assert_eq!(steps, (1..=60).collect::<Vec<_>>(), "each step once");
+    }
+}
+
+#[test]
+fn gpus_are_handed_to_the_job_slots_round_robin() {
+    let dir = setup(1, 2);
+    let out = esx(dir.path())
+        .args(["sweep", "tiny.toml", "--jobs", "2", "--gpus", "0,1"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    if cfg!(feature = "cuda") {
+        return;
+    }
+    // Without CUDA in this build each run refuses its device, by name.
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("ended without recording a run"), "{text}");
+    let sweep = std::fs::read_dir(dir.path().join("runs"))
+        .unwrap()
+        .flatten()
+        .next()
+        .unwrap()
+        .path();
+    for (point, device) in [(0, "cuda:0"), (1, "cuda:1")] {
+        let log = std::fs::read_to_string(sweep.join(format!("logs/{point}.log"))).unwrap();
+        assert!(log.contains(&format!("device={device}")), "{log}");
+        assert!(
+            log.contains(&format!(
+                "device `{device}`: this esx was built without CUDA"
+            )),
+            "{log}"
+        );
     }
 }

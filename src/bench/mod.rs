@@ -4,6 +4,7 @@
 pub mod data;
 pub mod predict;
 pub mod store;
+pub mod sweep;
 pub mod train;
 
 use std::time::{Duration, Instant};

@@ -74,6 +74,18 @@ pub enum Which {
         #[command(flatten)]
         torch: TorchArgs,
     },
+    /// Sweeps: a sweep of short runs with the local launcher, wall time against run time
+    Sweep {
+        /// Runs in the sweep
+        #[arg(long, default_value_t = 16)]
+        runs: usize,
+        /// Runs at once
+        #[arg(long, default_value_t = 2)]
+        jobs: usize,
+        /// Training steps per run
+        #[arg(long, default_value_t = 20)]
+        steps: usize,
+    },
     /// Data: instance centres (exact medoid, approx), one large medoid, batch throughput
     Data {
         /// Synthetic frames to compute centres for
@@ -131,6 +143,14 @@ pub fn exec(args: Args) -> anyhow::Result<()> {
                 checkpoint: checkpoint.as_deref(),
             };
             esx::bench::predict::run(&opts, torch.as_ref()).map_err(|e| anyhow::anyhow!("{e}"))?
+        }
+        Which::Sweep { runs, jobs, steps } => {
+            esx::bench::sweep::run(&esx::bench::sweep::SweepBench {
+                runs,
+                jobs,
+                steps,
+                exe: std::env::current_exe()?,
+            })?
         }
         Which::Data {
             frames,

@@ -190,15 +190,23 @@ pub(crate) fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Option<T> 
     serde_json::from_slice(&std::fs::read(path).ok()?).ok()
 }
 
+/// Writes JSON through a uniquely named temporary file and a rename, so that
+/// readers never see half a file and concurrent writers (the runs of a sweep
+/// starting together) never rename each other's temporary file away. A file
+/// that already holds exactly this content is left untouched.
 pub(crate) fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), DataError> {
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).map_err(|e| DataError::io(parent, e))?;
-    }
-    let tmp = path.with_extension("json.tmp");
     let text = serde_json::to_vec_pretty(value).map_err(|e| DataError::Manifest {
         path: path.to_path_buf(),
         why: e.to_string(),
     })?;
-    std::fs::write(&tmp, text).map_err(|e| DataError::io(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| DataError::io(path, e))
+    if std::fs::read(path).is_ok_and(|old| old == text) {
+        return Ok(());
+    }
+    let parent = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(parent).map_err(|e| DataError::io(parent, e))?;
+    let mut tmp = crate::data::shared_temp_file(parent).map_err(|e| DataError::io(parent, e))?;
+    std::io::Write::write_all(&mut tmp, &text).map_err(|e| DataError::io(tmp.path(), e))?;
+    tmp.persist(path)
+        .map_err(|e| DataError::io(path, e.error))?;
+    Ok(())
 }

@@ -220,26 +220,29 @@ fn sample_name(d: &DecodingResult) -> &'static str {
     }
 }
 
-/// Writes through a temporary file and renames, so readers never see half a file.
+/// Writes through a uniquely named temporary file and renames, so readers
+/// never see half a file and concurrent writers never collide.
 fn write_atomically(
     path: &Path,
     write: impl FnOnce(&mut BufWriter<File>) -> tiff::TiffResult<()>,
 ) -> Result<(), DataError> {
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).map_err(|e| DataError::io(parent, e))?;
-    }
-    let tmp = path.with_extension("tif.tmp");
-    let file = File::create(&tmp).map_err(|e| DataError::io(&tmp, e))?;
+    let parent = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(parent).map_err(|e| DataError::io(parent, e))?;
+    let tmp = crate::data::shared_temp_file(parent).map_err(|e| DataError::io(parent, e))?;
+    let (file, tmp_path) = tmp.into_parts();
     let mut out = BufWriter::new(file);
     write(&mut out).map_err(|e| DataError::Tiff {
         path: path.to_path_buf(),
         why: e.to_string(),
     })?;
     out.into_inner()
-        .map_err(|e| DataError::io(&tmp, e.into_error()))?
+        .map_err(|e| DataError::io(&tmp_path, e.into_error()))?
         .sync_data()
         .ok();
-    std::fs::rename(&tmp, path).map_err(|e| DataError::io(path, e))
+    tmp_path
+        .persist(path)
+        .map_err(|e| DataError::io(path, e.error))?;
+    Ok(())
 }
 
 /// Writes labels as uint16 (CTC's format); larger labels as uint32.

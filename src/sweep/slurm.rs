@@ -98,7 +98,10 @@ fn script(
     };
     directive("job-name", &format!("esx-{}", sweep.id));
     directive("array", &array);
-    directive("output", &folder.join("%A_%a.out").display().to_string());
+    directive(
+        "output",
+        &cwd.join(folder).join("%A_%a.out").display().to_string(),
+    );
     if let Some(p) = &options.partition {
         directive("partition", p);
     }
