@@ -11,6 +11,7 @@ pub mod loss;
 pub mod metrics;
 pub mod model;
 pub mod progress;
+pub mod report;
 pub mod store;
 pub mod sweep;
 pub mod train;

@@ -3,6 +3,7 @@
 
 pub mod data;
 pub mod predict;
+pub mod report;
 pub mod store;
 pub mod sweep;
 pub mod train;

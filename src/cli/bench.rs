@@ -1,5 +1,7 @@
 //! `esx bench …`: print throughput figures.
 
+use std::path::PathBuf;
+
 use super::print_json;
 
 /// Measure throughput and print figures (benchmarks, not tests)
@@ -86,6 +88,18 @@ pub enum Which {
         #[arg(long, default_value_t = 20)]
         steps: usize,
     },
+    /// Reports: `esx report` over many long runs (time, size)
+    Report {
+        /// Runs to report on
+        #[arg(long, default_value_t = 100)]
+        runs: usize,
+        /// Metric rows per run
+        #[arg(long, default_value_t = 20_000)]
+        points: usize,
+        /// Keep the runs and the report in DIR
+        #[arg(long, value_name = "DIR")]
+        keep: Option<PathBuf>,
+    },
     /// Data: instance centres (exact medoid, approx), one large medoid, batch throughput
     Data {
         /// Synthetic frames to compute centres for
@@ -151,6 +165,15 @@ pub fn exec(args: Args) -> anyhow::Result<()> {
                 steps,
                 exe: std::env::current_exe()?,
             })?
+        }
+        Which::Report { runs, points, keep } => {
+            esx::bench::report::run(&esx::bench::report::ReportBench {
+                runs,
+                points,
+                keep,
+                exe: std::env::current_exe()?,
+            })
+            .map_err(|e| anyhow::anyhow!("{e}"))?
         }
         Which::Data {
             frames,

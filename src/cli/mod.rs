@@ -8,6 +8,7 @@ mod ls;
 mod model_args;
 mod predict;
 mod prepare;
+mod report;
 mod run;
 mod show;
 mod sweep;
@@ -30,6 +31,7 @@ pub struct Cli {
 pub enum Command {
     Run(run::Args),
     Sweep(sweep::Args),
+    Report(report::Args),
     Config(config::Args),
     Ls(ls::Args),
     Show(show::Args),
@@ -46,6 +48,7 @@ impl Command {
         match self {
             Command::Run(a) => return run::exec(a),
             Command::Sweep(a) => return sweep::exec(a),
+            Command::Report(a) => report::exec(a),
             Command::Config(a) => config::exec(a),
             Command::Ls(a) => ls::exec(a),
             Command::Show(a) => show::exec(a),

@@ -290,6 +290,39 @@ pub fn metrics(dir: &Path, keys: Option<&[&str]>) -> Result<Vec<MetricPoint>, St
     Ok(out)
 }
 
+/// Every metric as curves: (split, key) → (step, epoch, value) in step order, NaN
+/// (stored as NULL) left out. Reads the rows without allocating per row,
+/// for reports over many long runs.
+pub fn curves(dir: &Path) -> Result<BTreeMap<(String, String), Vec<(i64, i64, f64)>>, StoreError> {
+    let conn = open_read(dir)?;
+    let mut stmt = conn.prepare(
+        "SELECT split, key, step, epoch, value FROM metrics WHERE value IS NOT NULL
+         ORDER BY split, key, step, rowid",
+    )?;
+    let mut rows = stmt.query([])?;
+    type Curve = Vec<(i64, i64, f64)>;
+    let mut out: BTreeMap<(String, String), Curve> = BTreeMap::new();
+    let mut current: Option<((String, String), Curve)> = None;
+    while let Some(row) = rows.next()? {
+        let split = row.get_ref(0)?.as_str().map_err(rusqlite::Error::from)?;
+        let key = row.get_ref(1)?.as_str().map_err(rusqlite::Error::from)?;
+        let point = (row.get(2)?, row.get(3)?, row.get(4)?);
+        match &mut current {
+            Some(((s, k), points)) if s == split && k == key => points.push(point),
+            _ => {
+                if let Some((name, points)) = current.take() {
+                    out.insert(name, points);
+                }
+                current = Some(((split.to_string(), key.to_string()), vec![point]));
+            }
+        }
+    }
+    if let Some((name, points)) = current {
+        out.insert(name, points);
+    }
+    Ok(out)
+}
+
 pub fn images(dir: &Path) -> Result<Vec<ImageInfo>, StoreError> {
     let conn = open_read(dir)?;
     let mut stmt =

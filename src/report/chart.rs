@@ -1,0 +1,396 @@
+//! Line charts of metrics against steps, all runs overlaid, drawn with
+//! plotters onto any backend: SVG for the page, a bitmap for `--format png`.
+
+use plotters::coord::Shift;
+use plotters::prelude::*;
+
+use super::palette::hex;
+use super::series::{min_max_buckets, Points};
+use super::ReportError;
+
+/// How a curve is drawn: training curves solid, validation dashed with a
+/// marker at each evaluation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stroke {
+    Solid,
+    Dashed,
+}
+
+pub struct Curve {
+    /// Index of the run (its colour).
+    pub run: usize,
+    pub points: Points,
+    pub stroke: Stroke,
+}
+
+pub struct LineChart {
+    /// Used in element ids and PNG file names.
+    pub slug: String,
+    pub title: String,
+    pub x_label: String,
+    pub curves: Vec<Curve>,
+    /// Whether larger is better (puts the legend where curves rarely go).
+    pub higher_is_better: bool,
+    /// Allow a log y axis when the values span decades.
+    pub log_allowed: bool,
+    /// The x range, shared by the charts of one page; None: the data's.
+    pub x_range: Option<(f64, f64)>,
+}
+
+/// What every drawing of a chart needs besides the chart.
+#[derive(Clone, Copy)]
+pub struct Look<'a> {
+    pub colours: &'a [RGBColor],
+    /// Legend labels by run; no legend when None.
+    pub legend: Option<&'a [String]>,
+    pub size: (u32, u32),
+}
+
+/// plotters' SVG backend has no dash attribute, so a dashed curve would be
+/// one element per dash (half a megabyte a chart with a hundred runs). In
+/// SVG, dashed curves are drawn as one polyline of this otherwise unused
+/// width and given a dash pattern afterwards.
+const SVG_DASH_MARK: u32 = 3;
+
+fn dash_svg_polylines(svg: &str) -> String {
+    let mark = format!("stroke-width=\"{SVG_DASH_MARK}\"");
+    svg.lines()
+        .map(|line| {
+            if line.starts_with("<polyline") {
+                line.replacen(&mark, "stroke-width=\"1.6\" stroke-dasharray=\"6 4\"", 1)
+            } else {
+                line.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+pub const FONT: &str = "sans-serif";
+const MAX_MARKERS: usize = 60;
+
+impl LineChart {
+    /// Whether the y axis is logarithmic: every value positive and the range
+    /// over 1.5 decades (losses that fall by orders of magnitude).
+    pub fn log_y(&self) -> bool {
+        if !self.log_allowed {
+            return false;
+        }
+        let ys = || {
+            self.curves
+                .iter()
+                .flat_map(|c| c.points.iter().map(|p| p.1))
+        };
+        let min = ys().fold(f64::INFINITY, f64::min);
+        let max = ys().fold(f64::NEG_INFINITY, f64::max);
+        min > 0.0 && max.is_finite() && max / min > 30.0
+    }
+
+    /// The run colours this chart draws with (what the page's toggles hide).
+    pub fn colours_used(&self, colours: &[RGBColor]) -> Vec<String> {
+        let mut used: Vec<String> = self.curves.iter().map(|c| hex(colours[c.run])).collect();
+        used.sort();
+        used.dedup();
+        used
+    }
+}
+
+/// Anything drawn with plotters that the report shows as SVG and can write as PNG.
+pub trait Figure {
+    fn draw<DB: DrawingBackend>(
+        &self,
+        root: &DrawingArea<DB, Shift>,
+        look: &Look,
+    ) -> Result<(), String>;
+
+    fn svg(&self, look: &Look) -> Result<String, ReportError> {
+        let mut out = String::new();
+        {
+            let root = SVGBackend::with_string(&mut out, look.size).into_drawing_area();
+            self.draw(&root, look).map_err(ReportError::Chart)?;
+            root.present()
+                .map_err(|e| ReportError::Chart(e.to_string()))?;
+        }
+        Ok(out)
+    }
+
+    fn png(&self, look: &Look) -> Result<Vec<u8>, ReportError> {
+        super::png::render(look.size, |root| self.draw(root, look))
+    }
+}
+
+impl Figure for LineChart {
+    fn svg(&self, look: &Look) -> Result<String, ReportError> {
+        let mut out = String::new();
+        {
+            let root = SVGBackend::with_string(&mut out, look.size).into_drawing_area();
+            self.draw_on(&root, look, true)
+                .map_err(ReportError::Chart)?;
+            root.present()
+                .map_err(|e| ReportError::Chart(e.to_string()))?;
+        }
+        Ok(dash_svg_polylines(&out))
+    }
+
+    fn draw<DB: DrawingBackend>(
+        &self,
+        root: &DrawingArea<DB, Shift>,
+        look: &Look,
+    ) -> Result<(), String> {
+        self.draw_on(root, look, false)
+    }
+}
+
+impl LineChart {
+    fn draw_on<DB: DrawingBackend>(
+        &self,
+        root: &DrawingArea<DB, Shift>,
+        look: &Look,
+        svg_dashes: bool,
+    ) -> Result<(), String> {
+        let e = |e: DrawingAreaErrorKind<DB::ErrorType>| e.to_string();
+        root.fill(&WHITE).map_err(e)?;
+        let log = self.log_y();
+        let to_y = |y: f64| if log { y.log10() } else { y };
+        let curves: Vec<(&Curve, Points)> = self
+            .curves
+            .iter()
+            .map(|c| {
+                let pts: Points = c
+                    .points
+                    .iter()
+                    .map(|&(x, y)| (x, to_y(y)))
+                    .filter(|p| p.0.is_finite() && p.1.is_finite())
+                    .collect();
+                (c, pts)
+            })
+            .filter(|(_, p)| !p.is_empty())
+            .collect();
+        let caption = (FONT, 17).into_font();
+        if curves.is_empty() {
+            root.titled(&self.title, caption.clone()).map_err(e)?;
+            root.draw(&Text::new(
+                "no data recorded",
+                (look.size.0 as i32 / 2 - 50, look.size.1 as i32 / 2),
+                (FONT, 14).into_font().color(&RGBColor(120, 120, 120)),
+            ))
+            .map_err(e)?;
+            return Ok(());
+        }
+        let bounds = |f: fn(&(f64, f64)) -> f64| {
+            let values = curves.iter().flat_map(|(_, p)| p.iter().map(f));
+            let (lo, hi) = values.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
+                (lo.min(v), hi.max(v))
+            });
+            if hi > lo {
+                (lo, hi)
+            } else {
+                (lo - 0.5, hi + 0.5)
+            }
+        };
+        let (x0, x1) = self.x_range.unwrap_or_else(|| bounds(|p| p.0));
+        let (y0, y1) = bounds(|p| p.1);
+        let pad = (y1 - y0) * 0.04;
+        let y_label_area = 62;
+        let mut chart = ChartBuilder::on(root)
+            .caption(&self.title, caption)
+            .margin(10)
+            .x_label_area_size(34)
+            .y_label_area_size(y_label_area)
+            .build_cartesian_2d(x0..x1, (y0 - pad)..(y1 + pad))
+            .map_err(e)?;
+        let y_format = |v: &f64| tick(if log { 10f64.powf(*v) } else { *v });
+        chart
+            .configure_mesh()
+            .light_line_style(RGBColor(238, 238, 238))
+            .bold_line_style(RGBColor(215, 215, 215))
+            .axis_style(RGBColor(90, 90, 90))
+            .label_style((FONT, 12).into_font().color(&RGBColor(60, 60, 60)))
+            .x_labels(7)
+            .y_labels(6)
+            .x_label_formatter(&|v| steps(*v))
+            .y_label_formatter(&y_format)
+            .x_desc(self.x_label.as_str())
+            .draw()
+            .map_err(e)?;
+
+        // One bucket per pixel column of the plotting area.
+        let buckets = (look.size.0 as usize)
+            .saturating_sub(y_label_area as usize + 20)
+            .max(50);
+        let width = if look.colours.len() <= 10 { 2 } else { 1 };
+        let mut labelled = vec![false; look.colours.len()];
+        for (curve, points) in &curves {
+            let colour = look.colours[curve.run];
+            let style = ShapeStyle::from(&colour).stroke_width(width);
+            let points = min_max_buckets(points, buckets);
+            let drawn = match curve.stroke {
+                Stroke::Solid => chart
+                    .draw_series(LineSeries::new(points, style))
+                    .map_err(e)?,
+                Stroke::Dashed => {
+                    // A dot per evaluation while they stay apart.
+                    if points.len() <= MAX_MARKERS && look.colours.len() <= 10 {
+                        chart
+                            .draw_series(points.iter().map(|&p| Circle::new(p, 3, colour.filled())))
+                            .map_err(e)?;
+                    }
+                    if svg_dashes {
+                        let mark = ShapeStyle::from(&colour).stroke_width(SVG_DASH_MARK);
+                        chart
+                            .draw_series(LineSeries::new(points, mark))
+                            .map_err(e)?
+                    } else {
+                        chart
+                            .draw_series(DashedLineSeries::new(points.into_iter(), 6, 4, style))
+                            .map_err(e)?
+                    }
+                }
+            };
+            if let Some(labels) = look.legend {
+                if !labelled[curve.run] {
+                    labelled[curve.run] = true;
+                    drawn
+                        .label(labels[curve.run].as_str())
+                        .legend(move |(x, y)| {
+                            PathElement::new(vec![(x, y), (x + 18, y)], colour.stroke_width(2))
+                        });
+                }
+            }
+        }
+        if look.legend.is_some() {
+            chart
+                .configure_series_labels()
+                .position(if self.higher_is_better {
+                    SeriesLabelPosition::LowerRight
+                } else {
+                    SeriesLabelPosition::UpperRight
+                })
+                .background_style(WHITE.mix(0.85))
+                .border_style(RGBColor(200, 200, 200))
+                .label_font((FONT, 12))
+                .draw()
+                .map_err(e)?;
+        }
+        Ok(())
+    }
+}
+
+/// A tick label: short, and in scientific notation only when it must be.
+pub fn tick(v: f64) -> String {
+    let a = v.abs();
+    if v == 0.0 {
+        "0".into()
+    } else if !(1e-3..1e5).contains(&a) {
+        let s = format!("{v:.1e}");
+        s.replace(".0e", "e")
+    } else {
+        let digits = (3 - a.log10().floor() as i32).clamp(0, 5) as usize;
+        let s = format!("{v:.digits$}");
+        if s.contains('.') {
+            s.trim_end_matches('0').trim_end_matches('.').to_string()
+        } else {
+            s
+        }
+    }
+}
+
+/// A step count: 950, 12k, 1.5M.
+fn steps(v: f64) -> String {
+    let a = v.abs();
+    if a >= 1e6 {
+        format!("{}M", tick(v / 1e6))
+    } else if a >= 1e4 {
+        format!("{}k", tick(v / 1e3))
+    } else {
+        format!("{v:.0}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chart(curves: Vec<Curve>) -> LineChart {
+        LineChart {
+            slug: "loss".into(),
+            title: "loss <b>".into(),
+            x_label: "step".into(),
+            curves,
+            higher_is_better: false,
+            log_allowed: true,
+            x_range: None,
+        }
+    }
+
+    #[test]
+    fn ticks_are_short() {
+        assert_eq!(tick(0.5), "0.5");
+        assert_eq!(tick(0.12345), "0.1235");
+        assert_eq!(tick(250.0), "250");
+        assert_eq!(tick(1e-5), "1e-5");
+        assert_eq!(tick(2.5e-4), "2.5e-4");
+        assert_eq!(steps(12_000.0), "12k");
+        assert_eq!(steps(950.0), "950");
+    }
+
+    #[test]
+    fn svg_has_one_polyline_per_solid_curve_and_escapes_text() {
+        super::super::fonts();
+        let colours = super::super::palette::run_colours(2);
+        let c = chart(vec![
+            Curve {
+                run: 0,
+                points: (0..5000)
+                    .map(|i| (i as f64, 1.0 / (1.0 + i as f64)))
+                    .collect(),
+                stroke: Stroke::Solid,
+            },
+            Curve {
+                run: 1,
+                points: (0..5000)
+                    .map(|i| (i as f64, 2.0 / (1.0 + i as f64)))
+                    .collect(),
+                stroke: Stroke::Solid,
+            },
+            Curve {
+                run: 1,
+                points: vec![(1000.0, 0.01), (2000.0, 0.005)],
+                stroke: Stroke::Dashed,
+            },
+        ]);
+        assert!(c.log_y());
+        let labels = vec!["a".to_string(), "<script>".to_string()];
+        let svg = c
+            .svg(&Look {
+                colours: &colours,
+                legend: Some(&labels),
+                size: (560, 320),
+            })
+            .unwrap();
+        assert!(svg.contains("loss &lt;b&gt;"));
+        assert!(svg.contains("&lt;script&gt;") && !svg.contains("<script>"));
+        let run1 = hex(colours[1]);
+        let lines = svg
+            .lines()
+            .filter(|l| l.starts_with("<polyline") && l.contains(&run1))
+            .count();
+        // The solid curve, the dashed one and the legend sample.
+        assert_eq!(lines, 3, "{svg}");
+        let dashed: Vec<&str> = svg
+            .lines()
+            .filter(|l| l.contains("stroke-dasharray"))
+            .collect();
+        assert_eq!(dashed.len(), 1);
+        assert!(dashed[0].contains(&run1));
+        assert!(!svg.contains(&format!("stroke-width=\"{SVG_DASH_MARK}\"")));
+        // 5000 points become at most two per pixel column.
+        let longest = svg
+            .lines()
+            .filter(|l| l.starts_with("<polyline"))
+            .map(|l| l.matches(',').count())
+            .max()
+            .unwrap();
+        assert!(longest <= 2 * 560, "{longest}");
+    }
+}

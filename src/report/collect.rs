@@ -1,0 +1,203 @@
+//! Which runs a report shows, and what it reads of each.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use rayon::prelude::*;
+
+use super::ReportError;
+use crate::store::filter::Expr;
+use crate::store::query::{self, ImageInfo, RunInfo};
+
+/// The runs to report on: every run under the roots, narrowed down.
+#[derive(Clone, Debug, Default)]
+pub struct Selection {
+    pub roots: Vec<PathBuf>,
+    /// Run ids (or unique prefixes); empty: all.
+    pub run_ids: Vec<String>,
+    /// A sweep id or prefix.
+    pub sweep: Option<String>,
+    pub filter: Option<Expr>,
+}
+
+/// One run with everything the report draws of it.
+pub struct ReportRun {
+    pub info: RunInfo,
+    /// (split, key) → (step, epoch, value).
+    pub curves: BTreeMap<(String, String), Vec<(i64, i64, f64)>>,
+    pub images: Vec<ImageInfo>,
+}
+
+impl ReportRun {
+    pub fn curve(&self, split: &str, key: &str) -> Option<&[(i64, i64, f64)]> {
+        self.curves
+            .get(&(split.to_string(), key.to_string()))
+            .map(Vec::as_slice)
+            .filter(|c| !c.is_empty())
+    }
+
+    pub fn last(&self, split: &str, key: &str) -> Option<f64> {
+        self.info.summary(split, key).and_then(|s| s.last)
+    }
+
+    pub fn max(&self, split: &str, key: &str) -> Option<f64> {
+        self.info.summary(split, key).and_then(|s| s.max)
+    }
+
+    pub fn min(&self, split: &str, key: &str) -> Option<f64> {
+        self.info.summary(split, key).and_then(|s| s.min)
+    }
+
+    /// `name · id`, as legends and picture rows label the run.
+    pub fn label(&self) -> String {
+        format!("{} · {}", self.info.name, self.info.id)
+    }
+}
+
+/// A metric runs are ranked by: the first of these that any run recorded.
+#[derive(Clone, Copy, Debug)]
+pub struct Ranking {
+    pub split: &'static str,
+    pub key: &'static str,
+    pub title: &'static str,
+    pub higher_is_better: bool,
+}
+
+const RANKINGS: [Ranking; 4] = [
+    Ranking {
+        split: "val",
+        key: "iou",
+        title: "best validation IoU",
+        higher_is_better: true,
+    },
+    Ranking {
+        split: "val",
+        key: "ap50",
+        title: "best validation AP50",
+        higher_is_better: true,
+    },
+    Ranking {
+        split: "val",
+        key: "loss",
+        title: "lowest validation loss",
+        higher_is_better: false,
+    },
+    Ranking {
+        split: "train",
+        key: "loss",
+        title: "lowest training loss",
+        higher_is_better: false,
+    },
+];
+
+impl Ranking {
+    /// The ranking for these runs (validation IoU when any has it).
+    pub fn for_runs<'a>(runs: impl IntoIterator<Item = &'a ReportRun> + Clone) -> Ranking {
+        RANKINGS
+            .into_iter()
+            .find(|r| {
+                runs.clone()
+                    .into_iter()
+                    .any(|run| run.info.summary(r.split, r.key).is_some())
+            })
+            .unwrap_or(RANKINGS[0])
+    }
+
+    /// The run's best value of the metric.
+    pub fn value(&self, run: &ReportRun) -> Option<f64> {
+        let v = if self.higher_is_better {
+            run.max(self.split, self.key)
+        } else {
+            run.min(self.split, self.key)
+        };
+        v.filter(|v| v.is_finite())
+    }
+
+    /// The epoch at which the run first reached its best value.
+    pub fn best_epoch(&self, run: &ReportRun) -> Option<i64> {
+        let best = self.value(run)?;
+        let curve = run.curve(self.split, self.key)?;
+        curve.iter().find(|p| p.2 == best).map(|p| p.1)
+    }
+}
+
+/// Finds the selected runs, oldest first. Unreadable run databases are
+/// reported through `warn` and left out; a selection that matches nothing is
+/// an error naming what was asked for.
+pub fn select(sel: &Selection, warn: &dyn Fn(String)) -> Result<Vec<RunInfo>, ReportError> {
+    let mut runs: Vec<RunInfo> = Vec::new();
+    for root in &sel.roots {
+        for result in query::list_runs(root)? {
+            match result {
+                Ok(run) => runs.push(run),
+                Err(e) => warn(format!("skipped {e}")),
+            }
+        }
+    }
+    // Overlapping roots list a run twice.
+    runs.sort_by(|a, b| a.dir.cmp(&b.dir));
+    runs.dedup_by(|a, b| a.dir == b.dir || a.dir.canonicalize().ok() == b.dir.canonicalize().ok());
+    let roots = || {
+        sel.roots
+            .iter()
+            .map(|r| r.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    if !sel.run_ids.is_empty() {
+        let mut keep = vec![false; runs.len()];
+        for arg in &sel.run_ids {
+            let hits: Vec<usize> = (0..runs.len())
+                .filter(|&i| runs[i].id.starts_with(arg.as_str()))
+                .collect();
+            match hits.as_slice() {
+                [] => return Err(ReportError::NoSuchRun(arg.clone(), roots())),
+                [i] => keep[*i] = true,
+                _ => {
+                    return Err(ReportError::AmbiguousRun {
+                        id: arg.clone(),
+                        candidates: hits.iter().map(|&i| runs[i].id.clone()).collect(),
+                    })
+                }
+            }
+        }
+        let mut i = 0;
+        runs.retain(|_| {
+            i += 1;
+            keep[i - 1]
+        });
+    }
+    if let Some(sweep) = &sel.sweep {
+        runs.retain(|r| {
+            r.sweep_id
+                .as_deref()
+                .is_some_and(|id| id.starts_with(sweep.as_str()))
+        });
+        if runs.is_empty() {
+            return Err(ReportError::NoSuchSweep(sweep.clone(), roots()));
+        }
+    }
+    if let Some(filter) = &sel.filter {
+        runs.retain(|r| filter.matches(r));
+    }
+    if runs.is_empty() {
+        return Err(ReportError::NoRuns(roots()));
+    }
+    runs.sort_by(|a, b| a.created.total_cmp(&b.created).then(a.id.cmp(&b.id)));
+    Ok(runs)
+}
+
+/// Reads every run's curves and picture list, in parallel.
+pub fn load(runs: Vec<RunInfo>) -> Result<Vec<ReportRun>, ReportError> {
+    runs.into_par_iter()
+        .map(|info| {
+            let curves = query::curves(&info.dir)?;
+            let images = query::images(&info.dir)?;
+            Ok(ReportRun {
+                info,
+                curves,
+                images,
+            })
+        })
+        .collect()
+}

@@ -1,0 +1,160 @@
+//! The metric charts: one per quantity, every run overlaid, against the
+//! training step. Training curves are the per-step values (smoothed when
+//! asked), validation curves the per-epoch values at the epoch's last step.
+
+use super::chart::{Curve, LineChart, Stroke};
+use super::collect::ReportRun;
+use super::series::ema;
+
+struct Quantity {
+    key: &'static str,
+    title: &'static str,
+    /// Where the training curve comes from, first found wins.
+    train: &'static [&'static str],
+    /// Whether the validation split has a curve of it.
+    val: bool,
+    higher_is_better: bool,
+    log_allowed: bool,
+    /// Drawn only when some run recorded it.
+    optional: bool,
+}
+
+const QUANTITIES: &[Quantity] = &[
+    Quantity {
+        key: "loss",
+        title: "total loss",
+        train: &["step", "train"],
+        val: true,
+        higher_is_better: false,
+        log_allowed: true,
+        optional: false,
+    },
+    Quantity {
+        key: "inst",
+        title: "instance loss (Lovász hinge)",
+        train: &["step", "train"],
+        val: true,
+        higher_is_better: false,
+        log_allowed: true,
+        optional: false,
+    },
+    Quantity {
+        key: "var",
+        title: "variance loss",
+        train: &["step", "train"],
+        val: true,
+        higher_is_better: false,
+        log_allowed: true,
+        optional: false,
+    },
+    Quantity {
+        key: "seed",
+        title: "seed loss",
+        train: &["step", "train"],
+        val: true,
+        higher_is_better: false,
+        log_allowed: true,
+        optional: false,
+    },
+    Quantity {
+        key: "iou",
+        title: "validation IoU",
+        train: &[],
+        val: true,
+        higher_is_better: true,
+        log_allowed: false,
+        optional: false,
+    },
+    Quantity {
+        key: "ap50",
+        title: "validation AP50",
+        train: &[],
+        val: true,
+        higher_is_better: true,
+        log_allowed: false,
+        optional: false,
+    },
+    Quantity {
+        key: "seg",
+        title: "validation SEG",
+        train: &[],
+        val: true,
+        higher_is_better: true,
+        log_allowed: false,
+        optional: true,
+    },
+    Quantity {
+        key: "lr",
+        title: "learning rate",
+        train: &["train"],
+        val: false,
+        higher_is_better: false,
+        log_allowed: false,
+        optional: false,
+    },
+];
+
+fn points(curve: &[(i64, i64, f64)]) -> Vec<(f64, f64)> {
+    curve.iter().map(|&(s, _, v)| (s as f64, v)).collect()
+}
+
+/// The charts, in reading order. `smooth` is the EMA weight for the
+/// per-step training curves (0: raw).
+pub fn metric_charts(runs: &[ReportRun], smooth: f64) -> Vec<LineChart> {
+    let mut charts = Vec::new();
+    for q in QUANTITIES {
+        let mut curves = Vec::new();
+        for (i, run) in runs.iter().enumerate() {
+            if let Some((split, c)) = q
+                .train
+                .iter()
+                .find_map(|s| run.curve(s, q.key).map(|c| (*s, c)))
+            {
+                let raw = points(c);
+                let pts = if split == "step" {
+                    ema(&raw, smooth)
+                } else {
+                    raw
+                };
+                curves.push(Curve {
+                    run: i,
+                    points: pts,
+                    stroke: Stroke::Solid,
+                });
+            }
+            if q.val {
+                if let Some(c) = run.curve("val", q.key) {
+                    curves.push(Curve {
+                        run: i,
+                        points: points(c),
+                        stroke: Stroke::Dashed,
+                    });
+                }
+            }
+        }
+        if q.optional && curves.is_empty() {
+            continue;
+        }
+        charts.push(LineChart {
+            slug: q.key.to_string(),
+            title: q.title.to_string(),
+            x_label: "step".into(),
+            curves,
+            higher_is_better: q.higher_is_better,
+            log_allowed: q.log_allowed,
+            x_range: None,
+        });
+    }
+    // One step axis for every chart, so that curves line up down the page.
+    let last = runs
+        .iter()
+        .flat_map(|r| r.curves.values())
+        .filter_map(|c| c.last().map(|p| p.0))
+        .max();
+    if let Some(last) = last {
+        for c in &mut charts {
+            c.x_range = Some((0.0, last.max(1) as f64));
+        }
+    }
+    charts
+}
