@@ -159,7 +159,7 @@ pub fn fake_runs(
                 let v = base * scale * spike * (1.0 + 0.25 * (noise.next() - 0.5));
                 w.log_scalar(s, epoch, "step", key, v)?;
             }
-            if s as usize % per_epoch == 0 && (epoch as usize) <= EPOCHS {
+            if (s as usize).is_multiple_of(per_epoch) && (epoch as usize) <= EPOCHS {
                 let e = epoch as f64 / EPOCHS as f64;
                 for (split, key, v) in [
                     ("train", "loss", base),
@@ -179,7 +179,7 @@ pub fn fake_runs(
                 ] {
                     w.log_scalar(s, epoch, split, key, v)?;
                 }
-                if epoch as usize % 25 == 0 {
+                if (epoch as usize).is_multiple_of(25) {
                     for (kind, png) in &pictures[r % pictures.len()] {
                         w.log_image(epoch, kind, png)?;
                     }

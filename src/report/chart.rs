@@ -242,7 +242,7 @@ impl LineChart {
                             .map_err(e)?
                     } else {
                         chart
-                            .draw_series(DashedLineSeries::new(points.into_iter(), 6, 4, style))
+                            .draw_series(DashedLineSeries::new(points, 6, 4, style))
                             .map_err(e)?
                     }
                 }

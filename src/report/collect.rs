@@ -1,13 +1,12 @@
 //! Which runs a report shows, and what it reads of each.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use rayon::prelude::*;
 
 use super::ReportError;
 use crate::store::filter::Expr;
-use crate::store::query::{self, ImageInfo, RunInfo};
+use crate::store::query::{self, Curves, ImageInfo, RunInfo};
 
 /// The runs to report on: every run under the roots, narrowed down.
 #[derive(Clone, Debug, Default)]
@@ -24,7 +23,7 @@ pub struct Selection {
 pub struct ReportRun {
     pub info: RunInfo,
     /// (split, key) → (step, epoch, value).
-    pub curves: BTreeMap<(String, String), Vec<(i64, i64, f64)>>,
+    pub curves: Curves,
     pub images: Vec<ImageInfo>,
 }
 

@@ -290,18 +290,22 @@ pub fn metrics(dir: &Path, keys: Option<&[&str]>) -> Result<Vec<MetricPoint>, St
     Ok(out)
 }
 
-/// Every metric as curves: (split, key) → (step, epoch, value) in step order, NaN
-/// (stored as NULL) left out. Reads the rows without allocating per row,
-/// for reports over many long runs.
-pub fn curves(dir: &Path) -> Result<BTreeMap<(String, String), Vec<(i64, i64, f64)>>, StoreError> {
+/// One metric's (step, epoch, value) points in step order.
+pub type Curve = Vec<(i64, i64, f64)>;
+
+/// Every metric of a run by (split, key).
+pub type Curves = BTreeMap<(String, String), Curve>;
+
+/// Every metric as curves, NaN (stored as NULL) left out. Reads the rows
+/// without allocating per row, for reports over many long runs.
+pub fn curves(dir: &Path) -> Result<Curves, StoreError> {
     let conn = open_read(dir)?;
     let mut stmt = conn.prepare(
         "SELECT split, key, step, epoch, value FROM metrics WHERE value IS NOT NULL
          ORDER BY split, key, step, rowid",
     )?;
     let mut rows = stmt.query([])?;
-    type Curve = Vec<(i64, i64, f64)>;
-    let mut out: BTreeMap<(String, String), Curve> = BTreeMap::new();
+    let mut out = Curves::new();
     let mut current: Option<((String, String), Curve)> = None;
     while let Some(row) = rows.next()? {
         let split = row.get_ref(0)?.as_str().map_err(rusqlite::Error::from)?;

@@ -1,0 +1,252 @@
+//! The page's sections after the table: curves (with the run legend),
+//! sweep plots, the picture grid and the config diff.
+
+use std::collections::BTreeSet;
+use std::fmt::Write;
+
+use base64::Engine;
+
+use super::{differing_params, esc, swatch};
+use crate::report::chart::{Figure, Look};
+use crate::report::pictures::KINDS;
+use crate::report::{parallel_size, Report, ReportError, CHART_SIZE, SWEEP_SIZE};
+
+pub(super) fn curves_section(page: &mut String, report: &Report) -> Result<(), ReportError> {
+    let smooth = if report.smooth > 0.0 {
+        format!(
+            ", smoothed by an exponential moving average (weight {})",
+            report.smooth
+        )
+    } else {
+        String::new()
+    };
+    let _ = write!(
+        page,
+        "<section id=\"curves\"><h2>Curves</h2><p class=\"note\">Solid: training, every step{smooth}. \
+         Dashed: validation, every epoch. A y axis spanning decades is logarithmic.</p>"
+    );
+    legend(page, report);
+    page.push_str("<div class=\"charts\">");
+    // The page's legend replaces the charts' own.
+    let look = Look {
+        legend: None,
+        ..report.look(CHART_SIZE)
+    };
+    for chart in &report.charts {
+        let _ = writeln!(
+            page,
+            "<figure class=\"chart\" id=\"chart-{}\">{}{}</figure>",
+            chart.slug,
+            chart.svg(&look)?,
+            if chart.log_y() {
+                "<figcaption>log scale</figcaption>"
+            } else {
+                ""
+            }
+        );
+    }
+    page.push_str("</div></section>\n");
+    Ok(())
+}
+
+/// Run colours and names above the charts, staying in view while they
+/// scroll; each colour toggles its run.
+fn legend(page: &mut String, report: &Report) {
+    if report.runs.len() > MAX_PAGE_LEGEND {
+        page.push_str("<p class=\"note\">Colours as in the runs table.</p>");
+        return;
+    }
+    page.push_str("<div class=\"legend\">");
+    for i in 0..report.runs.len() {
+        let _ = write!(
+            page,
+            "<span class=\"entry run-{i}\">{}{}</span>",
+            swatch(report, i, true),
+            esc(&report.labels[i])
+        );
+    }
+    page.push_str("</div>");
+}
+
+/// Runs named in the legend above the charts, at most.
+const MAX_PAGE_LEGEND: usize = 40;
+
+pub(super) fn sweep_section(page: &mut String, report: &Report) -> Result<(), ReportError> {
+    if report.sweeps.is_empty() {
+        return Ok(());
+    }
+    page.push_str("<section id=\"sweep\"><h2>Sweep</h2>");
+    for s in &report.sweeps {
+        let axes: Vec<String> = s
+            .axes
+            .iter()
+            .map(|a| format!("<code>{}</code>", esc(&a.key)))
+            .collect();
+        let _ = write!(
+            page,
+            "<h3>Sweep <code>{}</code>: {} runs, swept {}; judged by the {}</h3>",
+            esc(&s.id),
+            s.runs.len(),
+            if axes.is_empty() {
+                "nothing".to_string()
+            } else {
+                axes.join(", ")
+            },
+            s.metric
+        );
+        if !s.without_metric.is_empty() {
+            let ids: Vec<String> = s
+                .without_metric
+                .iter()
+                .map(|&i| format!("<code>{}</code>", esc(&report.runs[i].info.id)))
+                .collect();
+            let _ = write!(
+                page,
+                "<p class=\"note\">Not plotted (no {} recorded): {}.</p>",
+                s.metric,
+                ids.join(", ")
+            );
+        }
+        if s.points.is_empty() || s.axes.is_empty() {
+            continue;
+        }
+        let look = Look {
+            legend: None,
+            ..report.look(SWEEP_SIZE)
+        };
+        page.push_str("<div class=\"sweep\">");
+        for i in 0..s.axes.len() {
+            let scatter = s.scatter(i);
+            let _ = write!(
+                page,
+                "<figure class=\"chart sweep-scatter\">{}<figcaption>{} against <code>{}</code>; one dot per run, in its colour</figcaption></figure>",
+                scatter.svg(&look)?,
+                s.metric,
+                esc(scatter.key())
+            );
+        }
+        let wide = Look {
+            size: parallel_size(s),
+            ..look
+        };
+        let _ = write!(
+            page,
+            "<figure class=\"chart parallel\">{}<figcaption>parallel coordinates: each run is a line through its parameters to its {}; colour from the metric (yellow: best)</figcaption></figure>",
+            s.parallel().svg(&wide)?,
+            s.metric
+        );
+        page.push_str("</div>");
+    }
+    page.push_str("</section>\n");
+    Ok(())
+}
+
+pub(super) fn pictures_section(page: &mut String, report: &Report) {
+    let pictures = &report.pictures;
+    let heading = match pictures.epoch {
+        Some(e) => format!("Pictures at epoch {e}"),
+        None => "Pictures (each run's latest)".to_string(),
+    };
+    let _ = write!(
+        page,
+        "<section id=\"pictures\"><h2>{heading}</h2><p class=\"note\">One validation crop per run, fixed at the start of training. \
+         Offsets: hue is the direction towards the cell centre; offset x and y on a blue–red scale. \
+         Embedded pixels: each pixel drawn where its embedding lands, coloured by its cell; crosses mark the centres.</p>"
+    );
+    let left_out = report.runs.len() - pictures.rows.len();
+    if left_out > 0 {
+        let _ = write!(
+            page,
+            "<p class=\"note\">The {} best runs; {left_out} more are not shown (<code>--pictures N</code>).</p>",
+            pictures.rows.len()
+        );
+    }
+    if pictures.rows.iter().all(|r| r.epoch.is_none()) {
+        page.push_str("<p class=\"note\">No run recorded pictures (<code>log.vis_every</code>).</p></section>\n");
+        return;
+    }
+    page.push_str("<div class=\"scroll\"><table class=\"pictures\"><thead><tr><th>run</th>");
+    for (_, title) in KINDS {
+        let _ = write!(page, "<th>{title}</th>");
+    }
+    page.push_str("</tr></thead><tbody>\n");
+    let engine = base64::engine::general_purpose::STANDARD;
+    for row in &pictures.rows {
+        let r = &report.runs[row.run];
+        let at = match row.epoch {
+            Some(e) => format!("epoch {e}"),
+            None => "no pictures".into(),
+        };
+        let _ = write!(
+            page,
+            "<tr class=\"run-{}\"><td>{}<b>{}</b><br><code>{}</code><br><span class=\"note\">{at}</span></td>",
+            row.run,
+            swatch(report, row.run, false),
+            esc(&r.info.name),
+            esc(&r.info.id)
+        );
+        for ((kind, _), cell) in KINDS.iter().zip(&row.cells) {
+            match cell {
+                Some(png) => {
+                    let _ = write!(
+                        page,
+                        "<td><img class=\"picture\" alt=\"{kind} of {}\" src=\"data:image/png;base64,{}\"></td>",
+                        esc(&r.info.id),
+                        engine.encode(png)
+                    );
+                }
+                None => page.push_str("<td class=\"missing\">—</td>"),
+            }
+        }
+        page.push_str("</tr>\n");
+    }
+    page.push_str("</tbody></table></div></section>\n");
+}
+
+pub(super) fn config_section(page: &mut String, report: &Report) {
+    let runs = &report.runs;
+    let keys: BTreeSet<&String> = runs.iter().flat_map(|r| r.info.params.keys()).collect();
+    let differing: BTreeSet<String> = differing_params(runs).into_iter().collect();
+    let _ = write!(
+        page,
+        "<section id=\"config\"><h2>Config</h2><p class=\"note\">The resolved configuration of every run; \
+         rows that differ between runs are highlighted ({} of {}). \
+         <label><input type=\"checkbox\" id=\"only-diff\"> show only the differences</label></p>",
+        differing.len(),
+        keys.len()
+    );
+    page.push_str(
+        "<div class=\"scroll\"><table class=\"config\" id=\"config-table\"><thead><tr><th>key</th>",
+    );
+    for (i, r) in runs.iter().enumerate() {
+        let _ = write!(
+            page,
+            "<th class=\"run-{i}\">{}<code>{}</code></th>",
+            swatch(report, i, false),
+            esc(&r.info.id)
+        );
+    }
+    page.push_str("</tr></thead><tbody>\n");
+    for key in keys {
+        let class = if differing.contains(key.as_str()) {
+            "diff"
+        } else {
+            "same"
+        };
+        let _ = write!(page, "<tr class=\"{class}\"><td>{}</td>", esc(key));
+        for (i, r) in runs.iter().enumerate() {
+            let _ = write!(
+                page,
+                "<td class=\"run-{i}\">{}</td>",
+                esc(r
+                    .info
+                    .params
+                    .get(key)
+                    .map(|p| p.value.as_str())
+                    .unwrap_or("—"))
+            );
+        }
+        page.push_str("</tr>\n");
+    }
+    page.push_str("</tbody></table></div></section>\n");
+}

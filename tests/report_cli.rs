@@ -1,0 +1,440 @@
+//! `esx report` as a user drives it: the page's structure over real runs of
+//! a sweep (charts, one row per run, pictures, sweep plots, config diff),
+//! escaping of everything a run recorded, failed and crashed runs, PNG
+//! export, bad input, and the page opened in a real headless Chromium.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::{esx, fails, succeeds, write_files};
+use esx::store::{NewRun, Outcome, RunWriter};
+
+/// Two completed runs of a sweep over seed, with pictures every epoch, and
+/// one run that failed before training (a missing sequence).
+fn real_runs() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    write_files(
+        dir.path(),
+        &[("tiny.toml", &esx::bench::sweep::tiny_experiment(2, 3))],
+    );
+    succeeds(
+        dir.path(),
+        &[
+            "sweep",
+            "tiny.toml",
+            "seed=1,2",
+            "log.vis_every=1",
+            "--jobs",
+            "2",
+            "--quiet",
+        ],
+    );
+    let out = esx(dir.path())
+        .args(["run", "tiny.toml", r#"data.sequences=["07"]"#, "--quiet"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    dir
+}
+
+/// The text of the element that starts with `start` up to its closing tag
+/// `end` (the first after it).
+fn element<'a>(html: &'a str, start: &str, end: &str) -> &'a str {
+    let i = html
+        .find(start)
+        .unwrap_or_else(|| panic!("no {start} in the page"));
+    let j = html[i..].find(end).expect("closed") + i;
+    &html[i..j]
+}
+
+fn report_json(dir: &Path, args: &[&str]) -> serde_json::Value {
+    let mut all = vec!["report"];
+    all.extend_from_slice(args);
+    all.push("--json");
+    serde_json::from_str(&succeeds(dir, &all)).unwrap()
+}
+
+#[test]
+fn the_page_has_a_chart_per_quantity_a_row_per_run_pictures_sweep_plots_and_a_config_diff() {
+    let dir = real_runs();
+    let outcome = report_json(dir.path(), &["runs", "--out", "report.html"]);
+    assert_eq!(outcome["runs"], 3);
+    assert_eq!(
+        outcome["picture_epoch"], 2,
+        "the latest epoch both sweep runs have"
+    );
+    assert_eq!(outcome["picture_rows"], 2);
+    let html = std::fs::read_to_string(dir.path().join("report.html")).unwrap();
+    assert!(html.starts_with("<!DOCTYPE html>"));
+    // Self-contained: nothing is fetched.
+    for remote in ["http://", "https://", "src=\"//", "<link"] {
+        let outside_svg_namespace = html.replace("http://www.w3.org/2000/svg", "");
+        assert!(
+            !outside_svg_namespace.contains(remote),
+            "{remote} in the page"
+        );
+    }
+
+    // One chart per loss term, and validation IoU/AP50 and lr, each an inline SVG.
+    for slug in ["loss", "inst", "var", "seed", "iou", "ap50", "lr"] {
+        let start = format!("<figure class=\"chart\" id=\"chart-{slug}\">");
+        assert_eq!(html.matches(&start).count(), 1, "{slug}");
+        let figure = element(&html, &start, "</figure>");
+        assert!(figure.contains("<svg"), "{slug} has no SVG");
+    }
+    // Both completed runs are drawn in the loss chart, in their own colours:
+    // solid training curves and dashed validation ones.
+    let loss = element(&html, "id=\"chart-loss\"", "</figure>");
+    let colours = ["#1F77B4", "#FF7F0E", "#2CA02C"];
+    let drawn: Vec<&&str> = colours
+        .iter()
+        .filter(|c| loss.contains(&format!("stroke=\"{c}\"")))
+        .collect();
+    assert_eq!(drawn.len(), 2, "two runs recorded losses");
+    assert_eq!(loss.matches("stroke-dasharray").count(), 2);
+
+    // One row per run, the failed one with its error.
+    let table = element(
+        &html,
+        "<table class=\"sortable\" id=\"runs-table\">",
+        "</table>",
+    );
+    assert_eq!(table.matches("<tr class=\"run-").count(), 3);
+    assert_eq!(table.matches(">completed</td>").count(), 2);
+    assert_eq!(table.matches(">failed</td>").count(), 1);
+    assert!(
+        table.contains("<th class=\"param\">seed</th>"),
+        "seed differs"
+    );
+    let errors = element(&html, "<ul class=\"errors\">", "</ul>");
+    assert!(errors.contains("data/tiny/07"), "{errors}");
+
+    // The pictures: seven kinds for each run that has them.
+    let pictures = element(&html, "<section id=\"pictures\">", "</section>");
+    assert!(pictures.contains("Pictures at epoch 2"));
+    assert_eq!(pictures.matches("<img class=\"picture\"").count(), 14);
+    assert!(
+        pictures.contains("no pictures"),
+        "the failed run's row says so"
+    );
+    for kind in [
+        "seed",
+        "sigma",
+        "offset_hsv",
+        "offset_x",
+        "offset_y",
+        "embedding",
+        "instances",
+    ] {
+        assert_eq!(
+            pictures.matches(&format!("alt=\"{kind} of ")).count(),
+            2,
+            "{kind}"
+        );
+    }
+
+    // The sweep: its metric against seed, and the parallel coordinates.
+    let sweep = element(&html, "<section id=\"sweep\">", "</section>");
+    assert_eq!(sweep.matches("class=\"chart sweep-scatter\"").count(), 1);
+    assert_eq!(sweep.matches("class=\"chart parallel\"").count(), 1);
+
+    // The config diff highlights what differs.
+    let config = element(&html, "<table class=\"config\"", "</table>");
+    assert!(config.contains("<tr class=\"diff\"><td>seed</td>"));
+    assert!(config.contains("<tr class=\"diff\"><td>data.sequences</td>"));
+    assert!(config.contains("<tr class=\"same\"><td>batch_size</td>"));
+
+    // The selection flags narrow the page down.
+    let sweep_id = {
+        let listed = succeeds(dir.path(), &["ls", "--json"]);
+        let runs: serde_json::Value = serde_json::from_str(&listed).unwrap();
+        runs.as_array()
+            .unwrap()
+            .iter()
+            .find_map(|r| r["sweep_id"].as_str().map(str::to_string))
+            .unwrap()
+    };
+    let o = report_json(
+        dir.path(),
+        &["runs", "--sweep", &sweep_id, "--out", "s.html"],
+    );
+    assert_eq!(o["runs"], 2);
+    let o = report_json(dir.path(), &["--where", "status=failed", "--out", "f.html"]);
+    assert_eq!(o["runs"], 1);
+    let o = report_json(
+        dir.path(),
+        &["runs", "--epoch", "1", "--smooth", "0.9", "--out", "e.html"],
+    );
+    assert_eq!(o["picture_epoch"], 1);
+    let e = std::fs::read_to_string(dir.path().join("e.html")).unwrap();
+    assert!(e.contains("Pictures at epoch 1") && e.contains("weight 0.9"));
+    // The default output is ROOT/report.html.
+    succeeds(dir.path(), &["report", "runs"]);
+    assert!(dir.path().join("runs/report.html").is_file());
+}
+
+/// A run written through the store, as training writes one.
+fn recorded_run(root: &Path, name: &str, config: &str, losses: &[f64]) -> RunWriter {
+    let mut w = RunWriter::create(
+        root,
+        None,
+        &NewRun {
+            name: name.into(),
+            config_toml: config.into(),
+            ..NewRun::default()
+        },
+    )
+    .unwrap();
+    for (i, &v) in losses.iter().enumerate() {
+        w.log_scalar(i as u64 + 1, 1, "step", "loss", v).unwrap();
+    }
+    w.log_scalar(losses.len() as u64, 1, "val", "iou", 0.5)
+        .unwrap();
+    w.flush().unwrap();
+    w
+}
+
+#[test]
+fn everything_a_run_recorded_is_escaped_and_failed_and_crashed_runs_still_appear() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("runs");
+    let evil = "<script>alert(1)</script>";
+    let w = recorded_run(
+        &root,
+        evil,
+        "lr = 0.001\n[data]\nroot = \"</td><b>bold</b>\"\n",
+        &[1.0, 0.8, 0.7],
+    );
+    w.finish(Outcome::Failed("boom <img src=x onerror=alert(2)>".into()))
+        .unwrap();
+    // A run whose process died without recording an outcome.
+    let w = recorded_run(&root, "crashes", "lr = 0.01\n", &[2.0, 1.5]);
+    let crashed = w.dir().to_path_buf();
+    std::mem::forget(w);
+    let db = rusqlite::Connection::open(crashed.join("run.db")).unwrap();
+    db.execute("UPDATE run SET pid = 2147483000, pid_start = NULL", [])
+        .unwrap();
+    drop(db);
+
+    let out = succeeds(dir.path(), &["report", "runs", "--out", "r.html"]);
+    assert!(out.contains("2 runs"), "{out}");
+    let html = std::fs::read_to_string(dir.path().join("r.html")).unwrap();
+    assert!(!html.contains(evil));
+    assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
+    assert!(!html.contains("<img src=x"));
+    assert!(html.contains("boom &lt;img src=x onerror=alert(2)&gt;"));
+    assert!(!html.contains("</td><b>bold"));
+    assert!(html.contains("&lt;/td&gt;&lt;b&gt;bold&lt;/b&gt;"));
+    // The only scripts are the page's own two.
+    assert_eq!(html.matches("<script>").count(), 2);
+
+    let table = element(&html, "id=\"runs-table\"", "</table>");
+    assert!(table.contains(">crashed</td>"), "{table}");
+    assert!(table.contains(">failed</td>"));
+    // Both recorded losses are drawn.
+    let loss = element(&html, "id=\"chart-loss\"", "</figure>");
+    for colour in ["#1F77B4", "#FF7F0E"] {
+        assert!(loss.contains(&format!("stroke=\"{colour}\"")), "{colour}");
+    }
+    // The crashed run is not marked anything but crashed by reading it.
+    let status: String = rusqlite::Connection::open(crashed.join("run.db"))
+        .unwrap()
+        .query_row("SELECT status FROM run", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(status, "running");
+}
+
+#[test]
+fn png_format_writes_every_chart_beside_the_page() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("runs");
+    for (name, losses) in [("a", [3.0, 2.0, 1.0, 0.5]), ("b", [3.0, 2.5, 2.0, 1.8])] {
+        recorded_run(&root, name, &format!("name = \"{name}\"\n"), &losses)
+            .finish(Outcome::Completed)
+            .unwrap();
+    }
+    let o = report_json(
+        dir.path(),
+        &["runs", "--out", "out/cmp.html", "--format", "png"],
+    );
+    let pngs: Vec<PathBuf> = o["pngs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| PathBuf::from(p.as_str().unwrap()))
+        .collect();
+    assert_eq!(pngs.len(), o["charts"].as_u64().unwrap() as usize);
+    assert!(dir.path().join("out/cmp.html").is_file());
+    for path in &pngs {
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        assert!(name.starts_with("cmp-") && name.ends_with(".png"), "{name}");
+        let img = image::open(dir.path().join(path)).unwrap().to_rgb8();
+        assert_eq!(img.dimensions(), (560, 330));
+        let inked = img.pixels().filter(|p| p.0 != [255, 255, 255]).count();
+        // Charts of quantities these runs did not record say so in words.
+        assert!(inked > 500, "{name} is blank ({inked} pixels)");
+    }
+    // The loss chart shows both runs' colours.
+    let loss = image::open(dir.path().join("out/cmp-loss.png"))
+        .unwrap()
+        .to_rgb8();
+    for colour in [[31, 119, 180], [255, 127, 14]] {
+        assert!(loss.pixels().any(|p| p.0 == colour), "{colour:?}");
+    }
+    let inked = loss.pixels().filter(|p| p.0 != [255, 255, 255]).count();
+    assert!(inked > 5000, "{inked}");
+}
+
+#[test]
+fn bad_input_is_one_line_naming_what_is_wrong_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("runs");
+    recorded_run(&root, "a", "lr = 0.1\n", &[1.0])
+        .finish(Outcome::Completed)
+        .unwrap();
+    std::fs::create_dir(dir.path().join("empty")).unwrap();
+    std::fs::write(dir.path().join("file"), "x").unwrap();
+    let d = dir.path();
+    let cases: &[(&[&str], &str)] = &[
+        (&["report", "nowhere"], "nowhere"),
+        (&["report", "empty"], "no runs to report under empty"),
+        (
+            &["report", "runs", "--runs", "zzzz"],
+            "no run `zzzz` under runs",
+        ),
+        (
+            &["report", "runs", "--sweep", "nope"],
+            "no runs of sweep `nope`",
+        ),
+        (&["report", "runs", "--smooth", "1.5"], "--smooth 1.5"),
+        (&["report", "runs", "--where", "params.lr <"], "params.lr"),
+        (
+            &["report", "runs", "--where", "status=running"],
+            "no runs to report",
+        ),
+        (&["report", "runs", "--out", "file/report.html"], "file"),
+    ];
+    for (args, needle) in cases {
+        let err = fails(d, args);
+        assert!(err.contains(needle), "{args:?}: {err}");
+    }
+    assert!(!root.join("report.html").exists());
+    assert!(!dir.path().join("empty/report.html").exists());
+}
+
+/// Chromium as the machine has it, or None (with the reason) when it is
+/// missing and not required.
+fn chromium() -> Option<PathBuf> {
+    let found = ["chromium", "chromium-browser", "google-chrome"]
+        .into_iter()
+        .find_map(|name| {
+            let out = Command::new("sh")
+                .args(["-c", &format!("command -v {name}")])
+                .output()
+                .ok()?;
+            out.status
+                .success()
+                .then(|| PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
+        });
+    if found.is_none() {
+        let required = std::env::var("ESX_CHROMIUM_TEST").is_ok_and(|v| v == "required");
+        assert!(
+            !required,
+            "ESX_CHROMIUM_TEST=required but no chromium is installed"
+        );
+        eprintln!("browser test not run: chromium is not installed (.ci/run installs it)");
+    }
+    found
+}
+
+fn headless(browser: &Path, profile: &Path, extra: &[&str], page: &Path) -> std::process::Output {
+    Command::new(browser)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+            "--hide-scrollbars",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .args(extra)
+        .arg(format!("file://{}", page.display()))
+        .output()
+        .expect("chromium runs")
+}
+
+#[test]
+fn the_page_renders_in_headless_chromium_without_errors() {
+    let Some(browser) = chromium() else { return };
+    let dir = real_runs();
+    let outcome = report_json(dir.path(), &["runs", "--out", "report.html"]);
+    let page = dir.path().join("report.html").canonicalize().unwrap();
+    let profile = tempfile::tempdir().unwrap();
+
+    // The DOM after the scripts ran, and the console.
+    let out = headless(
+        &browser,
+        profile.path(),
+        &["--enable-logging=stderr", "--v=0", "--dump-dom"],
+        &page,
+    );
+    let dom = String::from_utf8_lossy(&out.stdout);
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    let console: Vec<&str> = log.lines().filter(|l| l.contains(":CONSOLE")).collect();
+    assert!(console.is_empty(), "console messages: {console:#?}");
+    assert!(
+        dom.contains("data-ready=\"1\""),
+        "the page's script did not finish"
+    );
+    assert!(
+        !dom.contains("data-errors=\""),
+        "script errors recorded: {dom}"
+    );
+    let charts = outcome["charts"].as_u64().unwrap() as usize;
+    assert!(
+        dom.matches("<svg").count() >= charts + 2,
+        "every chart and the two sweep plots"
+    );
+    for slug in ["loss", "inst", "var", "seed", "iou", "ap50", "lr"] {
+        assert!(dom.contains(&format!("id=\"chart-{slug}\"")), "{slug}");
+    }
+    assert_eq!(dom.matches("class=\"picture\"").count(), 14);
+
+    // A screenshot that shows something: charts, colours, pictures.
+    let shot = profile.path().join("shot.png");
+    let out = headless(
+        &browser,
+        profile.path(),
+        &[
+            "--window-size=1400,3200",
+            &format!("--screenshot={}", shot.display()),
+        ],
+        &page,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let img = image::open(&shot).unwrap().to_rgb8();
+    assert_eq!(img.dimensions(), (1400, 3200));
+    let total = img.pixels().count();
+    let inked = img
+        .pixels()
+        .filter(|p| p.0.iter().any(|&c| c < 200))
+        .count();
+    assert!(
+        inked * 50 > total,
+        "the screenshot is nearly blank: {inked} of {total} pixels"
+    );
+    let mut colours: Vec<[u8; 3]> = img.pixels().map(|p| p.0).collect();
+    colours.sort_unstable();
+    colours.dedup();
+    assert!(colours.len() > 500, "{} colours", colours.len());
+}
