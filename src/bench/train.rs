@@ -136,11 +136,13 @@ pub fn time_training(n: usize, size: usize, steps: usize) -> candle_core::Result
     })
 }
 
-/// Median time of an eval-mode forward pass on (n, 1, size, size).
+/// Median time of an eval-mode forward pass on (n, 1, size, size), on the
+/// network `esx predict` uses (detached weights: no autograd graph kept).
 pub fn time_inference(n: usize, size: usize, runs: usize) -> candle_core::Result<f64> {
     let w = Weights::new(DType::F32, &Device::Cpu);
-    let net = BranchedErfnet::new(&w, 2, 0)?;
+    BranchedErfnet::new(&w, 2, 0)?;
     w.init_pytorch(0)?;
+    let net = BranchedErfnet::for_inference(&w, 2)?;
     let x = Tensor::zeros((n, 1, size, size), DType::F32, &Device::Cpu)?;
     let mut times = Vec::new();
     for _ in 0..runs + 1 {

@@ -7,6 +7,7 @@ use rayon::prelude::*;
 use super::elem::Elem;
 use super::im2col::{col2im, im2col, Geom};
 use super::matmul::{matmul, matmul_wide, Mat};
+use super::shifted;
 
 /// The sizes of one convolution: input N×C×H×W, output N×O×OH×OW.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -73,6 +74,10 @@ pub fn forward<T: Elem>(x: &[T], weight: &[T], bias: Option<&[T]>, d: &Dims, g: 
                 row.fill(bv);
             }
         }
+        if shifted::applies(g, d.h, d.w) {
+            shifted::forward_image(xi, weight, out_i, (d.c, d.h, d.w), d.o, g, threads);
+            return;
+        }
         if g.kh == 1 && g.kw == 1 && g.sh == 1 && g.sw == 1 && g.ph == 0 && g.pw == 0 {
             matmul_wide(
                 out_i,
@@ -102,6 +107,10 @@ pub fn grad_input<T: Elem>(grad: &[T], weight: &[T], d: &Dims, g: &Geom) -> Vec<
     let mut gx = vec![T::zero(); d.n * d.c * d.h * d.w];
     per_image(&mut gx, d.n, |i, gx_i, threads| {
         let gi = &grad[i * d.o * p..(i + 1) * d.o * p];
+        if shifted::applies(g, d.h, d.w) {
+            shifted::grad_input_image(gi, weight, gx_i, (d.c, d.h, d.w), d.o, g, threads);
+            return;
+        }
         let mut cols = vec![T::zero(); ck * p];
         matmul_wide(
             &mut cols,
@@ -121,6 +130,11 @@ pub fn grad_weight<T: Elem>(x: &[T], grad: &[T], d: &Dims, g: &Geom) -> Vec<T> {
     let image = |i: usize, acc: &mut Vec<T>, threads: usize| {
         let xi = &x[i * d.c * d.h * d.w..(i + 1) * d.c * d.h * d.w];
         let gi = &grad[i * d.o * p..(i + 1) * d.o * p];
+        // Single-threaded: only when the images themselves go in parallel.
+        if threads == 1 && shifted::applies(g, d.h, d.w) {
+            shifted::grad_weight_image(xi, gi, acc, (d.c, d.h, d.w), d.o, g);
+            return;
+        }
         let mut cols = vec![T::zero(); ck * p];
         im2col(xi, d.c, d.h, d.w, g, &mut cols);
         matmul(

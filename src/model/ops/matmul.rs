@@ -108,7 +108,7 @@ pub fn matmul_wide<T: Elem>(c: &mut [T], a: Mat<T>, b: Mat<T>, accumulate: bool,
     });
 }
 
-struct SendPtr<T>(*mut T);
+pub(crate) struct SendPtr<T>(pub *mut T);
 // SAFETY: used only to hand disjoint parts of one output buffer to threads
 // that all finish inside the scope that borrows it.
 unsafe impl<T> Sync for SendPtr<T> {}
@@ -118,6 +118,50 @@ fn check_extent<T>(v: &Mat<T>) {
     if v.rows > 0 && v.cols > 0 {
         assert!((v.rows - 1) * v.row_stride + (v.cols - 1) * v.col_stride < v.data.len());
     }
+}
+
+/// An output view: element (i, j) at `ptr + i * row_stride + j * col_stride`.
+#[derive(Clone, Copy)]
+pub struct Dst<T> {
+    pub ptr: *mut T,
+    pub row_stride: usize,
+    pub col_stride: usize,
+}
+
+/// dst += sign · a · b, single-threaded, any strides.
+///
+/// # Safety
+/// `dst` must be valid for writes over a.rows × b.cols elements at its
+/// strides, not aliased by `a` or `b`; the views' extents must lie inside
+/// their slices.
+pub unsafe fn gemm_add<T: Elem>(dst: Dst<T>, a: Mat<T>, b: Mat<T>, sign: T) {
+    assert_eq!(a.cols, b.rows, "inner dimensions");
+    if a.rows == 0 || b.cols == 0 || a.cols == 0 {
+        return;
+    }
+    check_extent(&a);
+    check_extent(&b);
+    gemm::gemm(
+        a.rows,
+        b.cols,
+        a.cols,
+        dst.ptr,
+        dst.col_stride as isize,
+        dst.row_stride as isize,
+        true,
+        a.data.as_ptr(),
+        a.col_stride as isize,
+        a.row_stride as isize,
+        b.data.as_ptr(),
+        b.col_stride as isize,
+        b.row_stride as isize,
+        T::one(),
+        sign,
+        false,
+        false,
+        false,
+        gemm::Parallelism::None,
+    );
 }
 
 /// dst (a.rows × b.cols, row stride `dst_rs`) = a · b (+= when `accumulate`).

@@ -9,6 +9,7 @@ mod elem;
 pub mod im2col;
 mod matmul;
 pub mod max_pool;
+mod shifted;
 
 pub use batch_norm::{batch_norm_act, batch_norm_add_relu, channel_sum, BnConfig};
 pub use conv::{conv2d, conv_transpose2d};

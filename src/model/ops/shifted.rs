@@ -1,0 +1,468 @@
+//! Stride-1 convolutions whose output has the input's size (ERFNet's 3×1
+//! and 1×3 kernels, dilated or not) as one product per kernel tap on a
+//! shifted view of the input: no im2col copy, no column buffer.
+//!
+//! Layout: one image (C, H, W), flat pixel index j = y·W + x. Tap (ki, kj)
+//! reads the input at j + dy·W + dx, with dy = ki·dh − ph and dx = kj·dw −
+//! pw. Over the output columns whose reads stay inside the image's rows,
+//! that is one strided matrix, so out[:, lo..hi] += W_tap · x[:, lo+s..hi+s]
+//! is a single gemm. A horizontal shift (dx ≠ 0) also reads, at the |dx|
+//! columns of each row nearest the edge, pixels of the neighbouring row
+//! where zero padding belongs: those few columns are gathered and their
+//! contribution subtracted again. Taps that fall entirely outside the image
+//! (a dilation wider than it) read only padding and are skipped.
+//!
+//! Backward: the input gradient is the same scheme with the taps mirrored
+//! (−dy, −dx) and the weights transposed; the weight gradient of a tap is
+//! grad[:, lo..hi] · x[:, lo+s..hi+s]ᵀ, minus the wrapped columns' share.
+
+use super::elem::Elem;
+use super::im2col::Geom;
+use super::matmul::{gemm_add, Dst, Mat, SendPtr};
+
+/// One kernel tap: its shift and its index ki·KW + kj in the weight.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Tap {
+    dy: isize,
+    dx: isize,
+    index: usize,
+}
+
+fn taps(g: &Geom) -> Vec<Tap> {
+    let mut out = Vec::with_capacity(g.kh * g.kw);
+    for ki in 0..g.kh {
+        for kj in 0..g.kw {
+            out.push(Tap {
+                dy: (ki * g.dh) as isize - g.ph as isize,
+                dx: (kj * g.dw) as isize - g.pw as isize,
+                index: ki * g.kw + kj,
+            });
+        }
+    }
+    out
+}
+
+/// Whether the shifted scheme applies to `g` on h × w images, and pays: the
+/// corrected columns of any tap are at most an eighth of a row.
+pub fn applies(g: &Geom, h: usize, w: usize) -> bool {
+    g.sh == 1
+        && g.sw == 1
+        && h > 0
+        && w > 0
+        && g.out_size(h, w) == (h, w)
+        && taps(g).iter().all(|t| {
+            let dx = t.dx.unsigned_abs();
+            dx >= w || dx * 8 <= w
+        })
+}
+
+/// A tap as the products see it: out[:, j] += a · src[:, j + dy·w + dx].
+struct Shift<'a, T> {
+    dy: isize,
+    dx: isize,
+    a: Mat<'a, T>,
+}
+
+impl<T> Shift<'_, T> {
+    fn offset(&self, w: usize) -> isize {
+        self.dy * w as isize + self.dx
+    }
+
+    /// The output columns [lo, hi) whose reads stay inside the image's
+    /// rows; None when the tap reads only padding.
+    fn span(&self, h: usize, w: usize) -> Option<(usize, usize)> {
+        let (dy, dx) = (self.dy, self.dx);
+        if dy.unsigned_abs() >= h || dx.unsigned_abs() >= w {
+            return None;
+        }
+        let (h, w) = (h as isize, w as isize);
+        let lo = (-dy).max(0) * w + (-dx).max(0);
+        let hi = h.min(h - dy) * w - dx.max(0);
+        (lo < hi).then_some((lo as usize, hi as usize))
+    }
+
+    /// The columns of [lo, hi) whose read wrapped into the neighbouring row.
+    fn wrapped(&self, w: usize, lo: usize, hi: usize) -> Vec<usize> {
+        if self.dx == 0 || lo >= hi {
+            return Vec::new();
+        }
+        let dx = self.dx.unsigned_abs();
+        let xs = if self.dx > 0 { w - dx..w } else { 0..dx };
+        let mut out = Vec::with_capacity((hi - lo) / w * dx + 2 * dx);
+        for y in lo / w..=(hi - 1) / w {
+            for x in xs.clone() {
+                let j = y * w + x;
+                if (lo..hi).contains(&j) {
+                    out.push(j);
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Column blocks [a, b) of p columns, one per thread when wide enough.
+fn blocks(p: usize, threads: usize) -> Vec<(usize, usize)> {
+    const MIN_COLUMNS: usize = 2048;
+    let n = threads.min(p / MIN_COLUMNS).max(1);
+    (0..n).map(|t| (p * t / n, p * (t + 1) / n)).collect()
+}
+
+/// out (rows × P) += Σ_taps a_tap · src[:, j + s_tap] over valid reads, for
+/// one image of h × w pixels; the column blocks run in parallel.
+fn apply<T: Elem>(
+    src: &[T],
+    src_rows: usize,
+    out: &mut [T],
+    out_rows: usize,
+    (h, w): (usize, usize),
+    shifts: &[Shift<T>],
+    threads: usize,
+) {
+    let p = h * w;
+    assert_eq!(src.len(), src_rows * p);
+    assert_eq!(out.len(), out_rows * p);
+    let dst = SendPtr(out.as_mut_ptr());
+    let dst = &dst;
+    let run = |(a, b): (usize, usize)| {
+        for s in shifts {
+            let Some((lo, hi)) = s.span(h, w) else {
+                continue;
+            };
+            let (lo, hi) = (lo.max(a), hi.min(b));
+            if lo >= hi {
+                continue;
+            }
+            let start = (lo as isize + s.offset(w)) as usize;
+            let b_view = Mat {
+                data: &src[start..],
+                rows: src_rows,
+                cols: hi - lo,
+                row_stride: p,
+                col_stride: 1,
+            };
+            // SAFETY: this block writes only its columns [a, b) of every
+            // row of `out`; the views lie inside their slices.
+            unsafe {
+                gemm_add(
+                    Dst {
+                        ptr: dst.0.add(lo),
+                        row_stride: p,
+                        col_stride: 1,
+                    },
+                    s.a,
+                    b_view,
+                    T::one(),
+                );
+            }
+            let wrapped = s.wrapped(w, lo, hi);
+            if wrapped.is_empty() {
+                continue;
+            }
+            let m = wrapped.len();
+            let offset = s.offset(w);
+            let mut gathered = vec![T::zero(); src_rows * m];
+            for (r, row) in gathered.chunks_mut(m).enumerate() {
+                for (v, &j) in row.iter_mut().zip(&wrapped) {
+                    *v = src[r * p + (j as isize + offset) as usize];
+                }
+            }
+            let mut wrong = vec![T::zero(); out_rows * m];
+            // SAFETY: `wrong` is a fresh out_rows × m buffer.
+            unsafe {
+                gemm_add(
+                    Dst {
+                        ptr: wrong.as_mut_ptr(),
+                        row_stride: m,
+                        col_stride: 1,
+                    },
+                    s.a,
+                    Mat::new(&gathered, src_rows, m),
+                    T::one(),
+                );
+            }
+            for (r, row) in wrong.chunks(m).enumerate() {
+                for (&v, &j) in row.iter().zip(&wrapped) {
+                    // SAFETY: j lies in this block's columns.
+                    unsafe {
+                        let cell = dst.0.add(r * p + j);
+                        *cell = *cell - v;
+                    }
+                }
+            }
+        }
+    };
+    let parts = blocks(p, threads);
+    if parts.len() == 1 {
+        run(parts[0]);
+    } else {
+        rayon::scope(|scope| {
+            for &part in &parts {
+                scope.spawn(move |_| run(part));
+            }
+        });
+    }
+}
+
+/// The tap's weights as an O × C matrix of the (O, C, KH, KW) weight.
+fn tap_matrix<'a, T>(weight: &'a [T], o: usize, c: usize, g: &Geom, index: usize) -> Mat<'a, T> {
+    let kk = g.kh * g.kw;
+    Mat {
+        data: &weight[index..],
+        rows: o,
+        cols: c,
+        row_stride: c * kk,
+        col_stride: kk,
+    }
+}
+
+/// out (O × H·W, holding the bias) += conv(x) for one image (C × H·W).
+#[allow(clippy::too_many_arguments)]
+pub fn forward_image<T: Elem>(
+    x: &[T],
+    weight: &[T],
+    out: &mut [T],
+    (c, h, w): (usize, usize, usize),
+    o: usize,
+    g: &Geom,
+    threads: usize,
+) {
+    let shifts: Vec<Shift<T>> = taps(g)
+        .into_iter()
+        .map(|t| Shift {
+            dy: t.dy,
+            dx: t.dx,
+            a: tap_matrix(weight, o, c, g, t.index),
+        })
+        .collect();
+    apply(x, c, out, o, (h, w), &shifts, threads);
+}
+
+/// gx (C × H·W) += the input gradient of one image from grad (O × H·W).
+pub fn grad_input_image<T: Elem>(
+    grad: &[T],
+    weight: &[T],
+    gx: &mut [T],
+    (c, h, w): (usize, usize, usize),
+    o: usize,
+    g: &Geom,
+    threads: usize,
+) {
+    let shifts: Vec<Shift<T>> = taps(g)
+        .into_iter()
+        .map(|t| Shift {
+            dy: -t.dy,
+            dx: -t.dx,
+            a: tap_matrix(weight, o, c, g, t.index).t(),
+        })
+        .collect();
+    apply(grad, o, gx, c, (h, w), &shifts, threads);
+}
+
+/// gw (O, C, KH, KW) += the weight gradient of one image:
+/// per tap, grad[:, lo..hi] · x[:, lo+s..hi+s]ᵀ less the wrapped columns.
+pub fn grad_weight_image<T: Elem>(
+    x: &[T],
+    grad: &[T],
+    gw: &mut [T],
+    (c, h, w): (usize, usize, usize),
+    o: usize,
+    g: &Geom,
+) {
+    let p = h * w;
+    let kk = g.kh * g.kw;
+    assert_eq!(gw.len(), o * c * kk);
+    for t in taps(g) {
+        let s = Shift {
+            dy: t.dy,
+            dx: t.dx,
+            a: Mat::new(&[] as &[T], 0, 0),
+        };
+        let Some((lo, hi)) = s.span(h, w) else {
+            continue;
+        };
+        let offset = s.offset(w);
+        let start = (lo as isize + offset) as usize;
+        let dst = Dst {
+            // SAFETY (of the products below): the tap's O × C entries of gw
+            // lie at index + (o·C + c)·KK, inside gw.
+            ptr: gw[t.index..].as_mut_ptr(),
+            row_stride: c * kk,
+            col_stride: kk,
+        };
+        let grad_view = Mat {
+            data: &grad[lo..],
+            rows: o,
+            cols: hi - lo,
+            row_stride: p,
+            col_stride: 1,
+        };
+        let x_view = Mat {
+            data: &x[start..],
+            rows: c,
+            cols: hi - lo,
+            row_stride: p,
+            col_stride: 1,
+        };
+        // SAFETY: see `dst`; the views lie inside their slices.
+        unsafe { gemm_add(dst, grad_view, x_view.t(), T::one()) };
+        let wrapped = s.wrapped(w, lo, hi);
+        if wrapped.is_empty() {
+            continue;
+        }
+        let m = wrapped.len();
+        let gather = |src: &[T], rows: usize, shift: isize| {
+            let mut out = vec![T::zero(); rows * m];
+            for (r, row) in out.chunks_mut(m).enumerate() {
+                for (v, &j) in row.iter_mut().zip(&wrapped) {
+                    *v = src[r * p + (j as isize + shift) as usize];
+                }
+            }
+            out
+        };
+        let gg = gather(grad, o, 0);
+        let gx = gather(x, c, offset);
+        // SAFETY: as above.
+        unsafe { gemm_add(dst, Mat::new(&gg, o, m), Mat::new(&gx, c, m).t(), -T::one()) };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::ops::im2col::{col2im, im2col};
+    use crate::model::ops::matmul::matmul;
+
+    fn values(n: usize, seed: usize) -> Vec<f64> {
+        (0..n)
+            .map(|i| (((i * 7919 + seed * 104_729) % 1009) as f64) / 504.5 - 1.0)
+            .collect()
+    }
+
+    /// The im2col reference: out = W · im2col(x).
+    fn reference(
+        x: &[f64],
+        wt: &[f64],
+        c: usize,
+        h: usize,
+        w: usize,
+        o: usize,
+        g: &Geom,
+    ) -> Vec<f64> {
+        let ck = c * g.kh * g.kw;
+        let mut cols = vec![0.0; ck * h * w];
+        im2col(x, c, h, w, g, &mut cols);
+        let mut out = vec![0.0; o * h * w];
+        matmul(
+            &mut out,
+            Mat::new(wt, o, ck),
+            Mat::new(&cols, ck, h * w),
+            false,
+            1,
+        );
+        out
+    }
+
+    fn geometries() -> Vec<Geom> {
+        vec![
+            Geom::kernel(3, 1).pad(1, 0),
+            Geom::kernel(1, 3).pad(0, 1),
+            Geom::kernel(3, 1).pad(2, 0).dilate(2, 1),
+            Geom::kernel(1, 3).pad(0, 2).dilate(1, 2),
+            Geom::kernel(3, 3).pad(1, 1),
+            Geom::kernel(1, 1),
+            // Wider than some of the images: those taps read only padding.
+            Geom::kernel(3, 1).pad(16, 0).dilate(16, 1),
+            Geom::kernel(1, 3).pad(0, 16).dilate(1, 16),
+        ]
+    }
+
+    #[test]
+    fn shifted_products_equal_im2col_forward_and_both_gradients() {
+        let (c, o) = (3, 4);
+        let mut checked = 0;
+        for g in geometries() {
+            for (h, w) in [(9, 8), (5, 17), (16, 16), (40, 130)] {
+                if !applies(&g, h, w) {
+                    continue;
+                }
+                checked += 1;
+                let p = h * w;
+                let x = values(c * p, 1);
+                let wt = values(o * c * g.kh * g.kw, 2);
+                let want = reference(&x, &wt, c, h, w, o, &g);
+                for threads in [1, 3] {
+                    let mut got = vec![0.0; o * p];
+                    forward_image(&x, &wt, &mut got, (c, h, w), o, &g, threads);
+                    let err = want
+                        .iter()
+                        .zip(&got)
+                        .map(|(a, b)| (a - b).abs())
+                        .fold(0.0, f64::max);
+                    assert!(err < 1e-12, "{g:?} {h}×{w}: {err}");
+                }
+
+                let grad = values(o * p, 3);
+                // Input gradient: col2im(Wᵀ · grad).
+                let ck = c * g.kh * g.kw;
+                let mut cols = vec![0.0; ck * p];
+                matmul(
+                    &mut cols,
+                    Mat::new(&wt, o, ck).t(),
+                    Mat::new(&grad, o, p),
+                    false,
+                    1,
+                );
+                let mut want_gx = vec![0.0; c * p];
+                col2im(&cols, c, h, w, &g, &mut want_gx);
+                let mut gx = vec![0.0; c * p];
+                grad_input_image(&grad, &wt, &mut gx, (c, h, w), o, &g, 2);
+                let err = want_gx
+                    .iter()
+                    .zip(&gx)
+                    .map(|(a, b)| (a - b).abs())
+                    .fold(0.0, f64::max);
+                assert!(err < 1e-12, "grad input {g:?} {h}×{w}: {err}");
+
+                // Weight gradient: grad · im2col(x)ᵀ.
+                im2col(&x, c, h, w, &g, &mut cols);
+                let mut want_gw = vec![0.0; o * ck];
+                matmul(
+                    &mut want_gw,
+                    Mat::new(&grad, o, p),
+                    Mat::new(&cols, ck, p).t(),
+                    false,
+                    1,
+                );
+                let mut gw = vec![0.0; o * ck];
+                grad_weight_image(&x, &grad, &mut gw, (c, h, w), o, &g);
+                let err = want_gw
+                    .iter()
+                    .zip(&gw)
+                    .map(|(a, b)| (a - b).abs())
+                    .fold(0.0, f64::max);
+                assert!(err < 1e-11, "grad weight {g:?} {h}×{w}: {err}");
+            }
+        }
+        assert!(checked >= 24, "only {checked} cases took the shifted path");
+    }
+
+    #[test]
+    fn the_scheme_declines_what_it_would_do_badly() {
+        assert!(applies(&Geom::kernel(1, 3).pad(0, 4).dilate(1, 4), 64, 64));
+        // Dilation 16 on 64 columns: a quarter of each row would need correcting.
+        assert!(!applies(
+            &Geom::kernel(1, 3).pad(0, 16).dilate(1, 16),
+            64,
+            64
+        ));
+        // ...but on 16 columns the shifted taps read only padding.
+        assert!(applies(
+            &Geom::kernel(1, 3).pad(0, 16).dilate(1, 16),
+            16,
+            16
+        ));
+        assert!(!applies(&Geom::kernel(3, 3).stride(2).pad(1, 1), 64, 64));
+        assert!(!applies(&Geom::kernel(3, 3), 64, 64));
+    }
+}
