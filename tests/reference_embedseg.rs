@@ -92,6 +92,13 @@ fn model_case() {
     let eval = net.forward(&x, Mode::Eval).unwrap();
     let e = rel_err(&eval, &out["out_eval"]);
     assert!(e < 1e-9, "eval output differs by {e:e}");
+    // The inference network (batch norms folded into the convolutions).
+    let folded = BranchedErfnet::for_inference(&w, 2)
+        .unwrap()
+        .forward(&x, Mode::Eval)
+        .unwrap();
+    let e = rel_err(&folded, &out["out_eval"]);
+    assert!(e < 1e-9, "the folded network's output differs by {e:e}");
 
     let train = net.forward(&x, Mode::TrainNoDropout).unwrap();
     let e = rel_err(&train, &out["out_train"]);

@@ -27,7 +27,9 @@ impl BranchedErfnet {
     }
 
     /// A network over detached copies of `weights`' parameters: its forward
-    /// passes keep no autograd graph (inference on large images).
+    /// passes keep no autograd graph (inference on large images), and in
+    /// eval mode the batch norms are folded into the convolutions before
+    /// them (their running statistics as they are now).
     pub fn for_inference(weights: &Weights, n_sigma: usize) -> Result<BranchedErfnet> {
         let params = weights
             .trainable()
@@ -39,7 +41,10 @@ impl BranchedErfnet {
             buffers: VarBuilder::from_varmap(&weights.buffers, weights.dtype, &weights.device),
             buffer_map: &weights.buffers,
         };
-        Self::build(&b, n_sigma, 0)
+        let mut net = Self::build(&b, n_sigma, 0)?;
+        net.encoder.fold()?;
+        net.decoders.iter_mut().try_for_each(Decoder::fold)?;
+        Ok(net)
     }
 
     fn build(b: &Builders, n_sigma: usize, seed: u64) -> Result<BranchedErfnet> {

@@ -46,6 +46,8 @@ pub struct NonBottleneck1d {
     conv1x3_2: Conv,
     bn2: BatchNorm,
     dropout: f64,
+    /// For inference: the 1×3 convolutions with their batch norms folded in.
+    folded: Option<(Conv, Conv)>,
 }
 
 impl NonBottleneck1d {
@@ -69,10 +71,26 @@ impl NonBottleneck1d {
             )?,
             bn2: BatchNorm::new(&b.pp("bn2"), ch, BN_EPS)?,
             dropout,
+            folded: None,
         })
     }
 
+    /// Folds the batch norms into the convolutions before them, for eval mode.
+    pub fn fold(&mut self) -> Result<()> {
+        self.folded = Some((
+            self.conv1x3_1.fold(&self.bn1)?,
+            self.conv1x3_2.fold(&self.bn2)?,
+        ));
+        Ok(())
+    }
+
     pub fn forward(&self, x: &Tensor, mode: Mode, rng: &Mutex<ChaCha8Rng>) -> Result<Tensor> {
+        if let (Mode::Eval, Some((c1, c2))) = (mode, &self.folded) {
+            let y = self.conv3x1_1.forward(x, true)?;
+            let y = c1.forward(&y, true)?;
+            let y = self.conv3x1_2.forward(&y, true)?;
+            return c2.forward_residual_relu(&y, x);
+        }
         let y = self.conv3x1_1.forward(x, true)?;
         let y = self
             .bn1
@@ -97,6 +115,14 @@ pub enum Layer {
 }
 
 impl Layer {
+    fn fold(&mut self) -> Result<()> {
+        match self {
+            Layer::Down(_) => Ok(()),
+            Layer::Block(l) => l.fold(),
+            Layer::Up(l) => l.fold(),
+        }
+    }
+
     fn forward(&self, x: &Tensor, mode: Mode, rng: &Mutex<ChaCha8Rng>) -> Result<Tensor> {
         match self {
             Layer::Down(l) => l.forward(x, mode),
@@ -147,6 +173,11 @@ impl Encoder {
         })
     }
 
+    /// Folds batch norms into convolutions for eval mode (inference only).
+    pub fn fold(&mut self) -> Result<()> {
+        self.layers.iter_mut().try_for_each(Layer::fold)
+    }
+
     pub fn forward(&self, x: &Tensor, mode: Mode, rng: &Mutex<ChaCha8Rng>) -> Result<Tensor> {
         let mut y = self.initial_block.forward(x, mode)?;
         for layer in &self.layers {
@@ -160,6 +191,8 @@ impl Encoder {
 pub struct Upsampler {
     conv: ConvTranspose,
     bn: BatchNorm,
+    /// For inference: the batch norm folded into the convolution.
+    folded: Option<ConvTranspose>,
 }
 
 impl Upsampler {
@@ -173,10 +206,19 @@ impl Upsampler {
                 1,
             )?,
             bn: BatchNorm::new(&b.pp("bn"), cout, BN_EPS)?,
+            folded: None,
         })
     }
 
+    pub fn fold(&mut self) -> Result<()> {
+        self.folded = Some(self.conv.fold(&self.bn)?);
+        Ok(())
+    }
+
     pub fn forward(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
+        if let (Mode::Eval, Some(conv)) = (mode, &self.folded) {
+            return conv.forward_act(x, true);
+        }
         self.bn.forward(&self.conv.forward(x)?, mode, true)
     }
 }
@@ -206,6 +248,10 @@ impl Decoder {
                 0,
             )?,
         })
+    }
+
+    pub fn fold(&mut self) -> Result<()> {
+        self.layers.iter_mut().try_for_each(Layer::fold)
     }
 
     pub fn forward(&self, x: &Tensor, mode: Mode, rng: &Mutex<ChaCha8Rng>) -> Result<Tensor> {

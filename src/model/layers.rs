@@ -126,6 +126,55 @@ impl Conv {
     }
 }
 
+impl Conv {
+    /// This convolution followed by `bn` in eval mode, as one convolution:
+    /// each output channel's weights and bias scaled and shifted.
+    pub fn fold(&self, bn: &BatchNorm) -> Result<Conv> {
+        let (weight, bias) = fold(&self.weight, &self.bias, bn, (self.weight.dim(0)?, 1, 1, 1))?;
+        Ok(Conv {
+            weight,
+            bias,
+            geom: self.geom,
+        })
+    }
+
+    /// relu(conv(x) + bias + residual): a residual block's end.
+    pub fn forward_residual_relu(&self, x: &Tensor, residual: &Tensor) -> Result<Tensor> {
+        if fused(x) {
+            let bias: Vec<f64> = self.bias.to_dtype(DType::F64)?.to_vec1()?;
+            return ops::conv2d_residual_relu(x, &self.weight, &bias, residual, self.geom);
+        }
+        (self.forward(x, false)? + residual)?.relu()
+    }
+}
+
+/// Weights and bias of a convolution followed by an eval-mode batch norm,
+/// its per-output-channel scale broadcast as `scale_shape`.
+fn fold(
+    weight: &Tensor,
+    bias: &Tensor,
+    bn: &BatchNorm,
+    scale_shape: (usize, usize, usize, usize),
+) -> Result<(Tensor, Tensor)> {
+    let (scale, shift) = bn.affine()?;
+    let b: Vec<f64> = bias.to_dtype(DType::F64)?.to_vec1()?;
+    let folded_bias: Vec<f64> = b
+        .iter()
+        .zip(&scale)
+        .zip(&shift)
+        .map(|((b, s), t)| b * s + t)
+        .collect();
+    let (dev, dtype) = (weight.device(), weight.dtype());
+    let scale = Tensor::from_vec(scale, scale_shape, dev)?.to_dtype(dtype)?;
+    let n = folded_bias.len();
+    Ok((
+        weight.broadcast_mul(&scale)?.detach(),
+        Tensor::from_vec(folded_bias, n, dev)?
+            .to_dtype(dtype)?
+            .detach(),
+    ))
+}
+
 /// PyTorch's ConvTranspose2d: weight (Cin, Cout, K, K).
 pub struct ConvTranspose {
     weight: Tensor,
@@ -151,12 +200,41 @@ impl ConvTranspose {
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        self.forward_act(x, false)
+    }
+
+    /// The transposed convolution, then ReLU if `relu`.
+    pub fn forward_act(&self, x: &Tensor, relu: bool) -> Result<Tensor> {
         if fused(x) {
-            return conv_transpose2d(x, &self.weight, &self.bias, self.geom, self.output_padding);
+            return conv_transpose2d(
+                x,
+                &self.weight,
+                &self.bias,
+                self.geom,
+                self.output_padding,
+                relu,
+            );
         }
         let g = self.geom;
-        x.conv_transpose2d(&self.weight, g.ph, self.output_padding, g.sh, 1)?
-            .broadcast_add(&self.bias.reshape((1, (), 1, 1))?)
+        let y = x
+            .conv_transpose2d(&self.weight, g.ph, self.output_padding, g.sh, 1)?
+            .broadcast_add(&self.bias.reshape((1, (), 1, 1))?)?;
+        if relu {
+            y.relu()
+        } else {
+            Ok(y)
+        }
+    }
+
+    /// This transposed convolution followed by `bn` in eval mode, as one.
+    pub fn fold(&self, bn: &BatchNorm) -> Result<ConvTranspose> {
+        let (weight, bias) = fold(&self.weight, &self.bias, bn, (1, self.weight.dim(1)?, 1, 1))?;
+        Ok(ConvTranspose {
+            weight,
+            bias,
+            geom: self.geom,
+            output_padding: self.output_padding,
+        })
     }
 }
 
@@ -224,6 +302,26 @@ impl BatchNorm {
             y = y.broadcast_mul(&m)?;
         }
         (y + residual)?.relu()
+    }
+
+    /// Eval mode as y = x·scale + shift per channel.
+    pub fn affine(&self) -> Result<(Vec<f64>, Vec<f64>)> {
+        let host = |t: &Tensor| -> Result<Vec<f64>> { t.to_dtype(DType::F64)?.to_vec1() };
+        let (gamma, beta) = (host(&self.weight)?, host(&self.bias)?);
+        let mean = host(self.running_mean.as_tensor())?;
+        let var = host(self.running_var.as_tensor())?;
+        let scale: Vec<f64> = gamma
+            .iter()
+            .zip(&var)
+            .map(|(g, v)| g / (v + self.eps).sqrt())
+            .collect();
+        let shift = beta
+            .iter()
+            .zip(&mean)
+            .zip(&scale)
+            .map(|((b, m), s)| b - m * s)
+            .collect();
+        Ok((scale, shift))
     }
 
     fn gamma_beta(&self) -> Result<Tensor> {

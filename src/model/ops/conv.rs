@@ -6,12 +6,14 @@
 //! gradient (with the roles of input and output gradient exchanged).
 
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
+use rayon::prelude::*;
 
 use super::batch_norm::{channel_sum, relu_gate};
-use super::conv_kernels::{forward, grad_input, grad_weight, Dims};
+use super::conv_kernels::{forward, grad_input, grad_weight, Around, Dims};
 use super::elem::relu;
 use super::elem::{dispatch, Elem};
 use super::im2col::Geom;
+use num_traits::NumCast;
 
 /// y = conv(x, w) + b with per-axis kernel, stride, padding and dilation;
 /// with `relu`, max(0, ·) is fused in (its gradient gated by y > 0).
@@ -22,18 +24,89 @@ pub fn conv2d(x: &Tensor, w: &Tensor, b: &Tensor, g: Geom, relu: bool) -> Result
 
 /// PyTorch's ConvTranspose2d: w is (Cin, Cout, K, K); `g` holds its kernel,
 /// stride and padding; the output grows by `output_padding` on each axis.
+/// With `relu`, max(0, ·) is fused in.
 pub fn conv_transpose2d(
     x: &Tensor,
     w: &Tensor,
     b: &Tensor,
     g: Geom,
     output_padding: usize,
+    relu: bool,
 ) -> Result<Tensor> {
     x.contiguous()?.apply_op3(
         &w.contiguous()?,
         &b.contiguous()?,
-        ConvTranspose2d { g, output_padding },
+        ConvTranspose2d {
+            g,
+            output_padding,
+            relu,
+        },
     )
+}
+
+/// relu(conv(x, w) + bias + residual), for inference only (no backward): a
+/// residual block's last convolution with its batch norm folded into `w`
+/// and `bias`, the shortcut and the ReLU added while each block of the
+/// output is in cache.
+pub fn conv2d_residual_relu(
+    x: &Tensor,
+    w: &Tensor,
+    bias: &[f64],
+    residual: &Tensor,
+    g: Geom,
+) -> Result<Tensor> {
+    x.contiguous()?.apply_op3_no_bwd(
+        &w.contiguous()?,
+        &residual.contiguous()?,
+        &ConvResidualRelu {
+            g,
+            bias: bias.to_vec(),
+        },
+    )
+}
+
+struct ConvResidualRelu {
+    g: Geom,
+    bias: Vec<f64>,
+}
+
+impl CustomOp3 for ConvResidualRelu {
+    fn name(&self) -> &'static str {
+        "esx-conv2d-residual-relu"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (n, c, h, w) = dims4(l1)?;
+        let (o, c2, kh, kw) = dims4(l2)?;
+        let d = Dims::new(n, c, h, w, o, &self.g);
+        if c != c2 || kh != self.g.kh || kw != self.g.kw || self.bias.len() != o {
+            candle_core::bail!(
+                "conv2d_residual_relu: input {:?} does not fit weight {:?}",
+                l1.shape(),
+                l2.shape()
+            );
+        }
+        if l3.shape().dims() != [n, o, d.oh, d.ow] {
+            candle_core::bail!(
+                "conv2d_residual_relu: residual {:?} is not the output's shape",
+                l3.shape()
+            );
+        }
+        dispatch!(s1, self.name(), T => {
+            let bias: Vec<T> = self.bias.iter().map(|&v| <T as NumCast>::from(v).unwrap_or(<T as num_traits::Float>::nan())).collect();
+            let around = Around { bias: Some(&bias), residual: Some(T::slice(s3, l3)?), relu: true };
+            let out = forward::<T>(T::slice(s1, l1)?, T::slice(s2, l2)?, around, &d, &self.g);
+            Ok((T::into_storage(out), Shape::from((n, o, d.oh, d.ow))))
+        })
+    }
 }
 
 fn dims4(l: &Layout) -> Result<(usize, usize, usize, usize)> {
@@ -70,10 +143,8 @@ impl CustomOp3 for Conv2d {
         }
         let d = Dims::new(n, c, h, w, o, &self.g);
         dispatch!(s1, self.name(), T => {
-            let mut out = forward::<T>(T::slice(s1, l1)?, T::slice(s2, l2)?, Some(T::slice(s3, l3)?), &d, &self.g);
-            if self.relu {
-                out.iter_mut().for_each(|v| *v = relu(*v));
-            }
+            let around = Around { bias: Some(T::slice(s3, l3)?), residual: None, relu: self.relu };
+            let out = forward::<T>(T::slice(s1, l1)?, T::slice(s2, l2)?, around, &d, &self.g);
             Ok((T::into_storage(out), Shape::from((n, o, d.oh, d.ow))))
         })
     }
@@ -115,6 +186,7 @@ impl CustomOp3 for Conv2d {
 struct ConvTranspose2d {
     g: Geom,
     output_padding: usize,
+    relu: bool,
 }
 
 impl ConvTranspose2d {
@@ -164,10 +236,15 @@ impl CustomOp3 for ConvTranspose2d {
         dispatch!(s1, self.name(), T => {
             let mut out = grad_input::<T>(T::slice(s1, l1)?, T::slice(s2, l2)?, &d, &self.g);
             let b = T::slice(s3, l3)?;
-            for (i, plane) in out.chunks_mut(oh * ow).enumerate() {
+            let relu_on = self.relu;
+            out.par_chunks_mut(oh * ow).enumerate().for_each(|(i, plane)| {
                 let bv = b[i % cout];
-                plane.iter_mut().for_each(|v| *v += bv);
-            }
+                if relu_on {
+                    plane.iter_mut().for_each(|v| *v = relu(*v + bv));
+                } else {
+                    plane.iter_mut().for_each(|v| *v += bv);
+                }
+            });
             Ok((T::into_storage(out), Shape::from((n, cout, oh, ow))))
         })
     }
@@ -177,10 +254,14 @@ impl CustomOp3 for ConvTranspose2d {
         x: &Tensor,
         w: &Tensor,
         _b: &Tensor,
-        _res: &Tensor,
+        res: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let grad = grad.contiguous()?;
+        let grad = if self.relu {
+            relu_gate(grad, res)?
+        } else {
+            grad.contiguous()?
+        };
         let gx = grad.apply_op2_no_bwd(w, &ConvNoBias { g: self.g })?;
         let gw = grad.apply_op2_no_bwd(
             x,
@@ -215,7 +296,7 @@ impl CustomOp2 for ConvNoBias {
         let (o, _, _, _) = dims4(l2)?;
         let d = Dims::new(n, c, h, w, o, &self.g);
         dispatch!(s1, self.name(), T => {
-            let out = forward::<T>(T::slice(s1, l1)?, T::slice(s2, l2)?, None, &d, &self.g);
+            let out = forward::<T>(T::slice(s1, l1)?, T::slice(s2, l2)?, Around::bias(None), &d, &self.g);
             Ok((T::into_storage(out), Shape::from((n, o, d.oh, d.ow))))
         })
     }

@@ -4,7 +4,7 @@
 
 use rayon::prelude::*;
 
-use super::elem::Elem;
+use super::elem::{relu, Elem};
 use super::im2col::{col2im, im2col, Geom};
 use super::matmul::{matmul, matmul_wide, Mat};
 use super::shifted;
@@ -63,40 +63,89 @@ fn per_image<T: Elem>(out: &mut [T], n: usize, f: impl Fn(usize, &mut [T], usize
     }
 }
 
-/// out = conv(x, weight) + bias, out of shape N×O×OH×OW.
-pub fn forward<T: Elem>(x: &[T], weight: &[T], bias: Option<&[T]>, d: &Dims, g: &Geom) -> Vec<T> {
+/// What surrounds a convolution's product: out = conv(x) + bias +
+/// residual, then ReLU when `relu`. Added and applied block by block while
+/// the block is in cache, rather than as passes of their own.
+#[derive(Clone, Copy)]
+pub struct Around<'a, T> {
+    pub bias: Option<&'a [T]>,
+    /// N×O×OH×OW, added before the ReLU (a residual block's shortcut).
+    pub residual: Option<&'a [T]>,
+    pub relu: bool,
+}
+
+impl<'a, T: Elem> Around<'a, T> {
+    pub fn bias(bias: Option<&'a [T]>) -> Self {
+        Around {
+            bias,
+            residual: None,
+            relu: false,
+        }
+    }
+
+    /// The residual of image `i` of `o` channels of `p` pixels.
+    fn image(self, i: usize, o: usize, p: usize) -> Around<'a, T> {
+        Around {
+            residual: self.residual.map(|r| &r[i * o * p..(i + 1) * o * p]),
+            ..self
+        }
+    }
+
+    /// Columns [a, b) of every row of a zeroed rows × p output, before the product.
+    pub fn init(&self, row: usize, segment: &mut [T], a: usize, p: usize) {
+        if let Some(b) = self.bias {
+            segment.fill(b[row]);
+        }
+        if let Some(r) = self.residual {
+            let r = &r[row * p + a..row * p + a + segment.len()];
+            segment.iter_mut().zip(r).for_each(|(v, &x)| *v += x);
+        }
+    }
+
+    /// The same columns after the product.
+    pub fn finish(&self, segment: &mut [T]) {
+        if self.relu {
+            segment.iter_mut().for_each(|v| *v = relu(*v));
+        }
+    }
+
+    fn adds(&self) -> bool {
+        self.bias.is_some() || self.residual.is_some()
+    }
+}
+
+/// out = around(conv(x, weight)), of shape N×O×OH×OW.
+pub fn forward<T: Elem>(x: &[T], weight: &[T], around: Around<T>, d: &Dims, g: &Geom) -> Vec<T> {
     let (ck, p) = (d.ck(g), d.p());
     let mut out = vec![T::zero(); d.n * d.o * p];
     per_image(&mut out, d.n, |i, out_i, threads| {
         let xi = &x[i * d.c * d.h * d.w..(i + 1) * d.c * d.h * d.w];
-        if let Some(b) = bias {
-            for (row, &bv) in out_i.chunks_mut(p).zip(b) {
-                row.fill(bv);
-            }
-        }
+        let around = around.image(i, d.o, p);
         if shifted::applies(g, d.h, d.w) {
-            shifted::forward_image(xi, weight, out_i, (d.c, d.h, d.w), d.o, g, threads);
+            shifted::forward_image(xi, weight, out_i, (d.c, d.h, d.w), d.o, g, threads, &around);
             return;
         }
-        if g.kh == 1 && g.kw == 1 && g.sh == 1 && g.sw == 1 && g.ph == 0 && g.pw == 0 {
-            matmul_wide(
-                out_i,
-                Mat::new(weight, d.o, ck),
-                Mat::new(xi, ck, p),
-                bias.is_some(),
-                threads,
-            );
-            return;
+        for (r, row) in out_i.chunks_mut(p).enumerate() {
+            around.init(r, row, 0, p);
         }
-        let mut cols = vec![T::zero(); ck * p];
-        im2col(xi, d.c, d.h, d.w, g, &mut cols);
+        let one_by_one = g.kh == 1 && g.kw == 1 && g.sh == 1 && g.sw == 1 && g.ph == 0 && g.pw == 0;
+        let cols = if one_by_one {
+            None
+        } else {
+            let mut cols = vec![T::zero(); ck * p];
+            im2col(xi, d.c, d.h, d.w, g, &mut cols);
+            Some(cols)
+        };
         matmul_wide(
             out_i,
             Mat::new(weight, d.o, ck),
-            Mat::new(&cols, ck, p),
-            bias.is_some(),
+            Mat::new(cols.as_deref().unwrap_or(xi), ck, p),
+            around.adds(),
             threads,
         );
+        if around.relu {
+            out_i.par_chunks_mut(p).for_each(|row| around.finish(row));
+        }
     });
     out
 }

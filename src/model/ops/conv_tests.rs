@@ -82,7 +82,10 @@ fn factorised_dilated_kernels_match_explicit_padding() {
 #[test]
 fn conv_transpose2d_matches_candle() {
     let x = rand_tensor(&[2, 4, 5, 6], 7);
-    for (k, stride, pad, out_pad) in [(3, 2, 1, 1), (2, 2, 0, 0), (3, 1, 1, 0)] {
+    for ((k, stride, pad, out_pad), relu) in [(3, 2, 1, 1), (2, 2, 0, 0), (3, 1, 1, 0)]
+        .into_iter()
+        .flat_map(|g| [(g, false), (g, true)])
+    {
         let w = rand_tensor(&[4, 3, k, k], 8);
         let b = rand_tensor(&[3], 9);
         let ours = conv_transpose2d(
@@ -91,13 +94,17 @@ fn conv_transpose2d_matches_candle() {
             &b,
             Geom::kernel(k, k).stride(stride).pad(pad, pad),
             out_pad,
+            relu,
         )
         .unwrap();
-        let reference = x
+        let mut reference = x
             .conv_transpose2d(&w, pad, out_pad, stride, 1)
             .unwrap()
             .broadcast_add(&b.reshape((1, 3, 1, 1)).unwrap())
             .unwrap();
+        if relu {
+            reference = reference.relu().unwrap();
+        }
         assert_eq!(ours.dims(), reference.dims(), "k{k} s{stride}");
         assert!(
             max_abs_diff(&ours, &reference) < 1e-12,
@@ -130,12 +137,39 @@ fn conv2d_gradients_match_finite_differences() {
 
 #[test]
 fn conv_transpose2d_gradients_match_finite_differences() {
-    for (k, s, p, op) in [(3, 2, 1, 1), (2, 2, 0, 0)] {
+    for ((k, s, p, op), relu) in [
+        ((3, 2, 1, 1), false),
+        ((2, 2, 0, 0), false),
+        ((3, 2, 1, 1), true),
+    ] {
         let x = Var::from_tensor(&rand_tensor(&[2, 3, 4, 5], 14)).unwrap();
         let w = Var::from_tensor(&rand_tensor(&[3, 2, k, k], 15)).unwrap();
         let b = Var::from_tensor(&rand_tensor(&[2], 16)).unwrap();
         let g = Geom::kernel(k, k).stride(s).pad(p, p);
-        let f = || weighted_sum(&conv_transpose2d(&x, &w, &b, g, op).unwrap(), 17);
+        let f = || weighted_sum(&conv_transpose2d(&x, &w, &b, g, op, relu).unwrap(), 17);
         check_grads(&[x.clone(), w.clone(), b.clone()], f, 40, 1e-7);
+    }
+}
+
+#[test]
+fn the_residual_convolution_equals_conv_plus_shortcut_then_relu() {
+    // Both paths: shifted taps (1×3, 3×1) and im2col (a dilation too wide
+    // for the shifted scheme on 9 columns).
+    let x = rand_tensor(&[2, 3, 10, 9], 21);
+    for g in [
+        Geom::kernel(1, 3).pad(0, 1),
+        Geom::kernel(3, 1).pad(2, 0).dilate(2, 1),
+        Geom::kernel(1, 3).pad(0, 4).dilate(1, 4),
+    ] {
+        let w = rand_tensor(&[3, 3, g.kh, g.kw], 22);
+        let b = rand_tensor(&[3], 23);
+        let shortcut = rand_tensor(&[2, 3, 10, 9], 24);
+        let bias: Vec<f64> = b.to_vec1().unwrap();
+        let ours = super::conv::conv2d_residual_relu(&x, &w, &bias, &shortcut, g).unwrap();
+        let reference = (conv2d(&x, &w, &b, g, false).unwrap() + &shortcut)
+            .unwrap()
+            .relu()
+            .unwrap();
+        assert!(max_abs_diff(&ours, &reference) < 1e-12, "{g:?}");
     }
 }

@@ -12,7 +12,7 @@ pub mod max_pool;
 mod shifted;
 
 pub use batch_norm::{batch_norm_act, batch_norm_add_relu, channel_sum, BnConfig};
-pub use conv::{conv2d, conv_transpose2d};
+pub use conv::{conv2d, conv2d_residual_relu, conv_transpose2d};
 pub use im2col::Geom;
 pub use max_pool::max_pool2x2;
 

@@ -16,6 +16,7 @@
 //! (−dy, −dx) and the weights transposed; the weight gradient of a tap is
 //! grad[:, lo..hi] · x[:, lo+s..hi+s]ᵀ, minus the wrapped columns' share.
 
+use super::conv_kernels::Around;
 use super::elem::Elem;
 use super::im2col::Geom;
 use super::matmul::{gemm_add, Dst, Mat, SendPtr};
@@ -108,8 +109,10 @@ fn blocks(p: usize, threads: usize) -> Vec<(usize, usize)> {
     (0..n).map(|t| (p * t / n, p * (t + 1) / n)).collect()
 }
 
-/// out (rows × P) += Σ_taps a_tap · src[:, j + s_tap] over valid reads, for
-/// one image of h × w pixels; the column blocks run in parallel.
+/// out (rows × P, zeroed) = around(Σ_taps a_tap · src[:, j + s_tap]) over
+/// valid reads, for one image of h × w pixels; the column blocks run in
+/// parallel, each with its bias, residual and ReLU while it is in cache.
+#[allow(clippy::too_many_arguments)]
 fn apply<T: Elem>(
     src: &[T],
     src_rows: usize,
@@ -118,13 +121,22 @@ fn apply<T: Elem>(
     (h, w): (usize, usize),
     shifts: &[Shift<T>],
     threads: usize,
+    around: &Around<T>,
 ) {
     let p = h * w;
     assert_eq!(src.len(), src_rows * p);
     assert_eq!(out.len(), out_rows * p);
     let dst = SendPtr(out.as_mut_ptr());
     let dst = &dst;
+    // SAFETY (of `segment`): the blocks' column ranges are disjoint, so each
+    // row segment [a, b) belongs to one block alone.
+    let segment = |r: usize, a: usize, b: usize| unsafe {
+        std::slice::from_raw_parts_mut(dst.0.add(r * p + a), b - a)
+    };
     let run = |(a, b): (usize, usize)| {
+        for r in 0..out_rows {
+            around.init(r, segment(r, a, b), a, p);
+        }
         for s in shifts {
             let Some((lo, hi)) = s.span(h, w) else {
                 continue;
@@ -191,6 +203,9 @@ fn apply<T: Elem>(
                 }
             }
         }
+        for r in 0..out_rows {
+            around.finish(segment(r, a, b));
+        }
     };
     let parts = blocks(p, threads);
     if parts.len() == 1 {
@@ -216,7 +231,7 @@ fn tap_matrix<'a, T>(weight: &'a [T], o: usize, c: usize, g: &Geom, index: usize
     }
 }
 
-/// out (O × H·W, holding the bias) += conv(x) for one image (C × H·W).
+/// out (O × H·W, zeroed) = around(conv(x)) for one image (C × H·W).
 #[allow(clippy::too_many_arguments)]
 pub fn forward_image<T: Elem>(
     x: &[T],
@@ -226,6 +241,7 @@ pub fn forward_image<T: Elem>(
     o: usize,
     g: &Geom,
     threads: usize,
+    around: &Around<T>,
 ) {
     let shifts: Vec<Shift<T>> = taps(g)
         .into_iter()
@@ -235,7 +251,7 @@ pub fn forward_image<T: Elem>(
             a: tap_matrix(weight, o, c, g, t.index),
         })
         .collect();
-    apply(x, c, out, o, (h, w), &shifts, threads);
+    apply(x, c, out, o, (h, w), &shifts, threads, around);
 }
 
 /// gx (C × H·W) += the input gradient of one image from grad (O × H·W).
@@ -256,7 +272,16 @@ pub fn grad_input_image<T: Elem>(
             a: tap_matrix(weight, o, c, g, t.index).t(),
         })
         .collect();
-    apply(grad, o, gx, c, (h, w), &shifts, threads);
+    apply(
+        grad,
+        o,
+        gx,
+        c,
+        (h, w),
+        &shifts,
+        threads,
+        &Around::bias(None),
+    );
 }
 
 /// gw (O, C, KH, KW) += the weight gradient of one image:
@@ -393,7 +418,8 @@ mod tests {
                 let want = reference(&x, &wt, c, h, w, o, &g);
                 for threads in [1, 3] {
                     let mut got = vec![0.0; o * p];
-                    forward_image(&x, &wt, &mut got, (c, h, w), o, &g, threads);
+                    let around = Around::bias(None);
+                    forward_image(&x, &wt, &mut got, (c, h, w), o, &g, threads, &around);
                     let err = want
                         .iter()
                         .zip(&got)
