@@ -213,20 +213,44 @@ fn write_batch(path: &std::path::Path, n: usize, size: usize) -> candle_core::Re
     )
 }
 
+/// Times every shape `rounds` times, alternating esx and PyTorch round by
+/// round (a shared machine's speed drifts; alternating spreads the drift
+/// over both), and reports the medians over rounds and the ratio of each
+/// round.
 pub fn run(
     train_shapes: &[(usize, usize)],
     infer_shapes: &[(usize, usize)],
     steps: usize,
+    rounds: usize,
     torch: Option<&Torch>,
 ) -> candle_core::Result<Vec<Figure>> {
     let threads = rayon::current_num_threads();
     let scratch = tempfile::tempdir()?;
+    let rounds = rounds.max(1);
     let mut figures = Vec::new();
     for &(n, s) in train_shapes {
-        reset_peak_rss();
-        let t = time_training(n, s, steps)?;
+        let file = scratch.path().join(format!("batch_{n}x{s}.safetensors"));
+        if torch.is_some() {
+            write_batch(&file, n, s)?;
+        }
+        let args = vec![
+            "train".into(),
+            file.display().to_string(),
+            steps.to_string(),
+            threads.to_string(),
+        ];
+        let mut ours = Vec::new();
+        let mut theirs = Vec::new();
+        for _ in 0..rounds {
+            reset_peak_rss();
+            let t = time_training(n, s, steps)?;
+            ours.push((t, peak_rss_mb()));
+            if let Some(torch) = torch {
+                theirs.push(torch.call(&args));
+            }
+        }
+        let (t, rss) = median_by(ours, |(t, _)| t.total());
         let step = t.total();
-        let rss = peak_rss_mb();
         let flops = 3.0 * forward_flops(n, s, s);
         figures.push(Figure {
             name: format!("esx train [{n},1,{s},{s}]"),
@@ -245,21 +269,14 @@ pub fn run(
                 rss
             ),
         });
-        if let Some(torch) = torch {
-            let file = scratch.path().join(format!("batch_{n}x{s}.safetensors"));
-            write_batch(&file, n, s)?;
-            let args = vec![
-                "train".into(),
-                file.display().to_string(),
-                steps.to_string(),
-                threads.to_string(),
-            ];
-            figures.push(torch_figure(torch, &args, format!("torch train [{n},1,{s},{s}]"), |p| {
+        if torch.is_some() {
+            let name = format!("torch train [{n},1,{s},{s}]");
+            figures.push(compare(name, theirs, step, |p| p.step, |p, ratios| {
                 (
                     p.step * 1e3,
                     "ms/step",
                     format!(
-                        "{:.2} img/s, fwd {:.0} loss {:.0} ms, {:.1} GFLOP/s, peak RSS {:.0} MB; esx vs torch: {:.2}× the speed, {:.2}× the memory",
+                        "{:.2} img/s, fwd {:.0} loss {:.0} ms, {:.1} GFLOP/s, peak RSS {:.0} MB; esx vs torch: {:.2}× the speed{ratios}, {:.2}× the memory",
                         n as f64 / p.step,
                         p.forward * 1e3,
                         p.loss * 1e3,
@@ -273,9 +290,24 @@ pub fn run(
         }
     }
     for &(n, s) in infer_shapes {
-        reset_peak_rss();
-        let t = time_inference(n, s, steps)?;
-        let rss = peak_rss_mb();
+        let args = vec![
+            "infer".into(),
+            n.to_string(),
+            s.to_string(),
+            steps.to_string(),
+            threads.to_string(),
+        ];
+        let mut ours = Vec::new();
+        let mut theirs = Vec::new();
+        for _ in 0..rounds {
+            reset_peak_rss();
+            let t = time_inference(n, s, steps)?;
+            ours.push((t, peak_rss_mb()));
+            if let Some(torch) = torch {
+                theirs.push(torch.call(&args));
+            }
+        }
+        let (t, rss) = median_by(ours, |(t, _)| *t);
         figures.push(Figure {
             name: format!("esx infer [{n},1,{s},{s}]"),
             value: t * 1e3,
@@ -288,20 +320,14 @@ pub fn run(
                 rss
             ),
         });
-        if let Some(torch) = torch {
-            let args = vec![
-                "infer".into(),
-                n.to_string(),
-                s.to_string(),
-                steps.to_string(),
-                threads.to_string(),
-            ];
-            figures.push(torch_figure(torch, &args, format!("torch infer [{n},1,{s},{s}]"), |p| {
+        if torch.is_some() {
+            let name = format!("torch infer [{n},1,{s},{s}]");
+            figures.push(compare(name, theirs, t, |p| p.forward, |p, ratios| {
                 (
                     p.forward * 1e3,
                     "ms",
                     format!(
-                        "{:.2} img/s, {:.1} GFLOP/s, peak RSS {:.0} MB; esx vs torch: {:.2}× the speed, {:.2}× the memory",
+                        "{:.2} img/s, {:.1} GFLOP/s, peak RSS {:.0} MB; esx vs torch: {:.2}× the speed{ratios}, {:.2}× the memory",
                         n as f64 / p.forward,
                         forward_flops(n, s, s) / p.forward / 1e9,
                         p.peak_rss_mb,
@@ -313,6 +339,57 @@ pub fn run(
         }
     }
     Ok(figures)
+}
+
+/// The median element of `v` by `key`.
+fn median_by<T>(mut v: Vec<T>, key: impl Fn(&T) -> f64) -> T {
+    v.sort_by(|a, b| key(a).total_cmp(&key(b)));
+    let mid = v.len() / 2;
+    v.swap_remove(mid)
+}
+
+/// PyTorch's median round as a figure; `ratios` (passed to `describe`) lists
+/// esx's speed against each round's when there were several.
+fn compare(
+    name: String,
+    rounds: Vec<Result<TorchFigures, String>>,
+    ours: f64,
+    time: impl Fn(&TorchFigures) -> f64,
+    describe: impl Fn(&TorchFigures, String) -> (f64, &'static str, String),
+) -> Figure {
+    let mut ok = Vec::new();
+    for r in rounds {
+        match r {
+            Ok(p) => ok.push(p),
+            Err(why) => {
+                return Figure {
+                    name,
+                    value: f64::NAN,
+                    unit: String::new(),
+                    target: None,
+                    detail: why,
+                }
+            }
+        }
+    }
+    let ratios = if ok.len() > 1 {
+        let each: Vec<String> = ok
+            .iter()
+            .map(|p| format!("{:.2}", time(p) / ours))
+            .collect();
+        format!(" (median of rounds {})", each.join(", "))
+    } else {
+        String::new()
+    };
+    let p = median_by(ok, &time);
+    let (value, unit, detail) = describe(&p, ratios);
+    Figure {
+        name,
+        value,
+        unit: unit.into(),
+        target: None,
+        detail,
+    }
 }
 
 pub(crate) fn torch_figure(

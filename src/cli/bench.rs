@@ -59,6 +59,9 @@ pub enum Which {
         /// Timed repetitions (median reported)
         #[arg(long, default_value_t = 5)]
         steps: usize,
+        /// Rounds per shape, esx and PyTorch alternating (medians reported)
+        #[arg(long, default_value_t = 1)]
+        rounds: usize,
         #[command(flatten)]
         torch: TorchArgs,
     },
@@ -128,6 +131,7 @@ pub fn exec(args: Args) -> anyhow::Result<()> {
             train,
             infer,
             steps,
+            rounds,
             torch,
         } => {
             let parse = |v: &[String]| -> anyhow::Result<Vec<(usize, usize)>> {
@@ -142,7 +146,13 @@ pub fn exec(args: Args) -> anyhow::Result<()> {
                     .collect()
             };
             let torch = torch.into_torch();
-            esx::bench::train::run(&parse(&train)?, &parse(&infer)?, steps, torch.as_ref())?
+            esx::bench::train::run(
+                &parse(&train)?,
+                &parse(&infer)?,
+                steps,
+                rounds,
+                torch.as_ref(),
+            )?
         }
         Which::Predict {
             sizes,
