@@ -1,10 +1,12 @@
 //! One colour per run, the same in every chart, table row and picture row.
 //! Up to ten runs get the familiar Tableau colours; more get hues spaced by
-//! the golden angle with alternating lightness. Every colour is saturated
+//! the golden angle with alternating brightness. Every colour is saturated
 //! and distinct, so none is mistaken for the charts' black and grey chrome
 //! (the page's run toggles find a run's marks by their colour).
 
 use plotters::style::RGBColor;
+
+use crate::viz::colour;
 
 const TABLEAU: [(u8, u8, u8); 10] = [
     (31, 119, 180),
@@ -30,9 +32,10 @@ pub fn run_colours(n: usize) -> Vec<RGBColor> {
     let mut out: Vec<RGBColor> = Vec::with_capacity(n);
     let mut i = 0usize;
     while out.len() < n {
-        let hue = (i as f64 * 137.507_764) % 360.0;
-        let lightness = [0.42, 0.55, 0.34, 0.62][i % 4];
-        let c = hsl(hue, 0.75, lightness);
+        let hue = (i as f32 * 0.381_966) % 1.0;
+        let value = [0.8, 0.62, 0.95, 0.5][i % 4];
+        let [r, g, b] = colour::hsv(hue, 0.8, value);
+        let c = RGBColor(r, g, b);
         if !out.contains(&c) {
             out.push(c);
         }
@@ -46,26 +49,10 @@ pub fn hex(c: RGBColor) -> String {
     format!("#{:02X}{:02X}{:02X}", c.0, c.1, c.2)
 }
 
-fn hsl(h: f64, s: f64, l: f64) -> RGBColor {
-    let c = (1.0 - (2.0 * l - 1.0).abs()) * s;
-    let x = c * (1.0 - ((h / 60.0) % 2.0 - 1.0).abs());
-    let m = l - c / 2.0;
-    let (r, g, b) = match (h / 60.0) as u32 {
-        0 => (c, x, 0.0),
-        1 => (x, c, 0.0),
-        2 => (0.0, c, x),
-        3 => (0.0, x, c),
-        4 => (x, 0.0, c),
-        _ => (c, 0.0, x),
-    };
-    let byte = |v: f64| ((v + m) * 255.0).round().clamp(0.0, 255.0) as u8;
-    RGBColor(byte(r), byte(g), byte(b))
-}
-
 /// Viridis at `t` in [0, 1], for values (a sweep's metric) rather than runs.
 pub fn viridis(t: f64) -> RGBColor {
-    use plotters::style::colors::colormaps::{ColorMap, ViridisRGB};
-    ViridisRGB.get_color(t.clamp(0.0, 1.0))
+    let [r, g, b] = colour::viridis(t.clamp(0.0, 1.0) as f32);
+    RGBColor(r, g, b)
 }
 
 #[cfg(test)]

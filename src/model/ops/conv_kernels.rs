@@ -7,7 +7,7 @@ use rayon::prelude::*;
 use super::elem::{relu, Elem};
 use super::im2col::{col2im, im2col, Geom};
 use super::matmul::{matmul, matmul_wide, Mat};
-use super::shifted;
+use super::{shifted, shifted_weight};
 
 /// The sizes of one convolution: input N×C×H×W, output N×O×OH×OW.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -181,7 +181,7 @@ pub fn grad_weight<T: Elem>(x: &[T], grad: &[T], d: &Dims, g: &Geom) -> Vec<T> {
         let gi = &grad[i * d.o * p..(i + 1) * d.o * p];
         // Single-threaded: only when the images themselves go in parallel.
         if threads == 1 && shifted::applies(g, d.h, d.w) {
-            shifted::grad_weight_image(xi, gi, acc, (d.c, d.h, d.w), d.o, g);
+            shifted_weight::grad_weight_image(xi, gi, acc, (d.c, d.h, d.w), d.o, g);
             return;
         }
         let mut cols = vec![T::zero(); ck * p];

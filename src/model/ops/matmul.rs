@@ -141,27 +141,7 @@ pub unsafe fn gemm_add<T: Elem>(dst: Dst<T>, a: Mat<T>, b: Mat<T>, sign: T) {
     }
     check_extent(&a);
     check_extent(&b);
-    gemm::gemm(
-        a.rows,
-        b.cols,
-        a.cols,
-        dst.ptr,
-        dst.col_stride as isize,
-        dst.row_stride as isize,
-        true,
-        a.data.as_ptr(),
-        a.col_stride as isize,
-        a.row_stride as isize,
-        b.data.as_ptr(),
-        b.col_stride as isize,
-        b.row_stride as isize,
-        T::one(),
-        sign,
-        false,
-        false,
-        false,
-        gemm::Parallelism::None,
-    );
+    gemm_strided(dst, a, b, true, sign, gemm::Parallelism::None);
 }
 
 /// dst (a.rows × b.cols, row stride `dst_rs`) = a · b (+= when `accumulate`).
@@ -177,14 +157,34 @@ unsafe fn gemm_raw<T: Elem>(
     accumulate: bool,
     parallelism: gemm::Parallelism,
 ) {
+    let dst = Dst {
+        ptr: dst,
+        row_stride: dst_rs,
+        col_stride: 1,
+    };
+    gemm_strided(dst, a, b, accumulate, T::one(), parallelism);
+}
+
+/// dst = (dst when `read_dst`) + sign · a · b: the one call into gemm.
+///
+/// # Safety
+/// As `gemm_add`.
+unsafe fn gemm_strided<T: Elem>(
+    dst: Dst<T>,
+    a: Mat<T>,
+    b: Mat<T>,
+    read_dst: bool,
+    sign: T,
+    parallelism: gemm::Parallelism,
+) {
     gemm::gemm(
         a.rows,
         b.cols,
         a.cols,
-        dst,
-        1,
-        dst_rs as isize,
-        accumulate,
+        dst.ptr,
+        dst.col_stride as isize,
+        dst.row_stride as isize,
+        read_dst,
         a.data.as_ptr(),
         a.col_stride as isize,
         a.row_stride as isize,
@@ -192,7 +192,7 @@ unsafe fn gemm_raw<T: Elem>(
         b.col_stride as isize,
         b.row_stride as isize,
         T::one(),
-        T::one(),
+        sign,
         false,
         false,
         false,

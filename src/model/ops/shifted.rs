@@ -13,8 +13,8 @@
 //! (a dilation wider than it) read only padding and are skipped.
 //!
 //! Backward: the input gradient is the same scheme with the taps mirrored
-//! (−dy, −dx) and the weights transposed; the weight gradient of a tap is
-//! grad[:, lo..hi] · x[:, lo+s..hi+s]ᵀ, minus the wrapped columns' share.
+//! (−dy, −dx) and the weights transposed; the weight gradient is in
+//! shifted_weight.rs.
 
 use super::conv_kernels::Around;
 use super::elem::Elem;
@@ -23,13 +23,13 @@ use super::matmul::{gemm_add, Dst, Mat, SendPtr};
 
 /// One kernel tap: its shift and its index ki·KW + kj in the weight.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Tap {
-    dy: isize,
-    dx: isize,
-    index: usize,
+pub(super) struct Tap {
+    pub dy: isize,
+    pub dx: isize,
+    pub index: usize,
 }
 
-fn taps(g: &Geom) -> Vec<Tap> {
+pub(super) fn taps(g: &Geom) -> Vec<Tap> {
     let mut out = Vec::with_capacity(g.kh * g.kw);
     for ki in 0..g.kh {
         for kj in 0..g.kw {
@@ -57,21 +57,24 @@ pub fn applies(g: &Geom, h: usize, w: usize) -> bool {
         })
 }
 
-/// A tap as the products see it: out[:, j] += a · src[:, j + dy·w + dx].
-struct Shift<'a, T> {
-    dy: isize,
-    dx: isize,
-    a: Mat<'a, T>,
-}
+impl Tap {
+    /// The same tap read the other way (the input gradient's).
+    fn mirrored(self) -> Tap {
+        Tap {
+            dy: -self.dy,
+            dx: -self.dx,
+            ..self
+        }
+    }
 
-impl<T> Shift<'_, T> {
-    fn offset(&self, w: usize) -> isize {
+    /// How far from an output column, in flat pixels, the tap reads.
+    pub fn offset(&self, w: usize) -> isize {
         self.dy * w as isize + self.dx
     }
 
     /// The output columns [lo, hi) whose reads stay inside the image's
     /// rows; None when the tap reads only padding.
-    fn span(&self, h: usize, w: usize) -> Option<(usize, usize)> {
+    pub fn span(&self, h: usize, w: usize) -> Option<(usize, usize)> {
         let (dy, dx) = (self.dy, self.dx);
         if dy.unsigned_abs() >= h || dx.unsigned_abs() >= w {
             return None;
@@ -83,7 +86,7 @@ impl<T> Shift<'_, T> {
     }
 
     /// The columns of [lo, hi) whose read wrapped into the neighbouring row.
-    fn wrapped(&self, w: usize, lo: usize, hi: usize) -> Vec<usize> {
+    pub fn wrapped(&self, w: usize, lo: usize, hi: usize) -> Vec<usize> {
         if self.dx == 0 || lo >= hi {
             return Vec::new();
         }
@@ -100,6 +103,31 @@ impl<T> Shift<'_, T> {
         }
         out
     }
+}
+
+/// Columns `cols` of a rows × p matrix, shifted by `offset`, gathered into
+/// a rows × cols.len() matrix.
+pub(super) fn gather<T: Elem>(
+    src: &[T],
+    rows: usize,
+    p: usize,
+    cols: &[usize],
+    offset: isize,
+) -> Vec<T> {
+    let m = cols.len();
+    let mut out = vec![T::zero(); rows * m];
+    for (r, row) in out.chunks_mut(m).enumerate() {
+        for (v, &j) in row.iter_mut().zip(cols) {
+            *v = src[r * p + (j as isize + offset) as usize];
+        }
+    }
+    out
+}
+
+/// A tap as the products see it: out[:, j] += a · src[:, j + offset].
+struct Shift<'a, T> {
+    tap: Tap,
+    a: Mat<'a, T>,
 }
 
 /// Column blocks [a, b) of p columns, one per thread when wide enough.
@@ -138,14 +166,14 @@ fn apply<T: Elem>(
             around.init(r, segment(r, a, b), a, p);
         }
         for s in shifts {
-            let Some((lo, hi)) = s.span(h, w) else {
+            let Some((lo, hi)) = s.tap.span(h, w) else {
                 continue;
             };
             let (lo, hi) = (lo.max(a), hi.min(b));
             if lo >= hi {
                 continue;
             }
-            let start = (lo as isize + s.offset(w)) as usize;
+            let start = (lo as isize + s.tap.offset(w)) as usize;
             let b_view = Mat {
                 data: &src[start..],
                 rows: src_rows,
@@ -167,18 +195,12 @@ fn apply<T: Elem>(
                     T::one(),
                 );
             }
-            let wrapped = s.wrapped(w, lo, hi);
+            let wrapped = s.tap.wrapped(w, lo, hi);
             if wrapped.is_empty() {
                 continue;
             }
             let m = wrapped.len();
-            let offset = s.offset(w);
-            let mut gathered = vec![T::zero(); src_rows * m];
-            for (r, row) in gathered.chunks_mut(m).enumerate() {
-                for (v, &j) in row.iter_mut().zip(&wrapped) {
-                    *v = src[r * p + (j as isize + offset) as usize];
-                }
-            }
+            let gathered = gather(src, src_rows, p, &wrapped, s.tap.offset(w));
             let mut wrong = vec![T::zero(); out_rows * m];
             // SAFETY: `wrong` is a fresh out_rows × m buffer.
             unsafe {
@@ -258,10 +280,9 @@ pub fn forward_image<T: Elem>(
 ) {
     let shifts: Vec<Shift<T>> = taps(g)
         .into_iter()
-        .map(|t| Shift {
-            dy: t.dy,
-            dx: t.dx,
-            a: tap_matrix(weight, o, c, g, t.index),
+        .map(|tap| Shift {
+            tap,
+            a: tap_matrix(weight, o, c, g, tap.index),
         })
         .collect();
     apply(x, c, out, o, (h, w), &shifts, threads, around);
@@ -279,10 +300,9 @@ pub fn grad_input_image<T: Elem>(
 ) {
     let shifts: Vec<Shift<T>> = taps(g)
         .into_iter()
-        .map(|t| Shift {
-            dy: -t.dy,
-            dx: -t.dx,
-            a: tap_matrix(weight, o, c, g, t.index).t(),
+        .map(|tap| Shift {
+            tap: tap.mirrored(),
+            a: tap_matrix(weight, o, c, g, tap.index).t(),
         })
         .collect();
     apply(
@@ -295,196 +315,6 @@ pub fn grad_input_image<T: Elem>(
         threads,
         &Around::bias(None),
     );
-}
-
-/// gw (O, C, KH, KW) += the weight gradient of one image: per tap,
-/// grad[:, lo..hi] · x[:, lo+s..hi+s]ᵀ, less the wrapped columns' share.
-///
-/// With enough channels, both factors run along the pixels, the long inner dimension, which is
-/// the layout gemm packs worst; so the pixels go in chunks, each chunk of
-/// grad transposed once (pixels × O) and of the shifted input once per tap
-/// (pixels × C), and the product of the two transposed chunks is added.
-pub fn grad_weight_image<T: Elem>(
-    x: &[T],
-    grad: &[T],
-    gw: &mut [T],
-    (c, h, w): (usize, usize, usize),
-    o: usize,
-    g: &Geom,
-) {
-    // Measured per image, one thread (f32, 3-tap kernels): with 64 channels
-    // at 128² the transposed chunks take 3.2 ms against 6.0 ms for the
-    // plain product, with 32 channels 1.1 against 1.5 ms; with 16 channels
-    // the chunks' products are too small to pay (2.2 against 0.7 ms).
-    if o.min(c) < 32 {
-        return grad_weight_plain(x, grad, gw, (c, h, w), o, g);
-    }
-    const CHUNK: usize = 1024;
-    let p = h * w;
-    let kk = g.kh * g.kw;
-    assert_eq!(gw.len(), o * c * kk);
-    assert_eq!(x.len(), c * p);
-    assert_eq!(grad.len(), o * p);
-    let spans: Vec<(Tap, Shift<T>, (usize, usize))> = taps(g)
-        .into_iter()
-        .filter_map(|t| {
-            let s = Shift {
-                dy: t.dy,
-                dx: t.dx,
-                a: Mat::new(&[] as &[T], 0, 0),
-            };
-            let span = s.span(h, w)?;
-            Some((t, s, span))
-        })
-        .collect();
-    let base = gw.as_mut_ptr();
-    let dst = |t: &Tap| Dst {
-        // SAFETY (of the products below): the tap's O × C entries of gw lie
-        // at index + (o·C + c)·KK, inside gw.
-        ptr: unsafe { base.add(t.index) },
-        row_stride: c * kk,
-        col_stride: kk,
-    };
-    let mut grad_t = vec![T::zero(); CHUNK * o];
-    let mut x_t = vec![T::zero(); CHUNK * c];
-    let mut start = 0;
-    while start < p {
-        let end = (start + CHUNK).min(p);
-        transpose(grad, o, p, start, end, &mut grad_t);
-        for (t, s, (lo, hi)) in &spans {
-            let (a, b) = ((*lo).max(start), (*hi).min(end));
-            if a >= b {
-                continue;
-            }
-            let n = b - a;
-            let from = (a as isize + s.offset(w)) as usize;
-            transpose(x, c, p, from, from + n, &mut x_t);
-            let grad_chunk = Mat {
-                data: &grad_t[(a - start) * o..],
-                rows: o,
-                cols: n,
-                row_stride: 1,
-                col_stride: o,
-            };
-            // SAFETY: see `dst`; the views lie inside their buffers.
-            unsafe { gemm_add(dst(t), grad_chunk, Mat::new(&x_t, n, c), T::one()) };
-        }
-        start = end;
-    }
-    for (t, s, (lo, hi)) in &spans {
-        let wrapped = s.wrapped(w, *lo, *hi);
-        if wrapped.is_empty() {
-            continue;
-        }
-        let m = wrapped.len();
-        let gather = |src: &[T], rows: usize, shift: isize| {
-            let mut out = vec![T::zero(); rows * m];
-            for (r, row) in out.chunks_mut(m).enumerate() {
-                for (v, &j) in row.iter_mut().zip(&wrapped) {
-                    *v = src[r * p + (j as isize + shift) as usize];
-                }
-            }
-            out
-        };
-        let gg = gather(grad, o, 0);
-        let gx = gather(x, c, s.offset(w));
-        // SAFETY: as above.
-        unsafe {
-            gemm_add(
-                dst(t),
-                Mat::new(&gg, o, m),
-                Mat::new(&gx, c, m).t(),
-                -T::one(),
-            )
-        };
-    }
-}
-
-/// The weight gradient as one product per tap on the untransposed views.
-fn grad_weight_plain<T: Elem>(
-    x: &[T],
-    grad: &[T],
-    gw: &mut [T],
-    (c, h, w): (usize, usize, usize),
-    o: usize,
-    g: &Geom,
-) {
-    let p = h * w;
-    let kk = g.kh * g.kw;
-    assert_eq!(gw.len(), o * c * kk);
-    for t in taps(g) {
-        let s = Shift {
-            dy: t.dy,
-            dx: t.dx,
-            a: Mat::new(&[] as &[T], 0, 0),
-        };
-        let Some((lo, hi)) = s.span(h, w) else {
-            continue;
-        };
-        let offset = s.offset(w);
-        let start = (lo as isize + offset) as usize;
-        let dst = Dst {
-            // SAFETY (of the products below): the tap's O × C entries of gw
-            // lie at index + (o·C + c)·KK, inside gw.
-            ptr: gw[t.index..].as_mut_ptr(),
-            row_stride: c * kk,
-            col_stride: kk,
-        };
-        let grad_view = Mat {
-            data: &grad[lo..],
-            rows: o,
-            cols: hi - lo,
-            row_stride: p,
-            col_stride: 1,
-        };
-        let x_view = Mat {
-            data: &x[start..],
-            rows: c,
-            cols: hi - lo,
-            row_stride: p,
-            col_stride: 1,
-        };
-        // SAFETY: see `dst`; the views lie inside their slices.
-        unsafe { gemm_add(dst, grad_view, x_view.t(), T::one()) };
-        let wrapped = s.wrapped(w, lo, hi);
-        if wrapped.is_empty() {
-            continue;
-        }
-        let m = wrapped.len();
-        let gather = |src: &[T], rows: usize, shift: isize| {
-            let mut out = vec![T::zero(); rows * m];
-            for (r, row) in out.chunks_mut(m).enumerate() {
-                for (v, &j) in row.iter_mut().zip(&wrapped) {
-                    *v = src[r * p + (j as isize + shift) as usize];
-                }
-            }
-            out
-        };
-        let gg = gather(grad, o, 0);
-        let gx = gather(x, c, offset);
-        // SAFETY: as above.
-        unsafe { gemm_add(dst, Mat::new(&gg, o, m), Mat::new(&gx, c, m).t(), -T::one()) };
-    }
-}
-
-/// out[(j − a)·rows + r] = src[r·p + j] for j in [a, b): columns a..b of a
-/// rows × p matrix, transposed, in tiles that stay in cache.
-fn transpose<T: Elem>(src: &[T], rows: usize, p: usize, a: usize, b: usize, out: &mut [T]) {
-    const TILE: usize = 16;
-    let n = b - a;
-    debug_assert!(out.len() >= n * rows);
-    for r0 in (0..rows).step_by(TILE) {
-        let r1 = (r0 + TILE).min(rows);
-        for j0 in (0..n).step_by(TILE) {
-            let j1 = (j0 + TILE).min(n);
-            for r in r0..r1 {
-                let row = &src[r * p + a..r * p + b];
-                for j in j0..j1 {
-                    out[j * rows + r] = row[j];
-                }
-            }
-        }
-    }
 }
 
 #[cfg(test)]
@@ -599,7 +429,14 @@ mod tests {
                     1,
                 );
                 let mut gw = vec![0.0; o * ck];
-                grad_weight_image(&x, &grad, &mut gw, (c, h, w), o, &g);
+                super::super::shifted_weight::grad_weight_image(
+                    &x,
+                    &grad,
+                    &mut gw,
+                    (c, h, w),
+                    o,
+                    &g,
+                );
                 let err = want_gw
                     .iter()
                     .zip(&gw)
