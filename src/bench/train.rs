@@ -239,16 +239,7 @@ pub fn run(
             steps.to_string(),
             threads.to_string(),
         ];
-        let mut ours = Vec::new();
-        let mut theirs = Vec::new();
-        for _ in 0..rounds {
-            reset_peak_rss();
-            let t = time_training(n, s, steps)?;
-            ours.push((t, peak_rss_mb()));
-            if let Some(torch) = torch {
-                theirs.push(torch.call(&args));
-            }
-        }
+        let (ours, theirs) = alternate(rounds, torch, &args, || time_training(n, s, steps))?;
         let (t, rss) = median_by(ours, |(t, _)| t.total());
         let step = t.total();
         let flops = 3.0 * forward_flops(n, s, s);
@@ -297,16 +288,7 @@ pub fn run(
             steps.to_string(),
             threads.to_string(),
         ];
-        let mut ours = Vec::new();
-        let mut theirs = Vec::new();
-        for _ in 0..rounds {
-            reset_peak_rss();
-            let t = time_inference(n, s, steps)?;
-            ours.push((t, peak_rss_mb()));
-            if let Some(torch) = torch {
-                theirs.push(torch.call(&args));
-            }
-        }
+        let (ours, theirs) = alternate(rounds, torch, &args, || time_inference(n, s, steps))?;
         let (t, rss) = median_by(ours, |(t, _)| *t);
         figures.push(Figure {
             name: format!("esx infer [{n},1,{s},{s}]"),
@@ -339,6 +321,28 @@ pub fn run(
         }
     }
     Ok(figures)
+}
+
+/// `rounds` rounds of esx's measurement (with its peak RSS) and, when
+/// given, PyTorch's on `args`, one after the other.
+#[allow(clippy::type_complexity)]
+fn alternate<R>(
+    rounds: usize,
+    torch: Option<&Torch>,
+    args: &[String],
+    mut measure: impl FnMut() -> candle_core::Result<R>,
+) -> candle_core::Result<(Vec<(R, f64)>, Vec<Result<TorchFigures, String>>)> {
+    let mut ours = Vec::new();
+    let mut theirs = Vec::new();
+    for _ in 0..rounds {
+        reset_peak_rss();
+        let m = measure()?;
+        ours.push((m, peak_rss_mb()));
+        if let Some(torch) = torch {
+            theirs.push(torch.call(args));
+        }
+    }
+    Ok((ours, theirs))
 }
 
 /// The median element of `v` by `key`.

@@ -4,7 +4,6 @@
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use super::palette::hex;
 use super::series::{min_max_buckets, Points};
 use super::ReportError;
 
@@ -44,6 +43,8 @@ pub struct Look<'a> {
     /// Legend labels by run; no legend when None.
     pub legend: Option<&'a [String]>,
     pub size: (u32, u32),
+    /// Drawing for the SVG backend (dashed curves as one marked polyline).
+    pub svg: bool,
 }
 
 /// plotters' SVG backend has no dash attribute, so a dashed curve would be
@@ -85,14 +86,6 @@ impl LineChart {
         let max = ys().fold(f64::NEG_INFINITY, f64::max);
         min > 0.0 && max.is_finite() && max / min > 30.0
     }
-
-    /// The run colours this chart draws with (what the page's toggles hide).
-    pub fn colours_used(&self, colours: &[RGBColor]) -> Vec<String> {
-        let mut used: Vec<String> = self.curves.iter().map(|c| hex(colours[c.run])).collect();
-        used.sort();
-        used.dedup();
-        used
-    }
 }
 
 /// Anything drawn with plotters that the report shows as SVG and can write as PNG.
@@ -104,49 +97,31 @@ pub trait Figure {
     ) -> Result<(), String>;
 
     fn svg(&self, look: &Look) -> Result<String, ReportError> {
+        let look = Look { svg: true, ..*look };
         let mut out = String::new();
         {
             let root = SVGBackend::with_string(&mut out, look.size).into_drawing_area();
-            self.draw(&root, look).map_err(ReportError::Chart)?;
-            root.present()
-                .map_err(|e| ReportError::Chart(e.to_string()))?;
-        }
-        Ok(out)
-    }
-
-    fn png(&self, look: &Look) -> Result<Vec<u8>, ReportError> {
-        super::png::render(look.size, |root| self.draw(root, look))
-    }
-}
-
-impl Figure for LineChart {
-    fn svg(&self, look: &Look) -> Result<String, ReportError> {
-        let mut out = String::new();
-        {
-            let root = SVGBackend::with_string(&mut out, look.size).into_drawing_area();
-            self.draw_on(&root, look, true)
-                .map_err(ReportError::Chart)?;
+            self.draw(&root, &look).map_err(ReportError::Chart)?;
             root.present()
                 .map_err(|e| ReportError::Chart(e.to_string()))?;
         }
         Ok(dash_svg_polylines(&out))
     }
 
+    fn png(&self, look: &Look) -> Result<Vec<u8>, ReportError> {
+        let look = Look {
+            svg: false,
+            ..*look
+        };
+        super::png::render(look.size, |root| self.draw(root, &look))
+    }
+}
+
+impl Figure for LineChart {
     fn draw<DB: DrawingBackend>(
         &self,
         root: &DrawingArea<DB, Shift>,
         look: &Look,
-    ) -> Result<(), String> {
-        self.draw_on(root, look, false)
-    }
-}
-
-impl LineChart {
-    fn draw_on<DB: DrawingBackend>(
-        &self,
-        root: &DrawingArea<DB, Shift>,
-        look: &Look,
-        svg_dashes: bool,
     ) -> Result<(), String> {
         let e = |e: DrawingAreaErrorKind<DB::ErrorType>| e.to_string();
         root.fill(&WHITE).map_err(e)?;
@@ -235,7 +210,7 @@ impl LineChart {
                             .draw_series(points.iter().map(|&p| Circle::new(p, 3, colour.filled())))
                             .map_err(e)?;
                     }
-                    if svg_dashes {
+                    if look.svg {
                         let mark = ShapeStyle::from(&colour).stroke_width(SVG_DASH_MARK);
                         chart
                             .draw_series(LineSeries::new(points, mark))
@@ -309,6 +284,7 @@ fn steps(v: f64) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::super::palette::hex;
     use super::*;
 
     fn chart(curves: Vec<Curve>) -> LineChart {
@@ -366,6 +342,7 @@ mod tests {
                 colours: &colours,
                 legend: Some(&labels),
                 size: (560, 320),
+                svg: false,
             })
             .unwrap();
         assert!(svg.contains("loss &lt;b&gt;"));

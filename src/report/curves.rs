@@ -19,70 +19,42 @@ struct Quantity {
     optional: bool,
 }
 
+impl Quantity {
+    /// A loss term: per-step training curve, per-epoch validation curve.
+    const fn loss(key: &'static str, title: &'static str) -> Quantity {
+        Quantity {
+            key,
+            title,
+            train: &["step", "train"],
+            val: true,
+            higher_is_better: false,
+            log_allowed: true,
+            optional: false,
+        }
+    }
+
+    /// A validation score in [0, 1].
+    const fn score(key: &'static str, title: &'static str, optional: bool) -> Quantity {
+        Quantity {
+            key,
+            title,
+            train: &[],
+            val: true,
+            higher_is_better: true,
+            log_allowed: false,
+            optional,
+        }
+    }
+}
+
 const QUANTITIES: &[Quantity] = &[
-    Quantity {
-        key: "loss",
-        title: "total loss",
-        train: &["step", "train"],
-        val: true,
-        higher_is_better: false,
-        log_allowed: true,
-        optional: false,
-    },
-    Quantity {
-        key: "inst",
-        title: "instance loss (Lovász hinge)",
-        train: &["step", "train"],
-        val: true,
-        higher_is_better: false,
-        log_allowed: true,
-        optional: false,
-    },
-    Quantity {
-        key: "var",
-        title: "variance loss",
-        train: &["step", "train"],
-        val: true,
-        higher_is_better: false,
-        log_allowed: true,
-        optional: false,
-    },
-    Quantity {
-        key: "seed",
-        title: "seed loss",
-        train: &["step", "train"],
-        val: true,
-        higher_is_better: false,
-        log_allowed: true,
-        optional: false,
-    },
-    Quantity {
-        key: "iou",
-        title: "validation IoU",
-        train: &[],
-        val: true,
-        higher_is_better: true,
-        log_allowed: false,
-        optional: false,
-    },
-    Quantity {
-        key: "ap50",
-        title: "validation AP50",
-        train: &[],
-        val: true,
-        higher_is_better: true,
-        log_allowed: false,
-        optional: false,
-    },
-    Quantity {
-        key: "seg",
-        title: "validation SEG",
-        train: &[],
-        val: true,
-        higher_is_better: true,
-        log_allowed: false,
-        optional: true,
-    },
+    Quantity::loss("loss", "total loss"),
+    Quantity::loss("inst", "instance loss (Lovász hinge)"),
+    Quantity::loss("var", "variance loss"),
+    Quantity::loss("seed", "seed loss"),
+    Quantity::score("iou", "validation IoU", false),
+    Quantity::score("ap50", "validation AP50", false),
+    Quantity::score("seg", "validation SEG", true),
     Quantity {
         key: "lr",
         title: "learning rate",

@@ -146,6 +146,7 @@ impl Report {
             colours: &self.colours,
             legend: (self.runs.len() <= MAX_LEGEND).then_some(self.labels.as_slice()),
             size,
+            svg: false,
         }
     }
 

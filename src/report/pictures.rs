@@ -63,19 +63,22 @@ pub fn load(
     for &i in shown {
         let run = &runs[i];
         let at = epoch.or_else(|| epochs(run).last().copied());
-        let mut cells = Vec::with_capacity(KINDS.len());
-        for (kind, _) in KINDS {
-            let image = at.and_then(|e| {
-                run.images
+        let ids: Vec<Option<i64>> = KINDS
+            .iter()
+            .map(|(kind, _)| {
+                let e = at?;
+                let im = run
+                    .images
                     .iter()
                     .rev()
-                    .find(|im| im.epoch == e && im.kind == kind)
-            });
-            cells.push(match image {
-                Some(im) => Some(query::image_png(&run.info.dir, im.id)?),
-                None => None,
-            });
-        }
+                    .find(|im| im.epoch == e && im.kind == *kind)?;
+                Some(im.id)
+            })
+            .collect();
+        let found: Vec<i64> = ids.iter().flatten().copied().collect();
+        let mut pngs = query::image_pngs(&run.info.dir, &found)?.into_iter();
+        let cells: Vec<Option<Vec<u8>>> =
+            ids.iter().map(|id| id.and_then(|_| pngs.next())).collect();
         let any = cells.iter().any(Option::is_some);
         rows.push(PictureRow {
             run: i,

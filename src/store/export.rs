@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::query::{image_png, images};
+use super::query::{image_pngs, images};
 use super::StoreError;
 
 /// Writes every picture of a run as `out/epochNNN_KIND.png`; returns the paths.
@@ -11,10 +11,12 @@ pub fn write_images(run_dir: &Path, out: &Path) -> Result<Vec<PathBuf>, StoreErr
         path: out.to_path_buf(),
         source: e,
     })?;
+    let infos = images(run_dir)?;
+    let ids: Vec<i64> = infos.iter().map(|i| i.id).collect();
     let mut written = Vec::new();
-    for info in images(run_dir)? {
+    for (info, png) in infos.iter().zip(image_pngs(run_dir, &ids)?) {
         let path = out.join(format!("epoch{:03}_{}.png", info.epoch, info.kind));
-        std::fs::write(&path, image_png(run_dir, info.id)?).map_err(|e| StoreError::Io {
+        std::fs::write(&path, png).map_err(|e| StoreError::Io {
             path: path.clone(),
             source: e,
         })?;

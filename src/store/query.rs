@@ -343,8 +343,16 @@ pub fn images(dir: &Path) -> Result<Vec<ImageInfo>, StoreError> {
 }
 
 pub fn image_png(dir: &Path, id: i64) -> Result<Vec<u8>, StoreError> {
+    Ok(image_pngs(dir, &[id])?.remove(0))
+}
+
+/// Several pictures of one run, in the order of `ids`, through one connection.
+pub fn image_pngs(dir: &Path, ids: &[i64]) -> Result<Vec<Vec<u8>>, StoreError> {
     let conn = open_read(dir)?;
-    Ok(conn.query_row("SELECT png FROM images WHERE id = ?1", [id], |r| r.get(0))?)
+    let mut stmt = conn.prepare("SELECT png FROM images WHERE id = ?1")?;
+    ids.iter()
+        .map(|&id| Ok(stmt.query_row([id], |r| r.get(0))?))
+        .collect()
 }
 
 pub fn events(dir: &Path) -> Result<Vec<Event>, StoreError> {

@@ -84,14 +84,12 @@ impl CustomOp3 for ConvResidualRelu {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let (n, c, h, w) = dims4(l1)?;
-        let (o, c2, kh, kw) = dims4(l2)?;
-        let d = Dims::new(n, c, h, w, o, &self.g);
-        if c != c2 || kh != self.g.kh || kw != self.g.kw || self.bias.len() != o {
+        let d = conv_dims("conv2d_residual_relu", l1, l2, &self.g)?;
+        let (n, o) = (d.n, d.o);
+        if self.bias.len() != o {
             candle_core::bail!(
-                "conv2d_residual_relu: input {:?} does not fit weight {:?}",
-                l1.shape(),
-                l2.shape()
+                "conv2d_residual_relu: {} biases for {o} channels",
+                self.bias.len()
             );
         }
         if l3.shape().dims() != [n, o, d.oh, d.ow] {
@@ -113,6 +111,21 @@ fn dims4(l: &Layout) -> Result<(usize, usize, usize, usize)> {
     l.shape().dims4()
 }
 
+/// The sizes of a convolution of input `x` by weight `w` (O, C, KH, KW),
+/// or an error naming `op` when they do not fit `g`.
+fn conv_dims(op: &str, x: &Layout, w: &Layout, g: &Geom) -> Result<Dims> {
+    let (n, c, h, wd) = dims4(x)?;
+    let (o, c2, kh, kw) = dims4(w)?;
+    if c != c2 || kh != g.kh || kw != g.kw {
+        candle_core::bail!(
+            "{op}: input {:?} does not fit weight {:?}",
+            x.shape(),
+            w.shape()
+        );
+    }
+    Ok(Dims::new(n, c, h, wd, o, g))
+}
+
 struct Conv2d {
     g: Geom,
     relu: bool,
@@ -132,16 +145,8 @@ impl CustomOp3 for Conv2d {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let (n, c, h, w) = dims4(l1)?;
-        let (o, c2, kh, kw) = dims4(l2)?;
-        if c != c2 || kh != self.g.kh || kw != self.g.kw {
-            candle_core::bail!(
-                "conv2d: input {:?} does not fit weight {:?}",
-                l1.shape(),
-                l2.shape()
-            );
-        }
-        let d = Dims::new(n, c, h, w, o, &self.g);
+        let d = conv_dims("conv2d", l1, l2, &self.g)?;
+        let (n, o) = (d.n, d.o);
         dispatch!(s1, self.name(), T => {
             let around = Around { bias: Some(T::slice(s3, l3)?), residual: None, relu: self.relu };
             let out = forward::<T>(T::slice(s1, l1)?, T::slice(s2, l2)?, around, &d, &self.g);
