@@ -127,6 +127,9 @@ impl Sweep {
                         error: Box::new(error),
                     })
             })
+            .collect::<Vec<_>>()
+            // In point order: the first bad point is reported, whichever thread failed first.
+            .into_iter()
             .collect::<Result<Vec<_>, _>>()?;
         let id = sweep_id(&base, &axes, mode);
         Ok(Sweep {
