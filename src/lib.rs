@@ -3,8 +3,11 @@
 //! The library holds everything; the `esx` binary parses arguments and calls in.
 //! See ARCHITECTURE.md for the map.
 
+pub mod backend;
 pub mod bench;
 pub mod config;
+#[cfg(feature = "cuda")]
+pub mod cuda;
 pub mod data;
 pub mod infer;
 pub mod loss;

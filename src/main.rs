@@ -22,6 +22,17 @@ fn keep_freed_memory() {
     unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1) }
 }
 
+/// Errors are one line: candle (and anyhow) append a captured backtrace to
+/// an error's message whenever RUST_BACKTRACE is set, as it is on many
+/// machines. RUST_LIB_BACKTRACE=0 stops that capture for library errors
+/// while panics keep their backtraces; a user's own setting wins.
+fn one_line_errors() {
+    if std::env::var_os("RUST_LIB_BACKTRACE").is_none() {
+        // SAFETY: called first thing in main, before any thread starts.
+        unsafe { std::env::set_var("RUST_LIB_BACKTRACE", "0") }
+    }
+}
+
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -32,6 +43,7 @@ fn main() -> ExitCode {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
+    one_line_errors();
     keep_freed_memory();
     let cli = cli::Cli::parse();
     match cli.command.exec() {

@@ -7,7 +7,8 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 use candle_core::{DType, Device, Tensor};
-use esx::loss::{embedseg_loss, LossWeights};
+use esx::backend::Backend;
+use esx::loss::{EmbedSegLoss, LossWeights};
 use esx::model::{BranchedErfnet, Mode, Weights};
 
 fn fixtures() -> PathBuf {
@@ -46,9 +47,10 @@ fn rel_err(a: &Tensor, b: &Tensor) -> f64 {
         / scale
 }
 
-/// The reference network in f64, weights decoded from their u8 codes.
-fn reference_net() -> (Weights, BranchedErfnet) {
-    let w = Weights::new(DType::F64, &Device::Cpu);
+/// The reference network in f64 on `backend`'s kernels, weights decoded
+/// from their u8 codes.
+fn reference_net(backend: Backend) -> (Weights, BranchedErfnet) {
+    let w = Weights::with_backend(DType::F64, &Device::Cpu, backend);
     let net = BranchedErfnet::new(&w, 2, 0).unwrap();
     let codes = load("model_weights_u8.safetensors");
     let maps = reference()["weight_maps"].clone();
@@ -75,17 +77,17 @@ fn reference_net() -> (Weights, BranchedErfnet) {
 
 #[test]
 fn branched_erfnet_matches_embedseg_in_eval_and_train_mode() {
-    model_case();
+    model_case(Backend::Fused);
 }
 
-/// candle's own ops, as run on devices other than the CPU, give the same.
+/// candle's own ops, the device-resident path CUDA runs, give the same.
 #[test]
 fn the_candle_native_path_matches_embedseg_too() {
-    esx::model::layers::with_native_ops(model_case);
+    model_case(Backend::Native);
 }
 
-fn model_case() {
-    let (w, net) = reference_net();
+fn model_case(backend: Backend) {
+    let (w, net) = reference_net(backend);
     let out = load("model_outputs.safetensors");
     let x = out["input"].to_dtype(DType::F64).unwrap();
 
@@ -131,7 +133,7 @@ fn model_case() {
     assert_eq!(checked, 10);
 }
 
-fn loss_case(tag: &str, n_sigma: usize) {
+fn loss_case(tag: &str, n_sigma: usize, backend: Backend) {
     let f = load(&format!("loss_{tag}.safetensors"));
     let want = &reference()[format!("loss_{tag}")];
     let pred = candle_core::Var::from_tensor(&f["prediction"]).unwrap();
@@ -143,30 +145,35 @@ fn loss_case(tag: &str, n_sigma: usize) {
         w_seed: 1.0,
         foreground_weight: 10.0,
     };
-    let terms = embedseg_loss(&pred, &labels, &centers, n_sigma, &w).unwrap();
+    let terms = EmbedSegLoss::new(w, n_sigma, backend)
+        .compute(&pred, &labels, &centers, false)
+        .unwrap();
     for (got, key) in [
         (terms.instance, "instance"),
         (terms.var, "var"),
         (terms.seed, "seed"),
+        (terms.value, "total"),
         (terms.total.to_scalar::<f64>().unwrap(), "total"),
     ] {
         let expected = want[key].as_f64().unwrap();
         assert!(
             (got - expected).abs() <= 1e-12 * expected.abs(),
-            "{tag} {key}: {got} vs {expected}"
+            "{backend:?} {tag} {key}: {got} vs {expected}"
         );
     }
     let grads = terms.total.backward().unwrap();
     let e = rel_err(grads.get(&pred).unwrap(), &f["grad_total"]);
-    assert!(e < 1e-10, "{tag} gradient differs by {e:e}");
+    assert!(e < 1e-10, "{backend:?} {tag} gradient differs by {e:e}");
 }
 
 #[test]
 fn spatial_emb_loss_matches_embedseg_with_two_sigmas() {
-    loss_case("n_sigma_2", 2);
+    loss_case("n_sigma_2", 2, Backend::Fused);
+    loss_case("n_sigma_2", 2, Backend::Native);
 }
 
 #[test]
 fn spatial_emb_loss_matches_embedseg_with_one_sigma() {
-    loss_case("n_sigma_1", 1);
+    loss_case("n_sigma_1", 1, Backend::Fused);
+    loss_case("n_sigma_1", 1, Backend::Native);
 }

@@ -1,5 +1,6 @@
 //! `esx bench train`: the training step (forward, loss, backward, Adam) and
-//! inference on given shapes, with images/s, GFLOP/s and peak memory.
+//! inference on given shapes, with images/s, GFLOP/s and peak memory, on
+//! the CPU or a CUDA device (each phase timed to a device synchronisation).
 
 use std::time::Instant;
 
@@ -8,7 +9,7 @@ use candle_core::{DType, Device, Tensor};
 use super::Figure;
 use crate::config::{SynthConfig, SynthKind};
 use crate::data::synth::synth_frame;
-use crate::loss::{embedseg_loss, LossWeights};
+use crate::loss::{EmbedSegLoss, LossWeights};
 use crate::model::{BranchedErfnet, Mode, Weights};
 use crate::train::adam::Adam;
 
@@ -93,13 +94,19 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-/// Median times of `steps` training steps (after one warm-up step).
-pub fn time_training(n: usize, size: usize, steps: usize) -> candle_core::Result<StepTimes> {
-    let w = Weights::new(DType::F32, &Device::Cpu);
+/// Median times of `steps` training steps (after one warm-up step) on
+/// `device`, and the device memory in use after them (MB; CUDA only).
+pub fn time_training(
+    n: usize,
+    size: usize,
+    steps: usize,
+    device: &Device,
+) -> candle_core::Result<(StepTimes, Option<f64>)> {
+    let w = Weights::new(DType::F32, device);
     let net = BranchedErfnet::new(&w, 2, 0)?;
     w.init_pytorch(0)?;
     w.init_output(2, 1.0)?;
-    let mut opt = Adam::new(w.trainable(), 5e-4, 1e-4);
+    let mut opt = Adam::new(w.trainable(), 5e-4, 1e-4, w.backend)?;
     let (x, labels, centers) = batch(n, size);
     let lw = LossWeights {
         w_inst: 1.0,
@@ -107,17 +114,25 @@ pub fn time_training(n: usize, size: usize, steps: usize) -> candle_core::Result
         w_seed: 1.0,
         foreground_weight: 10.0,
     };
+    let loss = EmbedSegLoss::new(lw, 2, w.backend);
     let mut times: Vec<[f64; 4]> = Vec::new();
+    let sync = || device.synchronize();
     for _ in 0..steps + 1 {
+        sync()?;
         let t0 = Instant::now();
+        // The batch goes up every step, as in training.
+        let x = x.to_device(device)?;
         let y = net.forward(&x, Mode::Train)?;
+        sync()?;
         let t1 = Instant::now();
-        let terms = embedseg_loss(&y, &labels, &centers, 2, &lw)?;
+        let terms = loss.compute(&y, &labels, &centers, false)?;
         let t2 = Instant::now();
         let grads = terms.total.backward()?;
+        sync()?;
         let t3 = Instant::now();
         let g: Vec<Option<Tensor>> = opt.vars().map(|v| grads.get(v).cloned()).collect();
         opt.step(&g)?;
+        sync()?;
         let t4 = Instant::now();
         times.push([
             (t1 - t0).as_secs_f64(),
@@ -128,31 +143,53 @@ pub fn time_training(n: usize, size: usize, steps: usize) -> candle_core::Result
     }
     times.remove(0);
     let col = |i: usize| median(times.iter().map(|t| t[i]).collect());
-    Ok(StepTimes {
-        forward: col(0),
-        loss: col(1),
-        backward: col(2),
-        optimizer: col(3),
-    })
+    Ok((
+        StepTimes {
+            forward: col(0),
+            loss: col(1),
+            backward: col(2),
+            optimizer: col(3),
+        },
+        device_memory_mb(device),
+    ))
+}
+
+/// Device memory in use (MB), for CUDA devices.
+pub fn device_memory_mb(device: &Device) -> Option<f64> {
+    #[cfg(feature = "cuda")]
+    return crate::cuda::memory_used_mb(device);
+    #[cfg(not(feature = "cuda"))]
+    {
+        let _ = device;
+        None
+    }
 }
 
 /// Median time of an eval-mode forward pass on (n, 1, size, size), on the
-/// network `esx predict` uses (detached weights: no autograd graph kept).
-pub fn time_inference(n: usize, size: usize, runs: usize) -> candle_core::Result<f64> {
-    let w = Weights::new(DType::F32, &Device::Cpu);
+/// network `esx predict` uses (detached weights: no autograd graph kept),
+/// the image going to `device` and the maps clustering needs coming back.
+pub fn time_inference(
+    n: usize,
+    size: usize,
+    runs: usize,
+    device: &Device,
+) -> candle_core::Result<(f64, Option<f64>)> {
+    let w = Weights::new(DType::F32, device);
     BranchedErfnet::new(&w, 2, 0)?;
     w.init_pytorch(0)?;
     let net = BranchedErfnet::for_inference(&w, 2)?;
     let x = Tensor::zeros((n, 1, size, size), DType::F32, &Device::Cpu)?;
     let mut times = Vec::new();
     for _ in 0..runs + 1 {
+        device.synchronize()?;
         let t = Instant::now();
-        let y = net.forward(&x.detach(), Mode::Eval)?;
-        drop(y);
+        let y = net.forward(&x.to_device(device)?, Mode::Eval)?;
+        let maps = y.to_device(&Device::Cpu)?;
+        drop(maps);
         times.push(t.elapsed().as_secs_f64());
     }
     times.remove(0);
-    Ok(median(times))
+    Ok((median(times), device_memory_mb(device)))
 }
 
 /// PyTorch's figures for one shape, from tools/reference/bench_torch.py.
@@ -169,12 +206,17 @@ pub struct TorchFigures {
     #[serde(default)]
     pub instances: f64,
     pub peak_rss_mb: f64,
+    /// On a GPU: torch.cuda.max_memory_reserved (MB).
+    #[serde(default)]
+    pub peak_gpu_mb: f64,
 }
 
 /// Where to find PyTorch: the interpreter of the reference environment and the script.
 pub struct Torch {
     pub python: std::path::PathBuf,
     pub script: std::path::PathBuf,
+    /// "cpu" or "cuda:N": where PyTorch runs (as esx).
+    pub device: String,
 }
 
 impl Torch {
@@ -182,6 +224,7 @@ impl Torch {
         let out = std::process::Command::new(&self.python)
             .arg(&self.script)
             .args(args)
+            .env("ESX_BENCH_DEVICE", &self.device)
             .output()
             .map_err(|e| format!("cannot run {}: {e}", self.python.display()))?;
         if !out.status.success() {
@@ -213,16 +256,102 @@ fn write_batch(path: &std::path::Path, n: usize, size: usize) -> candle_core::Re
     )
 }
 
-/// Times every shape `rounds` times, alternating esx and PyTorch round by
-/// round (a shared machine's speed drifts; alternating spreads the drift
-/// over both), and reports the medians over rounds and the ratio of each
-/// round.
+/// Where the figures come from: the device, its kernels, the CPU threads.
+pub fn setup(name: &str, device: &Device) -> Figure {
+    let backend = crate::backend::Backend::for_device(device);
+    #[cfg(feature = "cuda")]
+    let gpu = crate::cuda::describe(device);
+    #[cfg(not(feature = "cuda"))]
+    let gpu: Option<String> = None;
+    let what = match gpu {
+        Some(gpu) => format!("{name}: {gpu}; {}", backend.name()),
+        None => format!(
+            "{name}: {}; gemm kernels {}",
+            backend.name(),
+            gemm_kernels()
+        ),
+    };
+    Figure {
+        name: "esx setup".into(),
+        value: rayon::current_num_threads() as f64,
+        unit: "threads".into(),
+        target: None,
+        detail: what,
+    }
+}
+
+/// Which of gemm's kernels the run-time dispatch takes on this CPU.
+pub fn gemm_kernels() -> &'static str {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::is_x86_feature_detected!("avx512f") {
+            return "AVX-512 (x86-v4)";
+        }
+        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+            return "AVX2+FMA (x86-v3)";
+        }
+        "SSE (x86-v2 or older)"
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    "portable"
+}
+
+/// FLOP/s in the unit that reads best.
+fn rate(flops: f64, seconds: f64) -> String {
+    let r = flops / seconds.max(1e-12);
+    if r >= 1e12 {
+        format!("{:.1} TFLOP/s", r / 1e12)
+    } else {
+        format!("{:.1} GFLOP/s", r / 1e9)
+    }
+}
+
+/// Memory figures of one measurement: peak RSS, and on a GPU its memory.
+#[derive(Clone, Copy)]
+struct Memory {
+    rss_mb: f64,
+    gpu_mb: Option<f64>,
+}
+
+impl Memory {
+    fn describe(self) -> String {
+        match self.gpu_mb {
+            Some(g) => format!("GPU memory {g:.0} MB, peak RSS {:.0} MB", self.rss_mb),
+            None => format!("peak RSS {:.0} MB", self.rss_mb),
+        }
+    }
+
+    /// Ours against PyTorch's, on the memory that matters where it ran.
+    fn ratio(self, p: &TorchFigures) -> f64 {
+        match self.gpu_mb {
+            Some(g) => g / p.peak_gpu_mb,
+            None => self.rss_mb / p.peak_rss_mb,
+        }
+    }
+}
+
+fn describe_torch_memory(p: &TorchFigures) -> String {
+    if p.peak_gpu_mb > 0.0 {
+        format!(
+            "GPU memory {:.0} MB, peak RSS {:.0} MB",
+            p.peak_gpu_mb, p.peak_rss_mb
+        )
+    } else {
+        format!("peak RSS {:.0} MB", p.peak_rss_mb)
+    }
+}
+
+/// Times every shape `rounds` times on `device`, alternating esx and
+/// PyTorch round by round (a shared machine's speed drifts; alternating
+/// spreads the drift over both), and reports the medians over rounds and
+/// the ratio of each round.
 pub fn run(
     train_shapes: &[(usize, usize)],
     infer_shapes: &[(usize, usize)],
     steps: usize,
     rounds: usize,
     torch: Option<&Torch>,
+    device: &Device,
 ) -> candle_core::Result<Vec<Figure>> {
     let threads = rayon::current_num_threads();
     let scratch = tempfile::tempdir()?;
@@ -239,8 +368,10 @@ pub fn run(
             steps.to_string(),
             threads.to_string(),
         ];
-        let (ours, theirs) = alternate(rounds, torch, &args, || time_training(n, s, steps))?;
-        let (t, rss) = median_by(ours, |(t, _)| t.total());
+        let (ours, theirs) =
+            alternate(rounds, torch, &args, || time_training(n, s, steps, device))?;
+        let ((t, gpu_mb), rss_mb) = median_by(ours, |((t, _), _)| t.total());
+        let memory = Memory { rss_mb, gpu_mb };
         let step = t.total();
         let flops = 3.0 * forward_flops(n, s, s);
         figures.push(Figure {
@@ -249,15 +380,16 @@ pub fn run(
             unit: "ms/step".into(),
             target: None,
             detail: format!(
-                "{:.2} img/s, fwd {:.0} loss {:.0} bwd {:.0} adam {:.0} ms, {:.1} GFLOP/s, loss {:.0}% of step, peak RSS {:.0} MB",
+                "{:.2} img/s, fwd {:.1} loss {:.1} bwd {:.1} adam {:.1} ms, {} without loss and Adam, effective {} (3× forward FLOPs over the whole step), loss {:.0}% of step, {}",
                 n as f64 / step,
                 t.forward * 1e3,
                 t.loss * 1e3,
                 t.backward * 1e3,
                 t.optimizer * 1e3,
-                flops / (step - t.loss - t.optimizer) / 1e9,
+                rate(flops, step - t.loss - t.optimizer),
+                rate(flops, step),
                 100.0 * t.loss / step,
-                rss
+                memory.describe()
             ),
         });
         if torch.is_some() {
@@ -267,14 +399,15 @@ pub fn run(
                     p.step * 1e3,
                     "ms/step",
                     format!(
-                        "{:.2} img/s, fwd {:.0} loss {:.0} ms, {:.1} GFLOP/s, peak RSS {:.0} MB; esx vs torch: {:.2}× the speed{ratios}, {:.2}× the memory",
+                        "{:.2} img/s, fwd {:.1} loss {:.1} ms, {} without loss, effective {}, {}; esx vs torch: {:.2}× the speed{ratios}, {:.2}× the memory",
                         n as f64 / p.step,
                         p.forward * 1e3,
                         p.loss * 1e3,
-                        flops / (p.step - p.loss) / 1e9,
-                        p.peak_rss_mb,
+                        rate(flops, p.step - p.loss),
+                        rate(flops, p.step),
+                        describe_torch_memory(p),
                         p.step / step,
-                        rss / p.peak_rss_mb
+                        memory.ratio(p)
                     ),
                 )
             }));
@@ -288,18 +421,20 @@ pub fn run(
             steps.to_string(),
             threads.to_string(),
         ];
-        let (ours, theirs) = alternate(rounds, torch, &args, || time_inference(n, s, steps))?;
-        let (t, rss) = median_by(ours, |(t, _)| *t);
+        let (ours, theirs) =
+            alternate(rounds, torch, &args, || time_inference(n, s, steps, device))?;
+        let ((t, gpu_mb), rss_mb) = median_by(ours, |((t, _), _)| *t);
+        let memory = Memory { rss_mb, gpu_mb };
         figures.push(Figure {
             name: format!("esx infer [{n},1,{s},{s}]"),
             value: t * 1e3,
             unit: "ms".into(),
             target: None,
             detail: format!(
-                "{:.2} img/s, {:.1} GFLOP/s, peak RSS {:.0} MB",
+                "{:.2} img/s, {}, {}",
                 n as f64 / t,
-                forward_flops(n, s, s) / t / 1e9,
-                rss
+                rate(forward_flops(n, s, s), t),
+                memory.describe()
             ),
         });
         if torch.is_some() {
@@ -309,12 +444,12 @@ pub fn run(
                     p.forward * 1e3,
                     "ms",
                     format!(
-                        "{:.2} img/s, {:.1} GFLOP/s, peak RSS {:.0} MB; esx vs torch: {:.2}× the speed{ratios}, {:.2}× the memory",
+                        "{:.2} img/s, {}, {}; esx vs torch: {:.2}× the speed{ratios}, {:.2}× the memory",
                         n as f64 / p.forward,
-                        forward_flops(n, s, s) / p.forward / 1e9,
-                        p.peak_rss_mb,
+                        rate(forward_flops(n, s, s), p.forward),
+                        describe_torch_memory(p),
                         p.forward / t,
-                        rss / p.peak_rss_mb
+                        memory.ratio(p)
                     ),
                 )
             }));

@@ -30,10 +30,13 @@ pub struct TorchArgs {
 }
 
 impl TorchArgs {
-    fn into_torch(self) -> Option<esx::bench::train::Torch> {
+    fn into_torch(self, device: &str) -> Option<esx::bench::train::Torch> {
         let script = self.torch_script;
-        self.torch
-            .map(|python| esx::bench::train::Torch { python, script })
+        self.torch.map(|python| esx::bench::train::Torch {
+            python,
+            script,
+            device: device.to_string(),
+        })
     }
 }
 
@@ -48,8 +51,11 @@ pub enum Which {
         #[arg(long = "count", default_value_t = 1000)]
         count: usize,
     },
-    /// Training step and inference speed of BranchedERFNet (f32, CPU)
+    /// Training step and inference speed of BranchedERFNet (f32), on the CPU or a GPU
     Train {
+        /// Where to run: cpu or cuda:N (PyTorch runs there too)
+        #[arg(long, default_value = "cpu")]
+        device: String,
         /// Training shapes as BATCHxSIZE
         #[arg(long, value_delimiter = ',', default_value = "2x256,8x128")]
         train: Vec<String>,
@@ -128,6 +134,7 @@ pub fn exec(args: Args) -> anyhow::Result<()> {
             exe: std::env::current_exe()?,
         })?,
         Which::Train {
+            device,
             train,
             infer,
             steps,
@@ -145,14 +152,18 @@ pub fn exec(args: Args) -> anyhow::Result<()> {
                     })
                     .collect()
             };
-            let torch = torch.into_torch();
-            esx::bench::train::run(
+            let torch = torch.into_torch(&device);
+            let dev = esx::train::device(&device)?;
+            let mut figures = vec![esx::bench::train::setup(&device, &dev)];
+            figures.extend(esx::bench::train::run(
                 &parse(&train)?,
                 &parse(&infer)?,
                 steps,
                 rounds,
                 torch.as_ref(),
-            )?
+                &dev,
+            )?);
+            figures
         }
         Which::Predict {
             sizes,
@@ -160,7 +171,7 @@ pub fn exec(args: Args) -> anyhow::Result<()> {
             checkpoint,
             torch,
         } => {
-            let torch = torch.into_torch();
+            let torch = torch.into_torch("cpu");
             let opts = esx::bench::predict::PredictBench {
                 sizes: &sizes,
                 runs,

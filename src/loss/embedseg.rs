@@ -39,7 +39,10 @@ impl LossWeights {
 
 /// The loss and its constituents (batch means of the unweighted terms).
 pub struct LossTerms {
+    /// The loss, carrying its gradient.
     pub total: Tensor,
+    /// Its value (read with the terms, in one transfer from the device).
+    pub value: f64,
     pub instance: f64,
     pub var: f64,
     pub seed: f64,
@@ -144,8 +147,10 @@ pub fn embedseg_loss_graph(
             ((inst_loss * w.w_inst)? + (var_loss * w.w_var)? + (seed_loss * w.w_seed)?)?;
         total = (total + image_loss)?;
     }
+    let total = (total / n as f64)?;
     Ok(LossTerms {
-        total: (total / n as f64)?,
+        value: scalar(&total)?,
+        total,
         instance: sum_inst / n as f64,
         var: sum_var / n as f64,
         seed: sum_seed / n as f64,

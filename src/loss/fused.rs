@@ -71,10 +71,15 @@ pub fn embedseg_loss_fused(
         w: *w,
         out: out.clone(),
     };
-    let total = on_cpu.apply_op1(op)?.to_device(&device)?;
+    let total = on_cpu.apply_op1(op)?;
+    let value = total
+        .to_dtype(candle_core::DType::F64)?
+        .to_scalar::<f64>()?;
+    let total = total.to_device(&device)?;
     let o = out.lock().expect("loss outputs lock");
     Ok(LossTerms {
         total,
+        value,
         instance: o.instance,
         var: o.var,
         seed: o.seed,

@@ -2,7 +2,7 @@
 
 use candle_core::{Tensor, Var};
 
-use super::{embedseg_loss, embedseg_loss_graph, LossWeights};
+use super::{embedseg_loss_fused as embedseg_loss, embedseg_loss_graph, LossWeights};
 use crate::model::ops::check::{check_grads_step, rand_tensor};
 
 /// Three 12×10 images with touching instances, marked and unmarked centres.

@@ -40,6 +40,7 @@ impl BranchedErfnet {
             params: VarBuilder::from_tensors(params, weights.dtype, &weights.device),
             buffers: VarBuilder::from_varmap(&weights.buffers, weights.dtype, &weights.device),
             buffer_map: &weights.buffers,
+            backend: weights.backend,
         };
         let mut net = Self::build(&b, n_sigma, 0)?;
         net.encoder.fold()?;

@@ -8,6 +8,7 @@ use rand_chacha::ChaCha8Rng;
 
 use super::layers::{dropout_mask, max_pool2x2, BatchNorm, Builders, Conv, ConvTranspose, Mode};
 use super::ops::Geom;
+use crate::backend::Backend;
 
 const BN_EPS: f64 = 1e-3;
 
@@ -15,6 +16,7 @@ const BN_EPS: f64 = 1e-3;
 pub struct Downsampler {
     conv: Conv,
     bn: BatchNorm,
+    backend: Backend,
 }
 
 impl Downsampler {
@@ -27,11 +29,13 @@ impl Downsampler {
                 Geom::kernel(3, 3).stride(2).pad(1, 1),
             )?,
             bn: BatchNorm::new(&b.pp("bn"), cout, BN_EPS)?,
+            backend: b.backend,
         })
     }
 
     pub fn forward(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
-        let y = Tensor::cat(&[&self.conv.forward(x, false)?, &max_pool2x2(x)?], 1)?;
+        let pooled = max_pool2x2(x, self.backend)?;
+        let y = Tensor::cat(&[&self.conv.forward(x, false)?, &pooled], 1)?;
         self.bn.forward(&y, mode, true)
     }
 }

@@ -1,6 +1,7 @@
-//! ERFNet's building layers: convolutions on the custom ops, batch norm with
-//! PyTorch's running statistics, channel dropout, and 2×2 max pooling with
-//! PyTorch's gradient (to the first maximum of each window).
+//! ERFNet's building layers: convolutions, batch norm with PyTorch's running
+//! statistics, channel dropout, and 2×2 max pooling with PyTorch's gradient
+//! (to the first maximum of each window). Each layer runs the kernels of the
+//! `Backend` it was built with: the fused CPU ops, or candle's own ops.
 
 use std::sync::{Arc, Mutex};
 
@@ -12,6 +13,7 @@ use rand_chacha::ChaCha8Rng;
 use super::ops::{
     self, batch_norm_act, batch_norm_add_relu, conv2d, conv_transpose2d, BnConfig, Geom,
 };
+use crate::backend::Backend;
 
 /// How a forward pass runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -30,11 +32,13 @@ impl Mode {
     }
 }
 
-/// Where a layer gets its parameters (`weight`, `bias`) and buffers (`running_mean`, …).
+/// Where a layer gets its parameters (`weight`, `bias`) and buffers
+/// (`running_mean`, …), and the kernels it runs.
 pub struct Builders<'a> {
     pub params: VarBuilder<'a>,
     pub buffers: VarBuilder<'a>,
     pub buffer_map: &'a candle_nn::VarMap,
+    pub backend: Backend,
 }
 
 impl<'a> Builders<'a> {
@@ -44,6 +48,7 @@ impl<'a> Builders<'a> {
             params: self.params.pp(&name),
             buffers: self.buffers.pp(&name),
             buffer_map: self.buffer_map,
+            backend: self.backend,
         }
     }
 
@@ -62,28 +67,11 @@ impl<'a> Builders<'a> {
     }
 }
 
-thread_local! {
-    /// Tests set this to run candle's own ops on the CPU (the path other devices take).
-    static NATIVE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-}
-
-/// Runs `f` with the candle-native ops instead of the fused CPU ops (tests).
-pub fn with_native_ops<R>(f: impl FnOnce() -> R) -> R {
-    NATIVE.with(|n| n.set(true));
-    let r = f();
-    NATIVE.with(|n| n.set(false));
-    r
-}
-
-/// The fused custom ops run on CPU tensors; other devices use candle's ops.
-fn fused(x: &Tensor) -> bool {
-    x.device().is_cpu() && !NATIVE.with(|n| n.get())
-}
-
 pub struct Conv {
     weight: Tensor,
     bias: Tensor,
     geom: Geom,
+    backend: Backend,
 }
 
 impl Conv {
@@ -92,12 +80,13 @@ impl Conv {
             weight: b.param(&[cout, cin, geom.kh, geom.kw], "weight")?,
             bias: b.param(&[cout], "bias")?,
             geom,
+            backend: b.backend,
         })
     }
 
     /// conv(x) + bias, then ReLU if `relu`.
     pub fn forward(&self, x: &Tensor, relu: bool) -> Result<Tensor> {
-        if fused(x) {
+        if self.backend == Backend::Fused {
             return conv2d(x, &self.weight, &self.bias, self.geom, relu);
         }
         let g = self.geom;
@@ -135,12 +124,13 @@ impl Conv {
             weight,
             bias,
             geom: self.geom,
+            backend: self.backend,
         })
     }
 
     /// relu(conv(x) + bias + residual): a residual block's end.
     pub fn forward_residual_relu(&self, x: &Tensor, residual: &Tensor) -> Result<Tensor> {
-        if fused(x) {
+        if self.backend == Backend::Fused {
             let bias: Vec<f64> = self.bias.to_dtype(DType::F64)?.to_vec1()?;
             return ops::conv2d_residual_relu(x, &self.weight, &bias, residual, self.geom);
         }
@@ -181,6 +171,7 @@ pub struct ConvTranspose {
     bias: Tensor,
     geom: Geom,
     output_padding: usize,
+    backend: Backend,
 }
 
 impl ConvTranspose {
@@ -196,6 +187,7 @@ impl ConvTranspose {
             bias: b.param(&[cout], "bias")?,
             geom,
             output_padding,
+            backend: b.backend,
         })
     }
 
@@ -205,7 +197,7 @@ impl ConvTranspose {
 
     /// The transposed convolution, then ReLU if `relu`.
     pub fn forward_act(&self, x: &Tensor, relu: bool) -> Result<Tensor> {
-        if fused(x) {
+        if self.backend == Backend::Fused {
             return conv_transpose2d(
                 x,
                 &self.weight,
@@ -234,6 +226,7 @@ impl ConvTranspose {
             bias,
             geom: self.geom,
             output_padding: self.output_padding,
+            backend: self.backend,
         })
     }
 }
@@ -246,6 +239,7 @@ pub struct BatchNorm {
     running_mean: Var,
     running_var: Var,
     eps: f64,
+    backend: Backend,
 }
 
 const MOMENTUM: f64 = 0.1;
@@ -262,12 +256,13 @@ impl BatchNorm {
             running_mean: b.buffer(channels, "running_mean", 0.0)?,
             running_var: b.buffer(channels, "running_var", 1.0)?,
             eps,
+            backend: b.backend,
         })
     }
 
     /// bn(x), then ReLU if `relu`.
     pub fn forward(&self, x: &Tensor, mode: Mode, relu: bool) -> Result<Tensor> {
-        if fused(x) {
+        if self.backend == Backend::Fused {
             let cfg = self.config(mode, relu, None)?;
             let y = batch_norm_act(x, &self.gamma_beta()?, cfg.clone())?;
             self.update_running(&cfg, x)?;
@@ -289,7 +284,7 @@ impl BatchNorm {
         mode: Mode,
         mask: Option<Vec<f64>>,
     ) -> Result<Tensor> {
-        if fused(x) {
+        if self.backend == Backend::Fused {
             let cfg = self.config(mode, true, mask)?;
             let y = batch_norm_add_relu(x, &self.gamma_beta()?, residual, cfg.clone())?;
             self.update_running(&cfg, x)?;
@@ -362,7 +357,7 @@ impl BatchNorm {
         blend(&self.running_var, unbiased)
     }
 
-    /// Batch norm from candle's ops (devices other than the CPU).
+    /// Batch norm from candle's ops.
     fn native(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
         let c = self.weight.dim(0)?;
         let per_channel = |t: &Tensor| t.reshape((1, c, 1, 1));
@@ -407,8 +402,8 @@ pub fn dropout_mask(n: usize, c: usize, p: f64, rng: &Mutex<ChaCha8Rng>) -> Vec<
 
 /// 2×2 max pooling, stride 2, on even sizes, with PyTorch's gradient (to the
 /// first maximum of each window; candle's own max_pool2d spreads it).
-pub fn max_pool2x2(x: &Tensor) -> Result<Tensor> {
-    if fused(x) {
+pub fn max_pool2x2(x: &Tensor, backend: Backend) -> Result<Tensor> {
+    if backend == Backend::Fused {
         return ops::max_pool2x2(x);
     }
     let (n, c, h, w) = x.dims4()?;
@@ -428,22 +423,21 @@ mod tests {
     #[test]
     fn max_pool_takes_the_first_maximum_and_routes_its_gradient() {
         // One window of four zeros (a ReLU's usual tie) and one with a clear maximum.
-        for native in [false, true] {
+        for backend in [Backend::Fused, Backend::Native] {
             let x = Var::from_vec(
                 vec![0.0f64, 0.0, 1.0, 3.0, 0.0, 0.0, 2.0, -1.0],
                 (1, 1, 2, 4),
                 &Device::Cpu,
             )
             .unwrap();
-            let run = || {
-                let y = max_pool2x2(&x).unwrap();
+            let g = {
+                let y = max_pool2x2(&x, backend).unwrap();
                 assert_eq!(
                     y.flatten_all().unwrap().to_vec1::<f64>().unwrap(),
                     vec![0.0, 3.0]
                 );
                 y.sum_all().unwrap().backward().unwrap()
             };
-            let g = if native { with_native_ops(run) } else { run() };
             let gx = g
                 .get(&x)
                 .unwrap()
@@ -454,7 +448,7 @@ mod tests {
             assert_eq!(
                 gx,
                 vec![1.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0],
-                "native: {native}"
+                "{backend:?}"
             );
         }
     }

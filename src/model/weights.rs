@@ -12,21 +12,31 @@ use rand_chacha::ChaCha8Rng;
 
 use super::layers::Builders;
 use super::ModelError;
+use crate::backend::Backend;
 
 pub struct Weights {
     pub params: VarMap,
     pub buffers: VarMap,
     pub dtype: DType,
     pub device: Device,
+    /// The kernels a network built on these weights runs.
+    pub backend: Backend,
 }
 
 impl Weights {
+    /// Weights on `device`, for the kernels that device runs.
     pub fn new(dtype: DType, device: &Device) -> Weights {
+        Weights::with_backend(dtype, device, Backend::for_device(device))
+    }
+
+    /// Weights for the given kernels (tests run the native ones on the CPU).
+    pub fn with_backend(dtype: DType, device: &Device, backend: Backend) -> Weights {
         Weights {
             params: VarMap::new(),
             buffers: VarMap::new(),
             dtype,
             device: device.clone(),
+            backend,
         }
     }
 
@@ -35,6 +45,7 @@ impl Weights {
             params: VarBuilder::from_varmap(&self.params, self.dtype, &self.device),
             buffers: VarBuilder::from_varmap(&self.buffers, self.dtype, &self.device),
             buffer_map: &self.buffers,
+            backend: self.backend,
         }
     }
 

@@ -23,10 +23,23 @@ pub fn device(name: &str) -> Result<Device, TrainError> {
     let ordinal = parse_cuda_ordinal(name).ok_or_else(|| {
         TrainError::Device(format!("device `{name}`: expected \"cpu\" or \"cuda:N\""))
     })?;
-    if !cfg!(feature = "cuda") {
-        return Err(TrainError::Device(format!(
-            "device `{name}`: this esx was built without CUDA; rebuild with `cargo install --path . --features cuda`"
-        )));
-    }
-    Device::new_cuda(ordinal).map_err(|e| TrainError::Device(format!("device `{name}`: {e}")))
+    open_cuda(ordinal).map_err(|why| TrainError::Device(format!("device `{name}`: {why}")))
+}
+
+#[cfg(feature = "cuda")]
+fn open_cuda(ordinal: usize) -> Result<Device, String> {
+    crate::cuda::open(ordinal)
+}
+
+#[cfg(not(feature = "cuda"))]
+fn open_cuda(_ordinal: usize) -> Result<Device, String> {
+    Err("this esx was built without CUDA; rebuild with `cargo install --path . --features cuda` (see README)".into())
+}
+
+/// CUDA devices this machine offers this build, or why there are none.
+pub fn cuda_device_count() -> Result<usize, String> {
+    #[cfg(feature = "cuda")]
+    return crate::cuda::device_count();
+    #[cfg(not(feature = "cuda"))]
+    open_cuda(0).map(|_| 0)
 }

@@ -1,14 +1,14 @@
 //! One batch through the network and the loss, the checks on its result, and
 //! validation: what the epoch loop repeats.
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{Device, Tensor};
 
 use super::checkpoint::EpochSums;
 use super::dataset::TrainData;
 use super::TrainError;
 use crate::config::Config;
 use crate::data::batches::{Augment, Batch, BatchStream};
-use crate::loss::{embedseg_loss, LossTerms, LossWeights};
+use crate::loss::{EmbedSegLoss, LossTerms};
 use crate::model::{BranchedErfnet, Mode};
 
 /// Mean loss terms over an epoch's batches.
@@ -32,13 +32,15 @@ impl Means {
     }
 }
 
+/// The batch goes to the device, through the network and the loss; what
+/// comes back is the loss terms (and, with `ious`, each instance's IoU).
 pub fn step_loss(
     net: &BranchedErfnet,
     batch: &Batch,
     dev: &Device,
-    cfg: &Config,
-    lw: &LossWeights,
+    loss: &EmbedSegLoss,
     mode: Mode,
+    ious: bool,
 ) -> Result<LossTerms, TrainError> {
     let x = Tensor::from_slice(
         &batch.images,
@@ -46,22 +48,15 @@ pub fn step_loss(
         dev,
     )?;
     let prediction = net.forward(&x, mode)?;
-    Ok(embedseg_loss(
-        &prediction,
-        &batch.labels,
-        &batch.centers,
-        cfg.model.n_sigma,
-        lw,
-    )?)
+    Ok(loss.compute(&prediction, &batch.labels, &batch.centers, ious)?)
 }
 
 pub fn check_finite(t: &LossTerms, step: u64, epoch: u32) -> Result<(), TrainError> {
-    let total = t.total.to_dtype(DType::F64)?.to_scalar::<f64>()?;
     for (term, value) in [
         ("instance", t.instance),
         ("variance", t.var),
         ("seed", t.seed),
-        ("total", total),
+        ("total", t.value),
     ] {
         if !value.is_finite() {
             return Err(TrainError::NonFinite {
@@ -81,7 +76,7 @@ pub fn validate(
     data: &TrainData,
     dev: &Device,
     cfg: &Config,
-    lw: &LossWeights,
+    loss: &EmbedSegLoss,
 ) -> Result<Option<(Means, f64)>, TrainError> {
     if data.val.is_empty() {
         return Ok(None);
@@ -104,8 +99,8 @@ pub fn validate(
         2,
     ) {
         let batch = batch?;
-        let terms = step_loss(net, &batch, dev, cfg, lw, Mode::Eval)?;
-        sums.add(&terms, batch.size)?;
+        let terms = step_loss(net, &batch, dev, loss, Mode::Eval, true)?;
+        sums.add(&terms, batch.size);
         ious.extend(terms.ious);
     }
     let iou = ious.iter().sum::<f64>() / ious.len().max(1) as f64;

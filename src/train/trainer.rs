@@ -18,7 +18,7 @@ pub use super::step::Means;
 use super::step::{check_finite, step_loss, validate};
 use crate::config::{Composed, Config};
 use crate::data::batches::{epoch_order, rng_for, Augment, BatchStream};
-use crate::loss::LossWeights;
+use crate::loss::{EmbedSegLoss, LossWeights};
 use crate::model::{BranchedErfnet, Mode, Weights};
 use crate::progress::Reporter;
 use crate::store::query::read_run;
@@ -202,7 +202,12 @@ fn train(
     let net = BranchedErfnet::new(&weights, cfg.model.n_sigma, cfg.seed)?;
     weights.init_pytorch(cfg.seed)?;
     weights.init_output(cfg.model.n_sigma, cfg.model.sigma_init)?;
-    let mut opt = Adam::new(weights.trainable(), cfg.lr, cfg.train.weight_decay);
+    let mut opt = Adam::new(
+        weights.trainable(),
+        cfg.lr,
+        cfg.train.weight_decay,
+        weights.backend,
+    )?;
     let dir = writer.dir().to_path_buf();
     let mut pos = Position {
         best_iou: -1.0,
@@ -217,7 +222,11 @@ fn train(
             pos.step
         ));
     }
-    let lw = LossWeights::from_config(&cfg.loss);
+    let loss = EmbedSegLoss::new(
+        LossWeights::from_config(&cfg.loss),
+        cfg.model.n_sigma,
+        weights.backend,
+    );
     let snapshots = Snapshots::new(cfg, &data)?;
     let augment = Augment {
         dihedral: cfg.train.augment,
@@ -288,7 +297,7 @@ fn train(
             }
             let batch = batch?;
             net.reseed_dropout(rng_seed(cfg.seed, pos.step));
-            let terms = step_loss(&net, &batch, &dev, cfg, &lw, Mode::Train)?;
+            let terms = step_loss(&net, &batch, &dev, &loss, Mode::Train, false)?;
             check_finite(&terms, pos.step + 1, epoch + 1)?;
             let grads = (&terms.total / cfg.train.virtual_batch as f64)?.backward()?;
             let mut fresh: Vec<Option<Tensor>> =
@@ -306,16 +315,15 @@ fn train(
                 accumulated.clear();
             }
             pos.step += 1;
-            let loss = terms.total.to_dtype(DType::F64)?.to_scalar::<f64>()?;
             for (key, v) in [
-                ("loss", loss),
+                ("loss", terms.value),
                 ("inst", terms.instance),
                 ("var", terms.var),
                 ("seed", terms.seed),
             ] {
                 writer.log_scalar(pos.step, epoch + 1, "step", key, v)?;
             }
-            sums.add(&terms, batch.size)?;
+            sums.add(&terms, batch.size);
             bar.set_message(format!(
                 "epoch {}/{} loss {:.4}",
                 epoch + 1,
@@ -341,7 +349,7 @@ fn train(
         ] {
             writer.log_scalar(step, e, "train", key, v)?;
         }
-        let val = validate(&net, &data, &dev, cfg, &lw)?;
+        let val = validate(&net, &data, &dev, cfg, &loss)?;
         if let Some((m, iou)) = &val {
             for (key, v) in [
                 ("loss", m.loss),
