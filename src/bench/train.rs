@@ -48,8 +48,9 @@ pub fn reset_peak_rss() {
     let _ = std::fs::write("/proc/self/clear_refs", "5");
 }
 
-/// A batch of `n` synthetic crops of `size`.
-fn batch(n: usize, size: usize) -> (Tensor, Vec<u32>, Vec<u32>) {
+/// A batch of `n` synthetic fluorescence crops of `size` (CPU tensor,
+/// labels, no marked centres).
+pub fn synthetic_batch(n: usize, size: usize) -> (Tensor, Vec<u32>, Vec<u32>) {
     let spec = SynthConfig {
         kind: SynthKind::Fluo,
         sequences: 1,
@@ -107,7 +108,7 @@ pub fn time_training(
     w.init_pytorch(0)?;
     w.init_output(2, 1.0)?;
     let mut opt = Adam::new(w.trainable(), 5e-4, 1e-4, w.backend)?;
-    let (x, labels, centers) = batch(n, size);
+    let (x, labels, centers) = synthetic_batch(n, size);
     let lw = LossWeights {
         w_inst: 1.0,
         w_var: 10.0,
@@ -243,7 +244,7 @@ impl Torch {
 
 /// Writes the batch esx times, for PyTorch to time the same one.
 fn write_batch(path: &std::path::Path, n: usize, size: usize) -> candle_core::Result<()> {
-    let (x, labels, centers) = batch(n, size);
+    let (x, labels, centers) = synthetic_batch(n, size);
     let labels = Tensor::from_vec(labels, (n, size, size), &Device::Cpu)?;
     let centers = Tensor::from_vec(centers, (n, size, size), &Device::Cpu)?;
     candle_core::safetensors::save(
