@@ -53,7 +53,13 @@ pub fn device_count() -> Result<usize, String> {
             missing.join(", ")
         ));
     }
-    let n = CudaContext::device_count().map_err(|e| format!("the NVIDIA driver: {e}"))?;
+    let n = CudaContext::device_count().map_err(|e| {
+        let text = |r: Result<&std::ffi::CStr, _>| r.map(|s| s.to_string_lossy().into_owned());
+        match (text(e.error_name()), text(e.error_string())) {
+            (Ok(name), Ok(what)) => format!("the NVIDIA driver says {what} ({name})"),
+            _ => format!("the NVIDIA driver: {e:?}"),
+        }
+    })?;
     if n <= 0 {
         return Err("the NVIDIA driver reports no CUDA device".into());
     }

@@ -291,33 +291,26 @@ fn ctrl_c_stops_the_runs_cleanly_and_the_same_command_resumes_them() {
 }
 
 #[test]
-fn gpus_are_handed_to_the_job_slots_round_robin() {
+fn gpus_this_machine_lacks_are_refused_before_anything_runs() {
     let dir = setup(1, 2);
     let out = esx(dir.path())
         .args(["sweep", "tiny.toml", "--jobs", "2", "--gpus", "0,1"])
         .output()
         .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
     if cfg!(feature = "cuda") {
-        return;
-    }
-    // Without CUDA in this build each run refuses its device, by name.
-    assert_eq!(out.status.code(), Some(1), "{text}");
-    assert!(text.contains("ended without recording a run"), "{text}");
-    let sweep = std::fs::read_dir(dir.path().join("runs"))
-        .unwrap()
-        .flatten()
-        .next()
-        .unwrap()
-        .path();
-    for (point, device) in [(0, "cuda:0"), (1, "cuda:1")] {
-        let log = std::fs::read_to_string(sweep.join(format!("logs/{point}.log"))).unwrap();
-        assert!(log.contains(&format!("device={device}")), "{log}");
+        assert!(err.contains("--gpus 0,1: this machine has"), "{err}");
+    } else {
         assert!(
-            log.contains(&format!(
-                "device `{device}`: this esx was built without CUDA"
-            )),
-            "{log}"
+            err.contains("--gpus 0,1: this esx was built without CUDA"),
+            "{err}"
         );
     }
+    assert!(
+        !dir.path().join("runs").exists(),
+        "nothing was recorded: {:?}",
+        std::fs::read_dir(dir.path().join("runs")).map(|d| d.count())
+    );
 }

@@ -2,6 +2,7 @@
 //! pass or fail. Each returns its measurements for the command to print.
 
 pub mod data;
+pub mod parity;
 pub mod predict;
 pub mod report;
 pub mod store;
@@ -41,7 +42,9 @@ impl Figure {
 }
 
 fn fmt_value(v: f64) -> String {
-    if v >= 100.0 {
+    if v != 0.0 && v.abs() < 1e-3 {
+        format!("{v:.2e}")
+    } else if v >= 100.0 {
         format!("{v:.0}")
     } else if v >= 1.0 {
         format!("{v:.2}")

@@ -71,6 +71,22 @@ pub enum Which {
         #[command(flatten)]
         torch: TorchArgs,
     },
+    /// A device against the CPU on the same weights and batch: outputs, loss
+    /// terms, gradients, one Adam step (exit status 1 if any is off)
+    Parity {
+        /// The device to check against the fused CPU ops (cpu: candle's own ops)
+        #[arg(long, default_value = "cpu")]
+        device: String,
+        /// Images in the batch
+        #[arg(long, default_value_t = 2)]
+        batch: usize,
+        /// Image size (square, a multiple of 8)
+        #[arg(long, default_value_t = 128)]
+        size: usize,
+        /// Precisions to check
+        #[arg(long, value_delimiter = ',', default_value = "f64,f32")]
+        dtype: Vec<String>,
+    },
     /// Prediction: clustering 1024² with ~200 cells, predict + cluster end to end
     Predict {
         /// Image sizes (square) for predict + cluster
@@ -165,6 +181,36 @@ pub fn exec(args: Args) -> anyhow::Result<()> {
             )?);
             figures
         }
+        Which::Parity {
+            device,
+            batch,
+            size,
+            dtype,
+        } => {
+            if size == 0 || size % 8 != 0 || batch == 0 {
+                anyhow::bail!("--size must be a positive multiple of 8 and --batch positive (got {size}, {batch})");
+            }
+            let dtypes = dtype
+                .iter()
+                .map(|d| match d.as_str() {
+                    "f64" => Ok(candle_core::DType::F64),
+                    "f32" => Ok(candle_core::DType::F32),
+                    other => Err(anyhow::anyhow!("--dtype `{other}`: expected f64 or f32")),
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let dev = esx::train::device(&device)?;
+            let opts = esx::bench::parity::ParityBench {
+                batch,
+                size,
+                dtypes,
+            };
+            let (figures, ok) = esx::bench::parity::run(&opts, &dev)?;
+            print_figures(&figures, args.json)?;
+            if !ok {
+                anyhow::bail!("{device} differs from the CPU beyond the bounds above");
+            }
+            return Ok(());
+        }
         Which::Predict {
             sizes,
             runs,
@@ -214,10 +260,14 @@ pub fn exec(args: Args) -> anyhow::Result<()> {
             esx::bench::data::run(&opts, scratch.path())?
         }
     };
-    if args.json {
+    print_figures(&figures, args.json)
+}
+
+fn print_figures(figures: &[esx::bench::Figure], json: bool) -> anyhow::Result<()> {
+    if json {
         return print_json(&figures);
     }
-    for f in &figures {
+    for f in figures {
         println!("{}", f.line());
     }
     Ok(())

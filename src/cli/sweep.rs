@@ -116,6 +116,7 @@ pub fn exec(args: Args) -> anyhow::Result<ExitCode> {
             if args.slurm.any_given() {
                 anyhow::bail!("the Slurm options need --launcher slurm");
             }
+            check_gpus(&args.gpus)?;
             Launcher::Local(LocalOptions::new(
                 args.jobs.map(|j| j as usize),
                 sweep.base.config.threads,
@@ -179,4 +180,26 @@ pub fn exec(args: Args) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// `--gpus` names devices this machine has, before any run starts.
+fn check_gpus(gpus: &[usize]) -> anyhow::Result<()> {
+    let Some(&highest) = gpus.iter().max() else {
+        return Ok(());
+    };
+    let list = gpus
+        .iter()
+        .map(|g| g.to_string())
+        .collect::<Vec<_>>()
+        .join(",");
+    let count = esx::train::device::cuda_device_count()
+        .map_err(|why| anyhow::anyhow!("--gpus {list}: {why}"))?;
+    if highest >= count {
+        anyhow::bail!(
+            "--gpus {list}: this machine has {count} CUDA device{} (0…{})",
+            if count == 1 { "" } else { "s" },
+            count.saturating_sub(1)
+        );
+    }
+    Ok(())
 }

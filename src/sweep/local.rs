@@ -132,6 +132,18 @@ pub fn run(
     Ok(outcomes)
 }
 
+/// The device a job slot's run gets: with `--gpus`, the slot's GPU round
+/// robin (a resumed run keeps the device it recorded).
+fn device_override(options: &LocalOptions, slot: usize, resumed: bool) -> Vec<String> {
+    if options.gpus.is_empty() || resumed {
+        return Vec::new();
+    }
+    vec![format!(
+        "device=cuda:{}",
+        options.gpus[slot % options.gpus.len()]
+    )]
+}
+
 fn spawn(
     sweep: &Sweep,
     task: &Task,
@@ -141,15 +153,10 @@ fn spawn(
     logs: &Path,
     done: mpsc::Sender<(usize, Option<i32>)>,
 ) -> Result<Live, SweepError> {
-    let extra: Vec<String> = if options.gpus.is_empty() || task.resume.is_some() {
-        Vec::new()
-    } else {
-        vec![format!(
-            "device=cuda:{}",
-            options.gpus[slot % options.gpus.len()]
-        )]
-    };
-    let args = task.args(sweep, &extra);
+    let args = task.args(
+        sweep,
+        &device_override(options, slot, task.resume.is_some()),
+    );
     let log = logs.join(format!("{}.log", task.index));
     let mut file = OpenOptions::new()
         .create(true)
@@ -196,4 +203,26 @@ fn last_line(log: &Path) -> String {
                 .map(str::to_string)
         })
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gpus_go_to_the_job_slots_round_robin() {
+        let options = LocalOptions::new(Some(3), 1, vec![0, 2]);
+        let devices: Vec<Vec<String>> = (0..3)
+            .map(|slot| device_override(&options, slot, false))
+            .collect();
+        assert_eq!(
+            devices,
+            [["device=cuda:0"], ["device=cuda:2"], ["device=cuda:0"]]
+        );
+        assert!(
+            device_override(&options, 1, true).is_empty(),
+            "a resumed run keeps its device"
+        );
+        assert!(device_override(&LocalOptions::new(Some(2), 1, vec![]), 0, false).is_empty());
+    }
 }

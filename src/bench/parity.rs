@@ -1,0 +1,291 @@
+//! `esx bench parity`: the native backend on a device against the fused
+//! CPU backend, on the same weights (through a checkpoint) and batch:
+//! network outputs in eval and train mode, each loss term, every
+//! parameter's gradient and one Adam step. On a GPU this is the check that
+//! CUDA computes what the CPU does; on the CPU it runs candle's own ops.
+
+use std::collections::HashMap;
+
+use candle_core::{DType, Device, Tensor, Var};
+
+use super::train::synthetic_batch;
+use super::Figure;
+use crate::backend::Backend;
+use crate::loss::{EmbedSegLoss, LossTerms, LossWeights};
+use crate::model::{BranchedErfnet, Mode, Weights};
+use crate::train::adam::Adam;
+
+pub struct ParityBench {
+    pub batch: usize,
+    pub size: usize,
+    pub dtypes: Vec<DType>,
+}
+
+/// Bounds on max |a − b| / max |b|, per dtype: (outputs and loss terms,
+/// gradients, Adam step). Gradients are measured against the largest
+/// gradient element of the whole model: a convolution's bias followed by
+/// a batch norm has a true gradient of zero, so its own scale is rounding
+/// noise on both sides. f64 is held to rounding. In f32 the batch norms'
+/// backward loses digits to cancellation, more through candle's separate
+/// ops than through the fused op's f64 sums, and it compounds over 16
+/// layers (~1e-2 on the first layers; PyTorch's f32 against its own f64
+/// differ by up to 5e-2), so f32 gradients are held loosely, in norm.
+fn bounds(dtype: DType) -> (f64, f64, f64) {
+    match dtype {
+        DType::F64 => (1e-9, 1e-9, 1e-9),
+        _ => (1e-4, 5e-2, 1e-5),
+    }
+}
+
+struct Side {
+    weights: Weights,
+    net: BranchedErfnet,
+    loss: EmbedSegLoss,
+}
+
+impl Side {
+    fn new(dtype: DType, device: &Device, backend: Backend) -> candle_core::Result<Side> {
+        let weights = Weights::with_backend(dtype, device, backend);
+        let net = BranchedErfnet::new(&weights, 2, 0)?;
+        let lw = LossWeights {
+            w_inst: 1.0,
+            w_var: 10.0,
+            w_seed: 1.0,
+            foreground_weight: 10.0,
+        };
+        Ok(Side {
+            weights,
+            net,
+            loss: EmbedSegLoss::new(lw, 2, backend),
+        })
+    }
+}
+
+fn flat(t: &Tensor) -> candle_core::Result<Vec<f64>> {
+    t.to_dtype(DType::F64)?.flatten_all()?.to_vec1()
+}
+
+/// max |a − b| / max |b|
+fn rel_max(a: &Tensor, b: &Tensor) -> candle_core::Result<f64> {
+    let (a, b) = (flat(a)?, flat(b)?);
+    let scale = b.iter().fold(0.0f64, |m, v| m.max(v.abs())).max(1e-300);
+    Ok(a.iter()
+        .zip(&b)
+        .fold(0.0f64, |m, (x, y)| m.max((x - y).abs()))
+        / scale)
+}
+
+/// ‖a − b‖ / ‖b‖ over many tensors.
+fn rel_norm(pairs: &[(String, Vec<f64>, Vec<f64>)]) -> f64 {
+    let (mut d, mut n) = (0.0, 0.0);
+    for (_, a, b) in pairs {
+        for (x, y) in a.iter().zip(b) {
+            d += (x - y) * (x - y);
+            n += y * y;
+        }
+    }
+    (d / n.max(1e-300)).sqrt()
+}
+
+fn figure(name: String, value: f64, bound: f64, detail: String, ok: &mut bool) -> Figure {
+    let pass = value <= bound;
+    *ok &= pass;
+    Figure {
+        name,
+        value,
+        unit: "rel".into(),
+        target: Some(format!("≤ {bound:e}")),
+        detail: format!("{}{detail}", if pass { "ok" } else { "FAILED" }),
+    }
+}
+
+/// The figures, and whether every one is within its bound.
+pub fn run(opts: &ParityBench, device: &Device) -> candle_core::Result<(Vec<Figure>, bool)> {
+    let mut figures = Vec::new();
+    let mut ok = true;
+    let scratch = tempfile::tempdir()?;
+    for &dtype in &opts.dtypes {
+        let tag = format!("{dtype:?}").to_lowercase();
+        let (b_out, b_grad, b_adam) = bounds(dtype);
+        let reference = Side::new(dtype, &Device::Cpu, Backend::Fused)?;
+        reference.weights.init_pytorch(1)?;
+        // Random output weights (EmbedSeg's zeros would leave the offset
+        // decoder without gradients to compare).
+        let checkpoint = scratch.path().join(format!("{tag}.safetensors"));
+        reference
+            .weights
+            .save(&checkpoint, &[], None)
+            .map_err(candle_core::Error::wrap)?;
+        let subject = Side::new(dtype, device, Backend::Native)?;
+        subject
+            .weights
+            .load(&checkpoint)
+            .map_err(candle_core::Error::wrap)?;
+
+        let (x, labels, centers) = synthetic_batch(opts.batch, opts.size);
+        let x_ref = x.to_dtype(dtype)?;
+        let x_sub = x_ref.to_device(device)?;
+        let shape = format!("[{},1,{},{}]", opts.batch, opts.size, opts.size);
+
+        let eval = rel_max(
+            &subject.net.forward(&x_sub, Mode::Eval)?,
+            &reference.net.forward(&x_ref, Mode::Eval)?,
+        )?;
+        figures.push(figure(
+            format!("{tag} output eval {shape}"),
+            eval,
+            b_out,
+            String::new(),
+            &mut ok,
+        ));
+        let y_sub = subject.net.forward(&x_sub, Mode::TrainNoDropout)?;
+        let y_ref = reference.net.forward(&x_ref, Mode::TrainNoDropout)?;
+        let train = rel_max(&y_sub, &y_ref)?;
+        // Batch statistics in f32 (the fused op sums them in f64): ~1e-4.
+        let b_train = if dtype == DType::F64 { b_out } else { 1e-3 };
+        figures.push(figure(
+            format!("{tag} output train"),
+            train,
+            b_train,
+            String::new(),
+            &mut ok,
+        ));
+        let stats = running_stats(&subject.weights, &reference.weights)?;
+        figures.push(figure(
+            format!("{tag} running statistics"),
+            stats,
+            b_out,
+            String::new(),
+            &mut ok,
+        ));
+
+        let t_sub = subject.loss.compute(&y_sub, &labels, &centers, true)?;
+        let t_ref = reference.loss.compute(&y_ref, &labels, &centers, true)?;
+        for (term, a, b) in terms(&t_sub, &t_ref) {
+            let e = (a - b).abs() / b.abs().max(1e-300);
+            let detail = format!(": {a:.10e} vs {b:.10e}");
+            figures.push(figure(
+                format!("{tag} loss {term}"),
+                e,
+                b_out,
+                detail,
+                &mut ok,
+            ));
+        }
+
+        let g_sub = t_sub.total.backward()?;
+        let g_ref = t_ref.total.backward()?;
+        let sub_vars: HashMap<String, Var> = subject.weights.trainable().into_iter().collect();
+        let mut pairs = Vec::new();
+        for (name, var) in reference.weights.trainable() {
+            if let (Some(a), Some(b)) = (g_sub.get(&sub_vars[&name]), g_ref.get(&var)) {
+                pairs.push((name, flat(a)?, flat(b)?));
+            }
+        }
+        let scale = pairs
+            .iter()
+            .flat_map(|(_, _, b)| b.iter())
+            .fold(0.0f64, |m, v| m.max(v.abs()))
+            .max(1e-300);
+        let mut worst = (0.0f64, String::new());
+        for (name, a, b) in &pairs {
+            let e = a
+                .iter()
+                .zip(b)
+                .fold(0.0f64, |m, (x, y)| m.max((x - y).abs()))
+                / scale;
+            if e > worst.0 {
+                worst = (e, name.clone());
+            }
+        }
+        let norm = rel_norm(&pairs);
+        let (held, how) = if dtype == DType::F64 {
+            (worst.0, "max over elements / largest gradient")
+        } else {
+            (norm, "in norm")
+        };
+        let detail = format!(
+            " ({how}) over {} parameters; worst parameter {} at {:.1e} of the largest gradient, {:.1e} in norm",
+            pairs.len(),
+            worst.1,
+            worst.0,
+            norm
+        );
+        figures.push(figure(
+            format!("{tag} gradients"),
+            held,
+            b_grad,
+            detail,
+            &mut ok,
+        ));
+
+        // One Adam step from the reference's gradients, on both backends.
+        let grads: Vec<(String, Tensor)> = reference
+            .weights
+            .trainable()
+            .into_iter()
+            .filter_map(|(n, v)| g_ref.get(&v).map(|g| (n, g.clone())))
+            .collect();
+        let step = adam_step(&reference.weights, &grads, &Device::Cpu)?;
+        let moved = adam_step(&subject.weights, &grads, device)?;
+        let e = moved
+            .iter()
+            .zip(&step)
+            .map(|(a, b)| rel_max(a, b))
+            .collect::<candle_core::Result<Vec<f64>>>()?
+            .into_iter()
+            .fold(0.0, f64::max);
+        figures.push(figure(
+            format!("{tag} one Adam step"),
+            e,
+            b_adam,
+            String::new(),
+            &mut ok,
+        ));
+    }
+    Ok((figures, ok))
+}
+
+fn terms(a: &LossTerms, b: &LossTerms) -> [(&'static str, f64, f64); 4] {
+    [
+        ("total", a.value, b.value),
+        ("instance", a.instance, b.instance),
+        ("var", a.var, b.var),
+        ("seed", a.seed, b.seed),
+    ]
+}
+
+/// The worst relative difference of the batch norms' running statistics.
+fn running_stats(a: &Weights, b: &Weights) -> candle_core::Result<f64> {
+    let theirs: HashMap<String, Tensor> = b.named_tensors().into_iter().collect();
+    let mut worst = 0.0f64;
+    for (name, t) in a.named_tensors() {
+        if name.contains("running_") {
+            worst = worst.max(rel_max(&t, &theirs[&name])?);
+        }
+    }
+    Ok(worst)
+}
+
+/// The parameters after one Adam step (lr 1e-3, decay 1e-4) on the
+/// weights' own backend, from `grads` moved to `device`.
+fn adam_step(
+    weights: &Weights,
+    grads: &[(String, Tensor)],
+    device: &Device,
+) -> candle_core::Result<Vec<Tensor>> {
+    let params = weights.trainable();
+    let mut opt = Adam::new(params.clone(), 1e-3, 1e-4, weights.backend)?;
+    let by_name: HashMap<&str, &Tensor> = grads.iter().map(|(n, g)| (n.as_str(), g)).collect();
+    let g = params
+        .iter()
+        .map(|(n, _)| {
+            by_name
+                .get(n.as_str())
+                .map(|g| g.to_device(device))
+                .transpose()
+        })
+        .collect::<candle_core::Result<Vec<_>>>()?;
+    opt.step(&g)?;
+    Ok(params.iter().map(|(_, v)| v.as_tensor().clone()).collect())
+}
