@@ -9,6 +9,9 @@ and prints both sides. Never needed by CI or by esx itself.
 
 BATCH_FILE is a safetensors file written by esx (images [B,1,S,S], labels and
 centers [B,S,S]), so both sides time the same batch. Prints one JSON line.
+ESX_BENCH_DEVICE (set by esx: cpu or cuda:N) says where train and infer run;
+on a GPU each phase is timed to a torch.cuda.synchronize() and the peak
+memory PyTorch's allocator reserved is reported.
 """
 import json
 import os
@@ -26,7 +29,19 @@ import embedseg_import  # noqa: E402
 embedseg_import.install()
 from EmbedSeg.criterions.my_loss import SpatialEmbLoss  # noqa: E402
 from EmbedSeg.models.BranchedERFNet import BranchedERFNet  # noqa: E402
-from EmbedSeg.utils.utils import Cluster  # noqa: E402
+
+DEVICE = torch.device(os.environ.get("ESX_BENCH_DEVICE", "cpu"))
+
+
+def sync():
+    if DEVICE.type == "cuda":
+        torch.cuda.synchronize(DEVICE)
+
+
+def peak_gpu_mb():
+    if DEVICE.type != "cuda":
+        return 0.0
+    return torch.cuda.max_memory_reserved(DEVICE) / 1e6
 
 # EmbedSeg's test configuration: seed 0.9, foreground 0.5; its min_object_size
 # is a strict lower bound, esx's min_size an inclusive one.
@@ -48,44 +63,52 @@ def train(batch_file, steps, threads):
     torch.set_num_threads(threads)
     b = load_file(batch_file)
     x = torch.from_numpy(b["images"])
-    inst = torch.from_numpy(b["labels"].astype(np.int64))
+    inst = torch.from_numpy(b["labels"].astype(np.int64)).to(DEVICE)
     lab = (inst > 0).long()
-    ctr = torch.from_numpy(b["centers"] > 0)
-    net = model().train()
-    crit = SpatialEmbLoss(n_sigma=2, foreground_weight=10)
+    ctr = torch.from_numpy(b["centers"] > 0).to(DEVICE)
+    net = model().to(DEVICE).train()
+    crit = SpatialEmbLoss(n_sigma=2, foreground_weight=10).to(DEVICE)
     opt = torch.optim.Adam(net.parameters(), lr=5e-4, weight_decay=1e-4)
     times = []
     for i in range(steps + 1):
+        sync()
         t0 = time.perf_counter()
-        out = net(x)
+        out = net(x.to(DEVICE))  # the batch goes up every step, as in esx
+        sync()
         t1 = time.perf_counter()
         loss = crit(out, inst, lab, ctr, w_inst=1, w_var=10, w_seed=1)
+        loss.item()
         t2 = time.perf_counter()
         opt.zero_grad()
         loss.backward()
         opt.step()
+        sync()
         t3 = time.perf_counter()
         if i > 0:
             times.append((t1 - t0, t2 - t1, t3 - t2))
     med = np.median(np.array(times), axis=0)
-    return {"forward": med[0], "loss": med[1], "backward_adam": med[2], "step": float(med.sum()), "peak_rss_mb": peak_rss_mb()}
+    return {"forward": med[0], "loss": med[1], "backward_adam": med[2], "step": float(med.sum()),
+            "peak_rss_mb": peak_rss_mb(), "peak_gpu_mb": peak_gpu_mb()}
 
 
 def infer(n, size, runs, threads):
     torch.set_num_threads(threads)
-    net = model().eval()
+    net = model().to(DEVICE).eval()
     x = torch.zeros(n, 1, size, size)
     times = []
     with torch.no_grad():
         for i in range(runs + 1):
+            sync()
             t0 = time.perf_counter()
-            net(x)
+            net(x.to(DEVICE)).cpu()  # up, through, and the maps back, as in esx
             if i > 0:
                 times.append(time.perf_counter() - t0)
-    return {"forward": float(np.median(times)), "peak_rss_mb": peak_rss_mb()}
+    return {"forward": float(np.median(times)), "peak_rss_mb": peak_rss_mb(), "peak_gpu_mb": peak_gpu_mb()}
 
 
 def clusterer(h, w):
+    from EmbedSeg.utils.utils import Cluster  # matplotlib, pandas, seaborn: only here
+
     # EmbedSeg's grid, sized to the image with its pixel spacing 1/1023
     # (its fixed 1024 grid cannot hold a 2048 image).
     return Cluster(h, w, (h - 1) / 1023.0, (w - 1) / 1023.0, torch.device("cpu"))
