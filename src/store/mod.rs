@@ -2,6 +2,7 @@
 //! `<root>/<sweep-id>/<n>-<run-id>/run.db` in sweeps), written by exactly one
 //! process and read by any number.
 
+pub mod claim;
 pub mod export;
 pub mod filter;
 pub mod provenance;
@@ -13,6 +14,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+pub use claim::Claim;
 pub use schema::VERSION as SCHEMA_VERSION;
 pub use writer::{flatten_params, NewRun, Outcome, RunWriter, SweepMembership};
 
@@ -93,6 +95,8 @@ pub enum StoreError {
         arg: String,
         candidates: Vec<String>,
     },
+    #[error("{what} is {holder}")]
+    Claimed { what: String, holder: String },
     #[error("bad filter `{text}`: {why}")]
     BadFilter { text: String, why: String },
 }

@@ -70,8 +70,10 @@ fn reopening_resumes_as_running() {
     let w = RunWriter::create(root.path(), None, &new_run("a", 1e-3)).unwrap();
     let dir = w.dir().to_path_buf();
     w.finish(Outcome::Interrupted).unwrap();
-    let w = RunWriter::reopen(&dir).unwrap();
+    let w = RunWriter::reopen(&dir, RunWriter::claim(&dir).unwrap()).unwrap();
     assert_eq!(read_run(&dir).unwrap().status, RunStatus::Running);
+    let err = RunWriter::claim(&dir).unwrap_err().to_string();
+    assert!(err.contains("is being resumed by pid"), "{err}");
     w.finish(Outcome::Failed("boom".into())).unwrap();
     let run = read_run(&dir).unwrap();
     assert_eq!(
@@ -79,6 +81,23 @@ fn reopening_resumes_as_running() {
         (RunStatus::Failed, Some("boom"))
     );
     assert_eq!(events(&dir).unwrap()[0].kind, "resumed");
+}
+
+#[test]
+fn a_resume_given_up_leaves_the_run_as_it_was() {
+    let root = tempfile::tempdir().unwrap();
+    let w = RunWriter::create(root.path(), None, &new_run("a", 1e-3)).unwrap();
+    let dir = w.dir().to_path_buf();
+    w.finish(Outcome::Interrupted).unwrap();
+    let before = read_run(&dir).unwrap();
+    let w = RunWriter::reopen(&dir, RunWriter::claim(&dir).unwrap()).unwrap();
+    w.give_up_resume("data/x: no such folder").unwrap();
+    let after = read_run(&dir).unwrap();
+    assert_eq!((after.status, after.error), (before.status, before.error));
+    assert_eq!(after.ended, before.ended);
+    let kinds: Vec<String> = events(&dir).unwrap().into_iter().map(|e| e.kind).collect();
+    assert_eq!(kinds, ["resumed", "resume-failed"]);
+    RunWriter::claim(&dir).expect("released");
 }
 
 #[test]

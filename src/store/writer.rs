@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use rusqlite::{params, Connection, OpenFlags};
 
+use super::claim::{Claim, RUN_LOCK};
 use super::provenance::{git_state, hostname, new_id, now, process_start};
 use super::schema::migrate;
 use super::{RunStatus, StoreError, RUN_DB};
@@ -59,6 +60,22 @@ pub struct RunWriter {
     pending: Vec<MetricRow>,
     last_flush: Instant,
     finished: bool,
+    /// The run's lock, held while this writer lives (not by annotators).
+    _claim: Option<Claim>,
+    /// A resumed run's record as it was, to put back if the resume gives up.
+    before_resume: Option<RunRow>,
+}
+
+/// The run row's fields a resume changes.
+#[derive(Debug)]
+struct RunRow {
+    status: String,
+    ended: Option<f64>,
+    error: Option<String>,
+    heartbeat: Option<f64>,
+    pid: Option<i64>,
+    pid_start: Option<i64>,
+    host: Option<String>,
 }
 
 impl RunWriter {
@@ -82,6 +99,7 @@ impl RunWriter {
                 Err(e) => return Err(StoreError::io(&dir, e)),
             }
         };
+        let claim = Claim::take(&dir, RUN_LOCK, &format!("run {id}"), "trained")?;
         let mut conn = open_for_writing(&dir)?;
         migrate(&mut conn)?;
         let cwd = std::env::current_dir().unwrap_or_default();
@@ -123,24 +141,77 @@ impl RunWriter {
             }
         }
         tx.commit()?;
-        Ok(RunWriter::wrap(conn, id, dir))
+        Ok(RunWriter::wrap(conn, id, dir, Some(claim)))
     }
 
-    /// Reopens an ended run to continue it (resume): status back to running
+    /// Claims a run to continue it: fails, naming the holder, while another
+    /// process has it. Check what needs checking while holding the claim,
+    /// then `reopen`.
+    pub fn claim(dir: &Path) -> Result<Claim, StoreError> {
+        let what = match dir.file_name() {
+            Some(name) => format!("run {}", name.to_string_lossy()),
+            None => format!("run {}", dir.display()),
+        };
+        Claim::take(dir, RUN_LOCK, &what, "resumed")
+    }
+
+    /// Reopens a claimed run to continue it (resume): status back to running
     /// under this process, with a `resumed` event.
-    pub fn reopen(dir: &Path) -> Result<RunWriter, StoreError> {
+    pub fn reopen(dir: &Path, claim: Claim) -> Result<RunWriter, StoreError> {
         let mut conn = open_for_writing(dir)?;
         migrate(&mut conn)?;
-        let id: String = conn.query_row("SELECT id FROM run", [], |r| r.get(0))?;
+        let (id, before) = conn.query_row(
+            "SELECT id, status, ended, error, heartbeat, pid, pid_start, host FROM run",
+            [],
+            |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    RunRow {
+                        status: r.get(1)?,
+                        ended: r.get(2)?,
+                        error: r.get(3)?,
+                        heartbeat: r.get(4)?,
+                        pid: r.get(5)?,
+                        pid_start: r.get(6)?,
+                        host: r.get(7)?,
+                    },
+                ))
+            },
+        )?;
         let pid = std::process::id();
         conn.execute(
             "UPDATE run SET status = 'running', ended = NULL, error = NULL, heartbeat = ?1,
                 pid = ?2, pid_start = ?3, host = ?4",
             params![now(), pid, process_start(pid), hostname()],
         )?;
-        let mut w = RunWriter::wrap(conn, id, dir.to_path_buf());
+        let mut w = RunWriter::wrap(conn, id, dir.to_path_buf(), Some(claim));
+        w.before_resume = Some(before);
         w.log_event("resumed", "")?;
         Ok(w)
+    }
+
+    /// A resume that failed before training changed anything: the run's
+    /// record goes back to what it was, with the attempt as an event.
+    pub fn give_up_resume(mut self, why: &str) -> Result<(), StoreError> {
+        self.finished = true;
+        let Some(b) = self.before_resume.take() else {
+            return self.finish_inner(&Outcome::Failed(why.to_string()));
+        };
+        self.flush()?;
+        self.conn.execute(
+            "UPDATE run SET status = ?1, ended = ?2, error = ?3, heartbeat = ?4, pid = ?5,
+                pid_start = ?6, host = ?7",
+            params![
+                b.status,
+                b.ended,
+                b.error,
+                b.heartbeat,
+                b.pid,
+                b.pid_start,
+                b.host
+            ],
+        )?;
+        self.log_event("resume-failed", why)
     }
 
     /// Opens a run to add results after the fact (evaluation, tuned
@@ -149,7 +220,7 @@ impl RunWriter {
         let mut conn = open_for_writing(dir)?;
         migrate(&mut conn)?;
         let id: String = conn.query_row("SELECT id FROM run", [], |r| r.get(0))?;
-        let mut w = RunWriter::wrap(conn, id, dir.to_path_buf());
+        let mut w = RunWriter::wrap(conn, id, dir.to_path_buf(), None);
         w.finished = true;
         Ok(w)
     }
@@ -169,7 +240,7 @@ impl RunWriter {
         Ok(())
     }
 
-    fn wrap(conn: Connection, id: String, dir: PathBuf) -> RunWriter {
+    fn wrap(conn: Connection, id: String, dir: PathBuf, claim: Option<Claim>) -> RunWriter {
         RunWriter {
             conn,
             id,
@@ -177,6 +248,8 @@ impl RunWriter {
             pending: Vec::with_capacity(FLUSH_ROWS),
             last_flush: Instant::now(),
             finished: false,
+            _claim: claim,
+            before_resume: None,
         }
     }
 

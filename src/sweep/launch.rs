@@ -11,6 +11,7 @@ use super::state::{point_states, PointState, PointStatus};
 use super::{Point, Sweep, SweepError, SweepRecord};
 use crate::progress::Reporter;
 use crate::store::checkpoint_file;
+use crate::store::claim::{Claim, SWEEP_LOCK};
 use crate::train::Interrupt;
 
 /// One point to run now.
@@ -116,6 +117,15 @@ pub fn execute(
     interrupt: &Interrupt,
 ) -> Result<SweepReport, SweepError> {
     let started = std::time::Instant::now();
+    // One launcher per sweep, claimed before its record is touched: a
+    // second `esx sweep` of the same command would start the same points.
+    std::fs::create_dir_all(&sweep.dir).map_err(|e| SweepError::io(&sweep.dir, e))?;
+    let _claim = Claim::take(
+        &sweep.dir,
+        SWEEP_LOCK,
+        &format!("sweep {}", sweep.id),
+        "run",
+    )?;
     let record = SweepRecord::create_or_open(sweep, command)?;
     let mut tasks = sweep.tasks(&states(sweep)?);
     if let Launcher::Slurm(_) = launcher {

@@ -121,17 +121,14 @@ pub fn run(
             (composed.config, writer, false)
         }
         Start::Resume { dir } => {
+            // Claimed first, checked under the claim: of two resumes started
+            // together, one trains and the other is told who does.
+            let claim = RunWriter::claim(&dir)?;
             let info = read_run(&dir)?;
             let resume_err = |why: String| TrainError::Resume {
                 dir: dir.clone(),
                 why,
             };
-            if info.status == RunStatus::Running {
-                return Err(resume_err(format!(
-                    "it is still running (pid {} on {})",
-                    info.pid, info.host
-                )));
-            }
             if !checkpoint_file(&dir, "last").is_file() {
                 return Err(resume_err(
                     "it has no checkpoint (it ended before its first epoch)".into(),
@@ -140,13 +137,29 @@ pub fn run(
             let config: Config = toml::from_str(&info.config)
                 .map_err(|e| resume_err(format!("its recorded config: {e}")))?;
             device(&config.device)?;
-            (config, RunWriter::reopen(&dir)?, true)
+            (config, RunWriter::reopen(&dir, claim)?, true)
         }
     };
     set_threads(config.threads);
     let dir = writer.dir().to_path_buf();
     let id = writer.id().to_string();
-    let result = train(&config, &mut writer, resume, reporter, interrupt);
+    let mut started = false;
+    let result = match train(
+        &config,
+        &mut writer,
+        resume,
+        reporter,
+        interrupt,
+        &mut started,
+    ) {
+        Err(e) if resume && !started => {
+            // The resume failed before it changed anything (data, checkpoint):
+            // the run keeps the status it had; the attempt is an event.
+            writer.give_up_resume(&e.to_string())?;
+            return Err(e);
+        }
+        other => other,
+    };
     let (outcome, ret) = match result {
         Ok(done) => {
             let status = if done.interrupted {
@@ -186,12 +199,15 @@ struct Done {
     last: Option<EpochReport>,
 }
 
+/// Trains; `started` turns true once the run's record starts to change
+/// (after data, model and checkpoint are ready).
 fn train(
     cfg: &Config,
     writer: &mut RunWriter,
     resume: bool,
     reporter: &Reporter,
     interrupt: &Interrupt,
+    started: &mut bool,
 ) -> Result<Done, TrainError> {
     let dev = device(&cfg.device)?;
     let data = prepare(cfg, reporter)?;
@@ -215,6 +231,7 @@ fn train(
     };
     if resume {
         pos = checkpoint::load(&checkpoint_file(&dir, "last"), &weights, Some(&mut opt))?;
+        *started = true;
         writer.truncate_after(pos.step, pos.epoch)?;
         reporter.note(format!(
             "resuming at epoch {}, step {}",
