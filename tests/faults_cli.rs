@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{esx, fails, succeeds, write_files};
+use common::{fails, succeeds, write_files};
 use esx::store::query::{list_runs, metrics, read_run};
 use esx::store::RunStatus;
 
