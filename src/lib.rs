@@ -17,6 +17,7 @@ pub mod progress;
 pub mod report;
 pub mod store;
 pub mod sweep;
+pub mod text;
 pub mod train;
 pub mod view;
 pub mod viz;

@@ -49,7 +49,8 @@ fn main() -> ExitCode {
     match cli.command.exec() {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("esx: error: {e:#}");
+            let causes = e.chain().map(|c| c.to_string());
+            eprintln!("esx: error: {}", esx::text::one_line(causes, 300));
             ExitCode::FAILURE
         }
     }

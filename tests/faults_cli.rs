@@ -165,3 +165,131 @@ fn a_resume_that_cannot_start_leaves_the_run_as_it_was() {
     assert_eq!(steps(&run_dir), (1..=36).collect::<Vec<_>>());
     assert_eq!(only_run(&dir.path().join("runs")), run_dir);
 }
+
+/// A TIFF whose header claims `w`×`h` 8-bit pixels, with only `data` after
+/// it (compression 1: none, 8: deflate).
+fn hostile_tiff(w: u32, h: u32, compression: u16, data: &[u8]) -> Vec<u8> {
+    let entries: [(u16, u16, u32); 8] = [
+        (256, 4, w),
+        (257, 4, h),
+        (258, 3, 8),
+        (259, 3, compression as u32),
+        (262, 3, 1),
+        (273, 4, 8 + 2 + 8 * 12 + 4),
+        (278, 4, h),
+        (279, 4, data.len() as u32),
+    ];
+    let mut out = b"II".to_vec();
+    out.extend(42u16.to_le_bytes());
+    out.extend(8u32.to_le_bytes());
+    out.extend((entries.len() as u16).to_le_bytes());
+    for (tag, kind, value) in entries {
+        out.extend(tag.to_le_bytes());
+        out.extend(kind.to_le_bytes());
+        out.extend(1u32.to_le_bytes());
+        out.extend(value.to_le_bytes());
+    }
+    out.extend(0u32.to_le_bytes());
+    out.extend(data);
+    out
+}
+
+#[test]
+fn images_that_claim_more_than_the_machine_holds_are_refused_by_name() {
+    for compression in [1u16, 8] {
+        let dir = tempfile::tempdir().unwrap();
+        let bomb = hostile_tiff(200_000, 200_000, compression, &[0x78, 0x9c, 0x03, 0x00]);
+        for path in ["ds/01/t000.tif", "ds/01_GT/SEG/man_seg000.tif"] {
+            let p = dir.path().join(path);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(&p, &bomb).unwrap();
+        }
+        let started = Instant::now();
+        let err = fails(dir.path(), &["prepare", "centers", "ds"]);
+        assert!(
+            err.contains("man_seg000.tif")
+                && err.contains("200000×200000")
+                && err.contains("can spare"),
+            "{err}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "refused before reading"
+        );
+    }
+}
+
+#[test]
+fn a_float_image_with_nan_pixels_is_refused_naming_it_and_the_count() {
+    let dir = tempfile::tempdir().unwrap();
+    succeeds(
+        dir.path(),
+        &[
+            "synth",
+            "ds",
+            "--frames",
+            "2",
+            "--size",
+            "64",
+            "--sequences",
+            "1",
+        ],
+    );
+    let frame = dir.path().join("ds/01/t001.tif");
+    let image = esx::data::tiff_io::read_image(&frame).unwrap();
+    let mut values = image.to_f32();
+    values.data[5] = f32::NAN;
+    values.data[70] = f32::INFINITY;
+    esx::data::tiff_io::write_f32(&frame, &values).unwrap();
+    let err = fails(
+        dir.path(),
+        &["prepare", "crops", "ds", "--crop-size", "32", "-q"],
+    );
+    assert!(
+        err.contains("t001.tif") && err.contains("2 of its 4096 pixels are NaN or infinite"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_truncated_crop_is_made_again() {
+    let dir = tempfile::tempdir().unwrap();
+    succeeds(
+        dir.path(),
+        &[
+            "synth",
+            "ds",
+            "--frames",
+            "2",
+            "--size",
+            "64",
+            "--sequences",
+            "1",
+        ],
+    );
+    let prepare = [
+        "prepare",
+        "crops",
+        "ds",
+        "--crop-size",
+        "32",
+        "-q",
+        "--json",
+    ];
+    succeeds(dir.path(), &prepare);
+    let crops = dir.path().join("ds/TRAIN_CROPS_32x32/01");
+    let crop = std::fs::read_dir(&crops)
+        .unwrap()
+        .flatten()
+        .next()
+        .unwrap()
+        .path();
+    let full = std::fs::metadata(&crop).unwrap().len();
+    let file = std::fs::OpenOptions::new().write(true).open(&crop).unwrap();
+    file.set_len(full / 2).unwrap();
+    drop(file);
+    let again: serde_json::Value = serde_json::from_str(&succeeds(dir.path(), &prepare)).unwrap();
+    assert_eq!(again["written_frames"], 1, "{again}");
+    assert_eq!(std::fs::metadata(&crop).unwrap().len(), full);
+    esx::data::tiff_io::read_image(&crop).expect("whole again");
+}

@@ -56,42 +56,40 @@ pub enum ConfigError {
         option: String,
         available: Vec<String>,
     },
-    #[error(
-        "`{text}`: the defaults list has no `{group}/…` entry to swap; use +{text} to add one"
-    )]
+    #[error("`{text_}`: the defaults list has no `{group}/…` entry to swap; use +{text_} to add one", text_ = short(.text))]
     GroupNotInDefaults { group: String, text: String },
-    #[error("bad override `{text}`: {why}")]
+    #[error("bad override `{text_}`: {why}", text_ = short(.text))]
     BadOverride { text: String, why: String },
-    #[error("`{text}` is a sweep value; only `esx sweep` expands sweeps")]
+    #[error("`{text_}` is a sweep value; only `esx sweep` expands sweeps", text_ = short(.text))]
     SweepOutsideSweep { text: String },
-    #[error("`{text}`: no key `{key}` in the config{}; use +{key}=… to add it", suggestion_note(.suggestion))]
+    #[error("`{text_}`: no key `{key_}` in the config{}; use +{key_}=… to add it", suggestion_note(.suggestion), text_ = short(.text), key_ = short(.key))]
     UnknownOverrideKey {
         text: String,
         key: String,
         suggestion: Option<String>,
     },
-    #[error("`{text}`: key `{key}` is already set in {file}; use {key}=… to change it or ++{key}=… to add or set it")]
+    #[error("`{text_}`: key `{key_}` is already set in {file}; use {key_}=… to change it or ++{key_}=… to add or set it", text_ = short(.text), key_ = short(.key))]
     AlreadySet {
         text: String,
         key: String,
         file: String,
     },
-    #[error("`~{key}`: no key `{key}` to delete")]
+    #[error("`~{key_}`: no key `{key_}` to delete", key_ = short(.key))]
     DeleteMissing { key: String },
-    #[error("unknown key `{key}` in {source_name}{}", suggestion_note(.suggestion))]
+    #[error("unknown key `{key_}` in {source_name}{}", suggestion_note(.suggestion), key_ = short(.key))]
     UnknownKey {
         key: String,
         source_name: String,
         suggestion: Option<String>,
     },
-    #[error("key `{key}` in {source_name}: expected {expected}, found {found}")]
+    #[error("key `{key_}` in {source_name}: expected {expected}, found {found}", key_ = short(.key))]
     WrongType {
         key: String,
         expected: String,
         found: String,
         source_name: String,
     },
-    #[error("key `{key}` = {value}: {why}")]
+    #[error("key `{key_}` = {value_}: {why}", key_ = short(.key), value_ = short(.value))]
     InvalidValue {
         key: String,
         value: String,
@@ -99,6 +97,11 @@ pub enum ConfigError {
     },
     #[error("interpolation in `{key}`: {why}")]
     Interpolation { key: String, why: String },
+}
+
+/// A value from the user, shortened for a one-line message.
+fn short(text: &str) -> String {
+    crate::text::shorten(text, 40)
 }
 
 fn from_note(from: &Option<PathBuf>) -> String {

@@ -275,6 +275,20 @@ impl Config {
         if self.batch_size == 0 {
             return bad("batch_size", "0".into(), "must be at least 1");
         }
+        if self.epochs == 0 {
+            return bad(
+                "epochs",
+                "0".into(),
+                "must be at least 1 (a run of 0 epochs trains nothing)",
+            );
+        }
+        if self.threads > MAX_THREADS {
+            return bad(
+                "threads",
+                self.threads.to_string(),
+                &format!("at most {MAX_THREADS} (0: all cores)"),
+            );
+        }
         if !(self.lr > 0.0 && self.lr.is_finite()) {
             return bad("lr", self.lr.to_string(), "must be a positive number");
         }
@@ -336,6 +350,9 @@ impl Config {
         Ok(())
     }
 }
+
+/// The most CPU threads a run may ask for.
+pub const MAX_THREADS: usize = 1024;
 
 impl Config {
     /// The schema defaults as TOML.

@@ -75,6 +75,16 @@ struct FrameEntry {
     mask: Option<Fingerprint>,
     centers: Option<Fingerprint>,
     crops: Vec<CropItem>,
+    /// Each crop's files' sizes (image, labels, centres) as written: a
+    /// truncated crop makes its frame stale. Absent in older manifests.
+    #[serde(default)]
+    crop_sizes: Vec<[u64; 3]>,
+}
+
+/// The sizes of a crop's three files now (0 for a missing one).
+fn crop_file_sizes(dir: &Path, c: &CropItem) -> [u64; 3] {
+    let len = |p: &PathBuf| std::fs::metadata(dir.join(p)).map_or(0, |m| m.len());
+    [len(&c.image), len(&c.labels), len(&c.centers)]
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -134,6 +144,7 @@ pub fn prepare_crops(
         mask: Fingerprint::of(&f.mask),
         centers: Fingerprint::of(&f.centers(root)),
         crops: Vec::new(),
+        crop_sizes: Vec::new(),
     };
     let stale: Vec<&Frame> = frames
         .iter()
@@ -144,7 +155,11 @@ pub fn prepare_crops(
                     && e.image == now.image
                     && e.mask == now.mask
                     && e.centers == now.centers
-                    && e.crops.iter().all(|c| dir.join(&c.image).is_file())
+                    && e.crop_sizes.len() == e.crops.len()
+                    && e.crops
+                        .iter()
+                        .zip(&e.crop_sizes)
+                        .all(|(c, sizes)| crop_file_sizes(&dir, c) == *sizes)
             })
         })
         .collect();
@@ -201,6 +216,7 @@ pub fn prepare_crops(
         }
         report.written_frames += 1;
         let mut entry = fingerprints(frame);
+        entry.crop_sizes = crops.iter().map(|c| crop_file_sizes(&dir, c)).collect();
         entry.crops = crops;
         manifest.frames.insert(frame.key(), entry);
     }

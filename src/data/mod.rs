@@ -29,6 +29,18 @@ pub enum DataError {
     Tiff { path: PathBuf, why: String },
     #[error("{path}: unsupported: {what}")]
     Unsupported { path: PathBuf, what: String },
+    #[error("{path}: {bad} of its {total} pixels are NaN or infinite; esx refuses such images (replace them first, e.g. by the image's minimum)")]
+    NonFinite {
+        path: PathBuf,
+        bad: usize,
+        total: usize,
+    },
+    #[error("{path}: {what} is more than this machine can spare for one image ({budget_mb} MB)")]
+    TooLarge {
+        path: PathBuf,
+        what: String,
+        budget_mb: u64,
+    },
     #[error("dataset folder {0} does not exist")]
     MissingDataset(PathBuf),
     #[error("sequence folder {path} does not exist (sequences here: {})", list(.available))]

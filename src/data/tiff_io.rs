@@ -56,11 +56,27 @@ fn decode_any(path: &Path) -> Result<(usize, usize, usize, DecodingResult), Data
         why: e.to_string(),
     };
     let file = File::open(path).map_err(|e| DataError::io(path, e))?;
+    let budget = image_budget();
     let mut dec = Decoder::new(BufReader::new(file))
         .map_err(tiff_err)?
-        .with_limits(Limits::unlimited());
+        .with_limits(limits(budget));
     let (w, h) = dec.dimensions().map_err(tiff_err)?;
-    let channels = match dec.colortype().map_err(tiff_err)? {
+    let colortype = dec.colortype().map_err(tiff_err)?;
+    // Sized from the header before anything is allocated: a header that
+    // claims 50,000² pixels (or a small deflated file that would inflate to
+    // gigabytes) is refused by name. As float32, which esx works in.
+    let samples = w as u64 * h as u64 * colortype.num_samples() as u64;
+    if samples * 4 > budget {
+        return Err(DataError::TooLarge {
+            path: path.to_path_buf(),
+            what: format!(
+                "a {w}×{h} image ({} MB as float32)",
+                samples * 4 / 1_000_000
+            ),
+            budget_mb: budget / 1_000_000,
+        });
+    }
+    let channels = match colortype {
         ColorType::Gray(_) => 1,
         ColorType::RGB(_) => 3,
         ColorType::RGBA(_) => 4,
@@ -85,6 +101,29 @@ fn decode_any(path: &Path) -> Result<(usize, usize, usize, DecodingResult), Data
     Ok((w as usize, h as usize, channels, data))
 }
 
+/// The most bytes one decoded image may take: a quarter of the memory
+/// available now (/proc/meminfo), at least 64 MB. Decoding and the
+/// conversions after it hold a few copies.
+pub fn image_budget() -> u64 {
+    let available = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find_map(|l| l.strip_prefix("MemAvailable:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+        .map_or(4 << 30, |kb| kb * 1024);
+    (available / 4).max(64 << 20)
+}
+
+fn limits(budget: u64) -> Limits {
+    let mut l = Limits::default();
+    l.decoding_buffer_size = budget as usize;
+    l.intermediate_buffer_size = budget as usize;
+    l.ifd_value_size = 64 << 20;
+    l
+}
+
 /// Width and height from the header alone.
 pub fn dimensions(path: &Path) -> Result<(usize, usize), DataError> {
     let tiff_err = |e: tiff::TiffError| DataError::Tiff {
@@ -92,7 +131,9 @@ pub fn dimensions(path: &Path) -> Result<(usize, usize), DataError> {
         why: e.to_string(),
     };
     let file = File::open(path).map_err(|e| DataError::io(path, e))?;
-    let mut dec = Decoder::new(BufReader::new(file)).map_err(tiff_err)?;
+    let mut dec = Decoder::new(BufReader::new(file))
+        .map_err(tiff_err)?
+        .with_limits(limits(image_budget()));
     let (w, h) = dec.dimensions().map_err(tiff_err)?;
     Ok((w as usize, h as usize))
 }
@@ -118,11 +159,29 @@ pub fn read_image(path: &Path) -> Result<RawImage, DataError> {
         }
     };
     check_len(path, width, height, pixels_len(&pixels))?;
+    if let Pixels::F32(v) = &pixels {
+        check_finite(path, v)?;
+    }
     Ok(RawImage {
         width,
         height,
         pixels,
     })
+}
+
+/// Float images must hold numbers: one NaN makes every crop of its frame
+/// NaN, and training then fails far from the cause (or predict finds
+/// nothing). Refused, naming the image and how many pixels.
+fn check_finite(path: &Path, values: &[f32]) -> Result<(), DataError> {
+    let bad = values.iter().filter(|v| !v.is_finite()).count();
+    if bad > 0 {
+        return Err(DataError::NonFinite {
+            path: path.to_path_buf(),
+            bad,
+            total: values.len(),
+        });
+    }
+    Ok(())
 }
 
 /// Reads an image for prediction: greyscale as `read_image`, RGB(A) turned
@@ -145,6 +204,7 @@ pub fn read_image_as_grey(path: &Path) -> Result<(RawImage, bool), DataError> {
         }
     };
     check_len(path, width, height, values.len() / channels)?;
+    check_finite(path, &values)?;
     let grey = values
         .chunks_exact(channels)
         .map(|p| 0.299 * p[0] + 0.587 * p[1] + 0.114 * p[2])

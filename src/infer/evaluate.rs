@@ -21,6 +21,13 @@ pub fn annotated_frames(
     annotations: Annotations,
 ) -> Result<Vec<Frame>, InferError> {
     let frames = discover(root, sequences, annotations)?;
+    if sequences.is_empty() {
+        return Err(InferError::NoFrames(format!(
+            "{} holds no sequence (folders 01, 02, … with their {:?} masks in 01_GT, …); nothing to evaluate",
+            root.display(),
+            annotations
+        )));
+    }
     for seq in sequences {
         if !frames.iter().any(|f| &f.sequence == seq) {
             return Err(InferError::NoFrames(format!(

@@ -7,12 +7,23 @@ use crate::config::parse_cuda_ordinal;
 
 /// Sizes rayon's pool (every CPU op runs on it): `threads` if non-zero, else
 /// RAYON_NUM_THREADS or all cores. Only the first call in a process counts.
-pub fn set_threads(threads: usize) {
+/// A RAYON_NUM_THREADS beyond reason is refused (rayon would panic on it).
+pub fn set_threads(threads: usize) -> Result<(), TrainError> {
+    let max = crate::config::MAX_THREADS;
+    if let Ok(text) = std::env::var("RAYON_NUM_THREADS") {
+        if text.trim().parse::<usize>().map_or(true, |n| n > max) {
+            return Err(TrainError::Device(format!(
+                "RAYON_NUM_THREADS={}: expected a number of threads up to {max} (0: all cores)",
+                crate::text::shorten(&text, 40)
+            )));
+        }
+    }
     if threads > 0 {
         let _ = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
+            .num_threads(threads.min(max))
             .build_global();
     }
+    Ok(())
 }
 
 /// The device a config names; CUDA only in builds with the `cuda` feature.

@@ -109,6 +109,7 @@ pub fn run(
             sweep,
         } => {
             device(&composed.config.device)?;
+            set_threads(composed.config.threads)?;
             let new = NewRun {
                 name: composed.config.name.clone(),
                 config_toml: composed.to_toml(),
@@ -137,10 +138,10 @@ pub fn run(
             let config: Config = toml::from_str(&info.config)
                 .map_err(|e| resume_err(format!("its recorded config: {e}")))?;
             device(&config.device)?;
+            set_threads(config.threads)?;
             (config, RunWriter::reopen(&dir, claim)?, true)
         }
     };
-    set_threads(config.threads);
     let dir = writer.dir().to_path_buf();
     let id = writer.id().to_string();
     let mut started = false;
