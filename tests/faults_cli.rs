@@ -293,3 +293,149 @@ fn a_truncated_crop_is_made_again() {
     assert_eq!(std::fs::metadata(&crop).unwrap().len(), full);
     esx::data::tiff_io::read_image(&crop).expect("whole again");
 }
+
+/// A tmpfs of `mb` MB mounted for the test, unmounted when dropped (needs
+/// root; `None` elsewhere, and the test says it did not run).
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(at: &Path, mb: usize) -> Option<Tmpfs> {
+        std::fs::create_dir_all(at).unwrap();
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={mb}m"), "tmpfs"])
+            .arg(at)
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            eprintln!("skipped: cannot mount a tmpfs here (not root?)");
+            return None;
+        }
+        Some(Tmpfs(at.to_path_buf()))
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// Fills the filesystem of `dir` to the last byte.
+fn fill(dir: &Path) {
+    use std::io::Write;
+    let mut f = std::fs::File::create(dir.join("filler")).unwrap();
+    let block = vec![7u8; 1 << 16];
+    while f.write_all(&block).is_ok() {}
+    let small = [7u8; 512];
+    while f.write_all(&small).is_ok() {}
+    let _ = f.sync_all();
+}
+
+fn integrity(run_dir: &Path) {
+    let conn = rusqlite::Connection::open(run_dir.join("run.db")).unwrap();
+    let ok: String = conn
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(ok, "ok");
+}
+
+#[test]
+fn a_disk_that_fills_while_the_store_writes_fails_the_run_on_record() {
+    let dir = tempfile::tempdir().unwrap();
+    tiny(dir.path());
+    let Some(disk) = Tmpfs::mount(&dir.path().join("disk"), 100) else {
+        return;
+    };
+    let runs = disk.0.join("runs");
+    let runs_arg = runs.to_str().unwrap().to_string();
+    let child = spawn(
+        dir.path(),
+        &[
+            "run",
+            "-q",
+            "--runs",
+            &runs_arg,
+            "tiny.toml",
+            "epochs=1",
+            "train.steps_per_epoch=400",
+        ],
+    );
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let run_dir = loop {
+        assert!(Instant::now() < deadline, "the run never got going");
+        let found = list_runs(&runs)
+            .ok()
+            .and_then(|r| r.into_iter().filter_map(Result::ok).next());
+        if let Some(r) = found.filter(|r| steps(&r.dir).len() >= 2) {
+            break r.dir;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    fill(&disk.0);
+    let (code, err) = finish(child);
+    assert_eq!(code, Some(1), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("run.db") && err.contains("full"),
+        "names the database and the cause: {err}"
+    );
+    let info = read_run(&run_dir).unwrap();
+    assert_eq!(info.status, RunStatus::Failed, "not left running");
+    assert!(info.error.unwrap_or_default().contains("full"));
+    integrity(&run_dir);
+}
+
+#[test]
+fn a_checkpoint_that_does_not_fit_fails_the_run_and_the_store_agrees() {
+    let dir = tempfile::tempdir().unwrap();
+    tiny(dir.path());
+    // The last checkpoint (weights + Adam's moments in f64) is ~45 MB.
+    let Some(disk) = Tmpfs::mount(&dir.path().join("disk"), 30) else {
+        return;
+    };
+    let runs = disk.0.join("runs");
+    let out = common::esx(dir.path())
+        .args(["run", "-q", "--runs", runs.to_str().unwrap(), "tiny.toml"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).trim().to_string();
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("safetensors") && err.contains("No space left"),
+        "{err}"
+    );
+    let run_dir = only_run(&runs);
+    let info = read_run(&run_dir).unwrap();
+    assert_eq!(info.status, RunStatus::Failed);
+    // No half-written checkpoint, no best checkpoint, and no epoch end
+    // recorded that no checkpoint holds.
+    let left: Vec<String> = std::fs::read_dir(run_dir.join("checkpoints"))
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(left.is_empty(), "{left:?}");
+    let ends = metrics(&run_dir, None)
+        .unwrap()
+        .into_iter()
+        .filter(|m| m.split == "val" || m.split == "train")
+        .count();
+    assert_eq!(ends, 0, "the epoch's end was taken back");
+    assert_eq!(steps(&run_dir).len(), 3, "its steps are kept");
+    integrity(&run_dir);
+}
+
+#[test]
+fn what_a_kill_during_a_checkpoint_leaves_is_removed_on_resume() {
+    let dir = tempfile::tempdir().unwrap();
+    let run_dir = interrupted_run(dir.path());
+    let id = read_run(&run_dir).unwrap().id;
+    // What SIGKILL in the middle of writing `last` leaves.
+    let partial = run_dir.join("checkpoints/last.safetensors.tmp");
+    std::fs::write(&partial, vec![0u8; 1 << 20]).unwrap();
+    succeeds(dir.path(), &["run", "-q", "--resume", &id]);
+    assert!(!partial.exists());
+    assert_eq!(read_run(&run_dir).unwrap().status, RunStatus::Completed);
+}

@@ -129,6 +129,17 @@ impl Weights {
         extra: &[(String, Tensor)],
         metadata: Option<std::collections::HashMap<String, String>>,
     ) -> Result<(), ModelError> {
+        self.stage(path, extra, metadata)?.commit()
+    }
+
+    /// Writes the file `save` would, beside `path`, without putting it in
+    /// place: several checkpoints are then committed together, or none.
+    pub fn stage(
+        &self,
+        path: &Path,
+        extra: &[(String, Tensor)],
+        metadata: Option<std::collections::HashMap<String, String>>,
+    ) -> Result<Staged, ModelError> {
         let mut all: Vec<(String, Tensor)> = self.named_tensors();
         all.extend(extra.iter().cloned());
         let tmp = path.with_extension("safetensors.tmp");
@@ -137,13 +148,17 @@ impl Weights {
             metadata,
             &tmp,
         )
-        .map_err(|e| ModelError::Checkpoint {
-            path: path.to_path_buf(),
-            why: e.to_string(),
+        .map_err(|e| {
+            // A full disk must not also keep the half-written file.
+            let _ = std::fs::remove_file(&tmp);
+            ModelError::Checkpoint {
+                path: path.to_path_buf(),
+                why: e.to_string(),
+            }
         })?;
-        std::fs::rename(&tmp, path).map_err(|e| ModelError::Checkpoint {
+        Ok(Staged {
+            tmp,
             path: path.to_path_buf(),
-            why: e.to_string(),
         })
     }
 
@@ -174,6 +189,30 @@ impl Weights {
             }
         }
         Ok(())
+    }
+}
+
+/// A checkpoint written beside its place; dropped uncommitted, it is removed.
+pub struct Staged {
+    tmp: std::path::PathBuf,
+    path: std::path::PathBuf,
+}
+
+impl Staged {
+    /// Puts the file in place (a rename: no space needed).
+    pub fn commit(self) -> Result<(), ModelError> {
+        let done = std::fs::rename(&self.tmp, &self.path).map_err(|e| ModelError::Checkpoint {
+            path: self.path.clone(),
+            why: e.to_string(),
+        });
+        std::mem::forget(self);
+        done
+    }
+}
+
+impl Drop for Staged {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.tmp);
     }
 }
 

@@ -38,6 +38,8 @@ pub enum ReportError {
     NoRuns(String),
     #[error("--smooth {0}: the EMA weight must be at least 0 and below 1")]
     BadSmooth(f64),
+    #[error("--epoch {epoch}: no run in the report has pictures of that epoch (epochs with pictures: {recorded})")]
+    NoPictures { epoch: i64, recorded: String },
     #[error("drawing a chart: {0}")]
     Chart(String),
     #[error("{path}: {source}")]

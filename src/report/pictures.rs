@@ -58,6 +58,22 @@ pub fn load(
     shown: &[usize],
     epoch: Option<i64>,
 ) -> Result<Pictures, ReportError> {
+    if let Some(e) = epoch {
+        // An epoch no shown run has pictures of would show none, silently.
+        let recorded: std::collections::BTreeSet<i64> =
+            shown.iter().flat_map(|&i| epochs(&runs[i])).collect();
+        if !recorded.contains(&e) {
+            let list = recorded
+                .iter()
+                .map(i64::to_string)
+                .collect::<Vec<_>>()
+                .join(", ");
+            return Err(ReportError::NoPictures {
+                epoch: e,
+                recorded: if list.is_empty() { "none".into() } else { list },
+            });
+        }
+    }
     let epoch = epoch.or_else(|| common_epoch(runs));
     let mut rows = Vec::with_capacity(shown.len());
     for &i in shown {

@@ -24,6 +24,19 @@ pub const RUN_DB: &str = "run.db";
 /// The folder of a run's checkpoints, beside its database.
 pub const CHECKPOINTS: &str = "checkpoints";
 
+/// Removes what a process killed while writing a checkpoint left behind
+/// (`*.tmp` in the checkpoints folder); call it holding the run's claim.
+pub fn remove_partial_checkpoints(run_dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(run_dir.join(CHECKPOINTS)) else {
+        return;
+    };
+    for e in entries.flatten() {
+        if e.file_name().to_string_lossy().ends_with(".tmp") {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+}
+
 /// A run's checkpoint `which` (`last`, `best`).
 pub fn checkpoint_file(run_dir: &std::path::Path, which: &str) -> std::path::PathBuf {
     run_dir
@@ -88,6 +101,8 @@ pub enum StoreError {
     NewerSchema { found: i64, known: i64 },
     #[error("runs directory {0} does not exist")]
     NoRoot(PathBuf),
+    #[error("runs directory {0} is not a directory")]
+    RootNotADir(PathBuf),
     #[error("no run matches `{arg}` under {root}")]
     NoSuchRun { arg: String, root: PathBuf },
     #[error("`{arg}` matches several runs: {}; give more of the id", .candidates.join(", "))]

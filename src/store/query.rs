@@ -200,7 +200,11 @@ fn read_with(conn: &Connection, dir: &Path) -> Result<RunInfo, StoreError> {
 /// not nest, so the walk stops there).
 pub fn scan(root: &Path) -> Result<Vec<PathBuf>, StoreError> {
     if !root.is_dir() {
-        return Err(StoreError::NoRoot(root.to_path_buf()));
+        return Err(if root.exists() {
+            StoreError::RootNotADir(root.to_path_buf())
+        } else {
+            StoreError::NoRoot(root.to_path_buf())
+        });
     }
     let mut found = Vec::new();
     let mut stack = vec![root.to_path_buf()];

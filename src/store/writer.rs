@@ -12,6 +12,12 @@ use super::provenance::{git_state, hostname, new_id, now, process_start};
 use super::schema::migrate;
 use super::{RunStatus, StoreError, RUN_DB};
 
+/// Space set aside in every run directory (`run.reserve`) while it trains:
+/// on a full disk it is freed so that the run can still record how it
+/// ended, and does not stay "running".
+const RESERVE: &str = "run.reserve";
+const RESERVE_BYTES: usize = 1 << 20;
+
 const FLUSH_ROWS: usize = 4096;
 const FLUSH_EVERY: Duration = Duration::from_millis(500);
 
@@ -100,6 +106,7 @@ impl RunWriter {
             }
         };
         let claim = Claim::take(&dir, RUN_LOCK, &format!("run {id}"), "trained")?;
+        set_aside(&dir)?;
         let mut conn = open_for_writing(&dir)?;
         migrate(&mut conn)?;
         let cwd = std::env::current_dir().unwrap_or_default();
@@ -158,6 +165,7 @@ impl RunWriter {
     /// Reopens a claimed run to continue it (resume): status back to running
     /// under this process, with a `resumed` event.
     pub fn reopen(dir: &Path, claim: Claim) -> Result<RunWriter, StoreError> {
+        set_aside(dir)?;
         let mut conn = open_for_writing(dir)?;
         migrate(&mut conn)?;
         let (id, before) = conn.query_row(
@@ -287,6 +295,11 @@ impl RunWriter {
     /// Writes the buffered scalars in one transaction and updates the summary.
     pub fn flush(&mut self) -> Result<(), StoreError> {
         self.last_flush = Instant::now();
+        let db = self.dir.join(RUN_DB);
+        self.write_pending().map_err(|e| e.at(&db))
+    }
+
+    fn write_pending(&mut self) -> Result<(), StoreError> {
         let tx = self.conn.transaction()?;
         {
             let mut insert = tx.prepare_cached(
@@ -335,18 +348,22 @@ impl RunWriter {
     }
 
     pub fn log_image(&mut self, epoch: u32, kind: &str, png: &[u8]) -> Result<(), StoreError> {
-        self.conn.execute(
-            "INSERT INTO images (epoch, kind, png, wall) VALUES (?1, ?2, ?3, ?4)",
-            params![epoch, kind, png, now()],
-        )?;
+        self.conn
+            .execute(
+                "INSERT INTO images (epoch, kind, png, wall) VALUES (?1, ?2, ?3, ?4)",
+                params![epoch, kind, png, now()],
+            )
+            .map_err(|e| self.at_db(e))?;
         Ok(())
     }
 
     pub fn log_event(&mut self, kind: &str, detail: &str) -> Result<(), StoreError> {
-        self.conn.execute(
-            "INSERT INTO events (wall, kind, detail) VALUES (?1, ?2, ?3)",
-            params![now(), kind, detail],
-        )?;
+        self.conn
+            .execute(
+                "INSERT INTO events (wall, kind, detail) VALUES (?1, ?2, ?3)",
+                params![now(), kind, detail],
+            )
+            .map_err(|e| self.at_db(e))?;
         Ok(())
     }
 
@@ -357,6 +374,13 @@ impl RunWriter {
         let tx = self.conn.transaction()?;
         tx.execute("DELETE FROM metrics WHERE step > ?1", params![step as i64])?;
         tx.execute("DELETE FROM images WHERE epoch > ?1", params![epoch])?;
+        tx.commit()?;
+        self.rebuild_summary()
+    }
+
+    /// The per-key summary from the metrics as they are.
+    fn rebuild_summary(&mut self) -> Result<(), StoreError> {
+        let tx = self.conn.transaction()?;
         tx.execute("DELETE FROM summary", [])?;
         tx.execute(
             "INSERT INTO summary (split, key, last, last_step, min, max, count)
@@ -389,17 +413,58 @@ impl RunWriter {
 
     fn finish_inner(&mut self, outcome: &Outcome) -> Result<(), StoreError> {
         self.finished = true;
-        let flushed = self.flush();
-        let (status, error) = match outcome {
+        let mut flushed = self.flush();
+        if flushed.is_err() {
+            // Likely a full disk: free the reserve and try once more.
+            let _ = std::fs::remove_file(self.dir.join(RESERVE));
+            flushed = self.flush();
+        }
+        let (status, mut error) = match outcome {
             Outcome::Completed => (RunStatus::Completed, None),
             Outcome::Failed(m) => (RunStatus::Failed, Some(m.clone())),
             Outcome::Interrupted => (RunStatus::Interrupted, None),
         };
-        self.conn.execute(
-            "UPDATE run SET status = ?1, ended = ?2, error = ?3",
-            params![status.as_str(), now(), error],
-        )?;
+        // Scalars that could not be written make a completed run failed.
+        let status = match (&flushed, status) {
+            (Err(e), RunStatus::Completed | RunStatus::Interrupted) => {
+                error = Some(format!("its last scalars were not recorded: {e}"));
+                RunStatus::Failed
+            }
+            (_, s) => s,
+        };
+        let update = |conn: &Connection| {
+            conn.execute(
+                "UPDATE run SET status = ?1, ended = ?2, error = ?3",
+                params![status.as_str(), now(), error],
+            )
+        };
+        if update(&self.conn).is_err() {
+            let _ = std::fs::remove_file(self.dir.join(RESERVE));
+            update(&self.conn).map_err(|e| self.at_db(e))?;
+        }
+        let _ = std::fs::remove_file(self.dir.join(RESERVE));
         flushed
+    }
+
+    /// A database error, naming the database.
+    fn at_db(&self, e: rusqlite::Error) -> StoreError {
+        StoreError::from(e).at(&self.dir.join(RUN_DB))
+    }
+
+    /// Takes back what the end of `epoch` recorded (its train and val
+    /// means), when its checkpoints could not be written: the store then
+    /// still agrees with them (a resume redoes the epoch).
+    pub fn forget_epoch_end(&mut self, epoch: u32) -> Result<(), StoreError> {
+        self.pending
+            .retain(|r| !(r.epoch == epoch && (r.split == "train" || r.split == "val")));
+        let db = self.dir.join(RUN_DB);
+        self.conn
+            .execute(
+                "DELETE FROM metrics WHERE epoch = ?1 AND split IN ('train', 'val')",
+                params![epoch],
+            )
+            .map_err(|e| StoreError::from(e).at(&db))?;
+        self.rebuild_summary().map_err(|e| e.at(&db))
     }
 }
 
@@ -412,6 +477,12 @@ impl Drop for RunWriter {
             ));
         }
     }
+}
+
+/// Sets `RESERVE_BYTES` aside in the run directory (written, not sparse).
+fn set_aside(dir: &Path) -> Result<(), StoreError> {
+    let path = dir.join(RESERVE);
+    std::fs::write(&path, vec![0u8; RESERVE_BYTES]).map_err(|e| StoreError::io(&path, e))
 }
 
 fn open_for_writing(dir: &Path) -> Result<Connection, StoreError> {

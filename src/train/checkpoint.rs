@@ -8,6 +8,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use super::adam::Adam;
+use crate::model::weights::Staged;
 use crate::model::{ModelError, Weights};
 
 const POSITION_KEY: &str = "esx.position";
@@ -56,6 +57,16 @@ pub fn save(
     optimiser: Option<&Adam>,
     position: &Position,
 ) -> Result<(), ModelError> {
+    stage(path, weights, optimiser, position)?.commit()
+}
+
+/// The checkpoint `save` writes, not yet in place (see `Weights::stage`).
+pub fn stage(
+    path: &Path,
+    weights: &Weights,
+    optimiser: Option<&Adam>,
+    position: &Position,
+) -> Result<Staged, ModelError> {
     let extra = match optimiser {
         Some(o) => o.state()?,
         None => Vec::new(),
@@ -70,7 +81,7 @@ pub fn save(
             why: e.to_string(),
         })?;
     }
-    weights.save(path, &extra, Some(meta))
+    weights.stage(path, &extra, Some(meta))
 }
 
 /// Loads the model (and the optimiser state, if given) and returns the position.

@@ -22,7 +22,10 @@ use crate::loss::{EmbedSegLoss, LossWeights};
 use crate::model::{BranchedErfnet, Mode, Weights};
 use crate::progress::Reporter;
 use crate::store::query::read_run;
-use crate::store::{checkpoint_file, NewRun, Outcome, RunStatus, RunWriter, SweepMembership};
+use crate::store::{
+    checkpoint_file, remove_partial_checkpoints, NewRun, Outcome, RunStatus, RunWriter,
+    SweepMembership,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TrainError {
@@ -125,6 +128,7 @@ pub fn run(
             // Claimed first, checked under the claim: of two resumes started
             // together, one trains and the other is told who does.
             let claim = RunWriter::claim(&dir)?;
+            remove_partial_checkpoints(&dir);
             let info = read_run(&dir)?;
             let resume_err = |why: String| TrainError::Resume {
                 dir: dir.clone(),
@@ -380,31 +384,56 @@ fn train(
             }
         }
         let val_iou = val.as_ref().map(|v| v.1);
-        if let Some(iou) = val_iou {
-            if best.is_none_or(|b| iou > b) {
-                best = Some(iou);
-                let at = Position {
-                    epoch: e,
-                    step,
-                    best_iou: iou,
-                    ..Position::default()
-                };
-                checkpoint::save(&checkpoint_file(&dir, "best"), &weights, None, &at)?;
-                writer.log_event("checkpoint", &format!("best: epoch {e}, val IoU {iou:.4}"))?;
-            }
-        }
-        if let Some(snap) = snapshots.as_ref().filter(|s| s.due(e, cfg.epochs)) {
-            snap.record(&weights, cfg, &dev, writer, (e, step))?;
-        }
+        let improved = val_iou.filter(|&iou| best.is_none_or(|b| iou > b));
         pos = Position {
             epoch: e,
             batch: 0,
             step,
-            best_iou: best.unwrap_or(-1.0),
+            best_iou: improved.or(best).unwrap_or(-1.0),
             sums: EpochSums::default(),
         };
+        // The epoch's end is in the store, then in the checkpoints; when a
+        // checkpoint cannot be written (a full disk) the store takes the
+        // epoch's end back, so that its best epoch is the one best.safetensors
+        // holds and a resume redoes the epoch.
         writer.flush()?;
-        checkpoint::save(&checkpoint_file(&dir, "last"), &weights, Some(&opt), &pos)?;
+        // Both written beside their places first, then both put in place.
+        let saved = (|| {
+            let best_file = match improved {
+                Some(iou) => {
+                    let at = Position {
+                        epoch: e,
+                        step,
+                        best_iou: iou,
+                        ..Position::default()
+                    };
+                    Some(checkpoint::stage(
+                        &checkpoint_file(&dir, "best"),
+                        &weights,
+                        None,
+                        &at,
+                    )?)
+                }
+                None => None,
+            };
+            let last_file =
+                checkpoint::stage(&checkpoint_file(&dir, "last"), &weights, Some(&opt), &pos)?;
+            if let Some(b) = best_file {
+                b.commit()?;
+            }
+            last_file.commit()
+        })();
+        if let Err(err) = saved {
+            let _ = writer.forget_epoch_end(e);
+            return Err(err.into());
+        }
+        if let Some(iou) = improved {
+            best = Some(iou);
+            writer.log_event("checkpoint", &format!("best: epoch {e}, val IoU {iou:.4}"))?;
+        }
+        if let Some(snap) = snapshots.as_ref().filter(|s| s.due(e, cfg.epochs)) {
+            snap.record(&weights, cfg, &dev, writer, (e, step))?;
+        }
         let report = EpochReport {
             epoch: e,
             lr,
