@@ -13,6 +13,7 @@ pub mod infer;
 pub mod loss;
 pub mod metrics;
 pub mod model;
+pub mod output;
 pub mod progress;
 pub mod report;
 pub mod store;

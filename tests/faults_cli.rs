@@ -439,3 +439,81 @@ fn what_a_kill_during_a_checkpoint_leaves_is_removed_on_resume() {
     assert!(!partial.exists());
     assert_eq!(read_run(&run_dir).unwrap().status, RunStatus::Completed);
 }
+
+#[test]
+fn nothing_to_do_and_input_beyond_reason_are_one_line_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    // Pictures every epoch.
+    write_files(dir.path(), &[("tiny.toml", &common::tiny_experiment(1, 64, 1))]);
+    // A name of 65,536 characters: recorded, listed (cut), not a panic.
+    let name = "n".repeat(65_536);
+    succeeds(dir.path(), &["run", "-q", "tiny.toml", &format!("name=\"{name}\"")]);
+    let listed = succeeds(dir.path(), &["ls"]);
+    assert!(listed.lines().count() == 2 && listed.contains("nnn…"), "{listed}");
+    let id = read_run(&only_run(&dir.path().join("runs"))).unwrap().id;
+
+    let err = fails(dir.path(), &["run", "tiny.toml", "epochs=0"]);
+    assert!(err.contains("`epochs` = 0: must be at least 1"), "{err}");
+    let err = fails(dir.path(), &["run", "tiny.toml", "threads=1000000000000"]);
+    assert!(err.contains("`threads`") && err.contains("at most 1024"), "{err}");
+    std::fs::create_dir_all(dir.path().join("empty")).unwrap();
+    let err = fails(dir.path(), &["eval", &id, "empty"]);
+    assert!(err.contains("empty holds no sequence") && err.contains("nothing to evaluate"), "{err}");
+    assert!(
+        !metrics(&only_run(&dir.path().join("runs")), None)
+            .unwrap()
+            .iter()
+            .any(|m| m.split == "test"),
+        "no evaluation recorded"
+    );
+    let err = fails(dir.path(), &["report", "--epoch", "99"]);
+    assert!(err.contains("--epoch 99") && err.contains("epochs with pictures: 1, 2"), "{err}");
+    write_files(dir.path(), &[("afile", "x")]);
+    let err = fails(dir.path(), &["ls", "afile"]);
+    assert!(err.contains("afile is not a directory"), "{err}");
+    // A 100 kB key is said once, shortened.
+    let key = "k".repeat(100_000);
+    let err = fails(dir.path(), &["run", "tiny.toml", &format!("{key}=1")]);
+    assert!(err.len() < 600 && err.contains("(100000 characters)"), "{} bytes", err.len());
+}
+
+#[test]
+fn outputs_replace_only_regular_files() {
+    let dir = tempfile::tempdir().unwrap();
+    tiny(dir.path());
+    succeeds(dir.path(), &["run", "-q", "tiny.toml"]);
+    let fifo = dir.path().join("pipe");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: mkfifo(3) on a path of our own temporary folder.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+    let err = fails(dir.path(), &["report", "--out", "pipe"]);
+    assert!(err.contains("is a FIFO, not a regular file"), "{err}");
+    use std::os::unix::fs::FileTypeExt;
+    assert!(std::fs::symlink_metadata(&fifo).unwrap().file_type().is_fifo(), "the FIFO is left alone");
+    std::os::unix::fs::symlink("reports/page.html", dir.path().join("latest.html")).unwrap();
+    std::fs::create_dir_all(dir.path().join("reports")).unwrap();
+    succeeds(dir.path(), &["report", "--out", "latest.html"]);
+    let link = std::fs::symlink_metadata(dir.path().join("latest.html")).unwrap();
+    assert!(link.file_type().is_symlink(), "the link stays a link");
+    let page = std::fs::read_to_string(dir.path().join("reports/page.html")).unwrap();
+    assert!(page.contains("<html"), "its target is the report");
+}
+
+#[test]
+fn a_read_only_runs_folder_is_said_once() {
+    let dir = tempfile::tempdir().unwrap();
+    tiny(dir.path());
+    let Some(disk) = Tmpfs::mount(&dir.path().join("ro"), 1) else {
+        return;
+    };
+    let ok = Command::new("mount")
+        .args(["-o", "remount,ro"])
+        .arg(&disk.0)
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(ok, "remount read-only");
+    let runs = disk.0.join("runs");
+    let err = fails(dir.path(), &["run", "--runs", runs.to_str().unwrap(), "tiny.toml"]);
+    assert_eq!(err.matches("Read-only file system").count(), 1, "{err}");
+    assert!(err.contains("ro/runs"), "{err}");
+}

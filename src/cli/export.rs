@@ -45,7 +45,8 @@ pub fn exec(args: Args) -> anyhow::Result<()> {
     };
     match args.out {
         Some(path) => {
-            std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?
+            esx::output::write(&path, text.as_bytes())
+                .with_context(|| format!("writing {}", path.display()))?
         }
         None => print!("{text}"),
     }

@@ -286,7 +286,12 @@ fn write_atomically(
     path: &Path,
     write: impl FnOnce(&mut BufWriter<File>) -> tiff::TiffResult<()>,
 ) -> Result<(), DataError> {
-    let parent = path.parent().unwrap_or(Path::new("."));
+    let target = crate::output::target(path).map_err(|e| DataError::io(path, e))?;
+    let path = target.as_path();
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
     std::fs::create_dir_all(parent).map_err(|e| DataError::io(parent, e))?;
     let tmp = crate::data::shared_temp_file(parent).map_err(|e| DataError::io(parent, e))?;
     let (file, tmp_path) = tmp.into_parts();

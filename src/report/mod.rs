@@ -233,13 +233,5 @@ pub fn write(opts: &ReportOptions, warn: &dyn Fn(String)) -> Result<ReportOutcom
 }
 
 fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), ReportError> {
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let mut tmp = crate::data::shared_temp_file(dir).map_err(|e| ReportError::io(dir, e))?;
-    std::io::Write::write_all(&mut tmp, bytes).map_err(|e| ReportError::io(path, e))?;
-    tmp.persist(path)
-        .map_err(|e| ReportError::io(path, e.error))?;
-    Ok(())
+    crate::output::write(path, bytes).map_err(|e| ReportError::io(path, e))
 }

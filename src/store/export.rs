@@ -16,7 +16,7 @@ pub fn write_images(run_dir: &Path, out: &Path) -> Result<Vec<PathBuf>, StoreErr
     let mut written = Vec::new();
     for (info, png) in infos.iter().zip(image_pngs(run_dir, &ids)?) {
         let path = out.join(format!("epoch{:03}_{}.png", info.epoch, info.kind));
-        std::fs::write(&path, png).map_err(|e| StoreError::Io {
+        crate::output::write(&path, &png).map_err(|e| StoreError::Io {
             path: path.clone(),
             source: e,
         })?;
