@@ -34,7 +34,10 @@ pub fn target(path: &Path) -> Result<PathBuf> {
             p.parent().unwrap_or(Path::new(".")).join(to)
         };
     }
-    Err(Error::other(format!("{}: too many levels of symbolic links", path.display())))
+    Err(Error::other(format!(
+        "{}: too many levels of symbolic links",
+        path.display()
+    )))
 }
 
 fn describe(kind: &std::fs::FileType) -> &'static str {
@@ -81,8 +84,18 @@ mod tests {
         let link = dir.path().join("link.html");
         std::os::unix::fs::symlink("a.html", &link).unwrap();
         write(&link, b"three").unwrap();
-        assert!(std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink(), "the link stays");
-        assert_eq!(std::fs::read(&file).unwrap(), b"three", "its target is replaced");
+        assert!(
+            std::fs::symlink_metadata(&link)
+                .unwrap()
+                .file_type()
+                .is_symlink(),
+            "the link stays"
+        );
+        assert_eq!(
+            std::fs::read(&file).unwrap(),
+            b"three",
+            "its target is replaced"
+        );
         let err = write(Path::new("/dev/null"), b"x").unwrap_err().to_string();
         assert!(err.contains("a character device"), "{err}");
         let err = write(dir.path(), b"x").unwrap_err().to_string();

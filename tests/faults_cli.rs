@@ -444,21 +444,36 @@ fn what_a_kill_during_a_checkpoint_leaves_is_removed_on_resume() {
 fn nothing_to_do_and_input_beyond_reason_are_one_line_errors() {
     let dir = tempfile::tempdir().unwrap();
     // Pictures every epoch.
-    write_files(dir.path(), &[("tiny.toml", &common::tiny_experiment(1, 64, 1))]);
+    write_files(
+        dir.path(),
+        &[("tiny.toml", &common::tiny_experiment(1, 64, 1))],
+    );
     // A name of 65,536 characters: recorded, listed (cut), not a panic.
     let name = "n".repeat(65_536);
-    succeeds(dir.path(), &["run", "-q", "tiny.toml", &format!("name=\"{name}\"")]);
+    succeeds(
+        dir.path(),
+        &["run", "-q", "tiny.toml", &format!("name=\"{name}\"")],
+    );
     let listed = succeeds(dir.path(), &["ls"]);
-    assert!(listed.lines().count() == 2 && listed.contains("nnn…"), "{listed}");
+    assert!(
+        listed.lines().count() == 2 && listed.contains("nnn…"),
+        "{listed}"
+    );
     let id = read_run(&only_run(&dir.path().join("runs"))).unwrap().id;
 
     let err = fails(dir.path(), &["run", "tiny.toml", "epochs=0"]);
     assert!(err.contains("`epochs` = 0: must be at least 1"), "{err}");
     let err = fails(dir.path(), &["run", "tiny.toml", "threads=1000000000000"]);
-    assert!(err.contains("`threads`") && err.contains("at most 1024"), "{err}");
+    assert!(
+        err.contains("`threads`") && err.contains("at most 1024"),
+        "{err}"
+    );
     std::fs::create_dir_all(dir.path().join("empty")).unwrap();
     let err = fails(dir.path(), &["eval", &id, "empty"]);
-    assert!(err.contains("empty holds no sequence") && err.contains("nothing to evaluate"), "{err}");
+    assert!(
+        err.contains("empty holds no sequence") && err.contains("nothing to evaluate"),
+        "{err}"
+    );
     assert!(
         !metrics(&only_run(&dir.path().join("runs")), None)
             .unwrap()
@@ -467,14 +482,21 @@ fn nothing_to_do_and_input_beyond_reason_are_one_line_errors() {
         "no evaluation recorded"
     );
     let err = fails(dir.path(), &["report", "--epoch", "99"]);
-    assert!(err.contains("--epoch 99") && err.contains("epochs with pictures: 1, 2"), "{err}");
+    assert!(
+        err.contains("--epoch 99") && err.contains("epochs with pictures: 1, 2"),
+        "{err}"
+    );
     write_files(dir.path(), &[("afile", "x")]);
     let err = fails(dir.path(), &["ls", "afile"]);
     assert!(err.contains("afile is not a directory"), "{err}");
     // A 100 kB key is said once, shortened.
     let key = "k".repeat(100_000);
     let err = fails(dir.path(), &["run", "tiny.toml", &format!("{key}=1")]);
-    assert!(err.len() < 600 && err.contains("(100000 characters)"), "{} bytes", err.len());
+    assert!(
+        err.len() < 600 && err.contains("(100000 characters)"),
+        "{} bytes",
+        err.len()
+    );
 }
 
 #[test]
@@ -489,7 +511,13 @@ fn outputs_replace_only_regular_files() {
     let err = fails(dir.path(), &["report", "--out", "pipe"]);
     assert!(err.contains("is a FIFO, not a regular file"), "{err}");
     use std::os::unix::fs::FileTypeExt;
-    assert!(std::fs::symlink_metadata(&fifo).unwrap().file_type().is_fifo(), "the FIFO is left alone");
+    assert!(
+        std::fs::symlink_metadata(&fifo)
+            .unwrap()
+            .file_type()
+            .is_fifo(),
+        "the FIFO is left alone"
+    );
     std::os::unix::fs::symlink("reports/page.html", dir.path().join("latest.html")).unwrap();
     std::fs::create_dir_all(dir.path().join("reports")).unwrap();
     succeeds(dir.path(), &["report", "--out", "latest.html"]);
@@ -513,7 +541,10 @@ fn a_read_only_runs_folder_is_said_once() {
         .is_ok_and(|s| s.success());
     assert!(ok, "remount read-only");
     let runs = disk.0.join("runs");
-    let err = fails(dir.path(), &["run", "--runs", runs.to_str().unwrap(), "tiny.toml"]);
+    let err = fails(
+        dir.path(),
+        &["run", "--runs", runs.to_str().unwrap(), "tiny.toml"],
+    );
     assert_eq!(err.matches("Read-only file system").count(), 1, "{err}");
     assert!(err.contains("ro/runs"), "{err}");
 }

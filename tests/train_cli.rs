@@ -177,63 +177,26 @@ fn resuming_a_completed_or_unknown_run_is_refused_clearly() {
 
 #[test]
 fn a_non_finite_loss_fails_the_run_naming_step_and_term() {
-    use esx::data::tiff_io::{read_image, write_raw, Pixels, RawImage};
+    // An absurd learning rate: Adam's first step moves every weight by
+    // ~1e38, and the second step's loss is no longer a number. (Images with
+    // NaN pixels never get this far: they are refused when read.)
     let dir = tempfile::tempdir().unwrap();
     write_files(dir.path(), &[("tiny.toml", &tiny())]);
-    succeeds(
-        dir.path(),
-        &[
-            "synth",
-            "data/tiny",
-            "--sequences",
-            "1",
-            "--frames",
-            "4",
-            "--size",
-            "64",
-            "--seed",
-            "2",
-            "-q",
-        ],
-    );
-    // Corrupt every image with a NaN (as a broken float TIFF would be).
-    for t in 0..4 {
-        let p = dir.path().join(format!("data/tiny/01/t{t:03}.tif"));
-        let img = read_image(&p).unwrap();
-        let mut v = img.to_f32().data;
-        v.iter_mut().step_by(7).for_each(|x| *x = f32::NAN);
-        write_raw(
-            &p,
-            &RawImage {
-                width: 64,
-                height: 64,
-                pixels: Pixels::F32(v),
-            },
-        )
-        .unwrap();
-    }
     let out = esx(dir.path())
-        .args(["run", "tiny.toml", "-q"])
+        .args(["run", "tiny.toml", "-q", "lr=1e38"])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    let lines: Vec<&str> = stderr.lines().collect();
+    let err = stderr.lines().last().unwrap();
     assert!(
-        lines
-            .iter()
-            .any(|l| l.contains("01/t000.tif: 586 pixels are NaN or infinite")),
-        "{stderr}"
-    );
-    let err = lines.last().unwrap();
-    assert!(
-        err.starts_with("esx: error: the loss became NaN at step 1"),
+        err.starts_with("esx: error: the loss became") && err.contains("at step 2"),
         "{err}"
     );
     let run = newest_run(&dir.path().join("runs")).unwrap();
     let info = read_run(&run).unwrap();
     assert_eq!(info.status, RunStatus::Failed);
-    assert!(info.error.unwrap().contains("NaN at step 1"));
+    assert!(info.error.unwrap().contains("at step 2"));
 }
 
 #[test]

@@ -44,10 +44,8 @@ pub fn exec(args: Args) -> anyhow::Result<()> {
         }
     };
     match args.out {
-        Some(path) => {
-            esx::output::write(&path, text.as_bytes())
-                .with_context(|| format!("writing {}", path.display()))?
-        }
+        Some(path) => esx::output::write(&path, text.as_bytes())
+            .with_context(|| format!("writing {}", path.display()))?,
         None => print!("{text}"),
     }
     Ok(())

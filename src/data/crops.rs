@@ -173,7 +173,7 @@ pub fn prepare_crops(
     let results: Vec<Result<Option<Vec<CropItem>>, DataError>> = stale
         .par_iter()
         .map(|f| {
-            let r = crop_frame(root, &dir, f, spec, reporter);
+            let r = crop_frame(root, &dir, f, spec);
             bar.inc(1);
             r
         })
@@ -274,7 +274,6 @@ fn crop_frame(
     dir: &Path,
     frame: &Frame,
     spec: &CropSpec,
-    reporter: &Reporter,
 ) -> Result<Option<Vec<CropItem>>, DataError> {
     let labels = read_labels(&frame.mask)?;
     let raw = read_image(&frame.image)?;
@@ -301,14 +300,8 @@ fn crop_frame(
         return Ok(None);
     }
     let centers = read_labels(&centers_path)?;
+    // Non-finite pixels were refused when the image was read.
     let mut image = raw.to_f32();
-    let bad = image.data.iter().filter(|v| !v.is_finite()).count();
-    if bad > 0 {
-        reporter.warn(format!(
-            "{}: {bad} pixels are NaN or infinite",
-            frame.image.display()
-        ));
-    }
     normalize(&mut image, spec.normalization, spec.pmin, spec.pmax);
     let (image, labels, centers) = pad_to(image, labels, centers, s);
 
