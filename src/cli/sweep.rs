@@ -8,12 +8,13 @@ use esx::progress::Reporter;
 use esx::sweep::launch::{execute, states, Launcher};
 use esx::sweep::local::LocalOptions;
 use esx::sweep::slurm::SlurmOptions;
-use esx::sweep::{Mode, Sweep};
+use esx::config::{Direction, PruneMethod, SearchMethod};
+use esx::sweep::{Mode, SearchFlags, Sweep};
 use esx::train::Interrupt;
 
 use super::{parse_overrides, print_json, RunsDir};
 
-/// Run a sweep: every point of a grid (or --sample N random points) as its own run
+/// Run a sweep: a grid, random or TPE search, each point its own run, losing runs pruned early
 #[derive(clap::Args)]
 pub struct Args {
     /// Experiment file (TOML) with a [sweep] table, or give sweeps as overrides
@@ -23,12 +24,8 @@ pub struct Args {
     pub overrides: Vec<String>,
     #[command(flatten)]
     pub runs: RunsDir,
-    /// Random search: draw N points from the space instead of the full grid
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=10_000))]
-    pub sample: Option<u64>,
-    /// Seed of --sample
-    #[arg(long, value_name = "S", default_value_t = 0, requires = "sample")]
-    pub seed: u64,
+    #[command(flatten)]
+    pub search: SearchArgs,
     /// Print the planned runs and exit
     #[arg(long)]
     pub dry_run: bool,
@@ -49,6 +46,59 @@ pub struct Args {
     /// No per-run lines
     #[arg(long, short)]
     pub quiet: bool,
+}
+
+/// Each overrides the experiment's [search] table.
+#[derive(clap::Args)]
+#[command(next_help_heading = "Search ([search] in the experiment)")]
+pub struct SearchArgs {
+    /// How points are chosen: every grid point, random draws, or TPE proposals
+    #[arg(long, value_enum)]
+    pub method: Option<SearchMethod>,
+    /// Points of a random or TPE search
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(0..=10_000))]
+    pub trials: Option<u64>,
+    /// The same as --method random --trials N
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=10_000),
+          conflicts_with_all = ["method", "trials"])]
+    pub sample: Option<u64>,
+    /// Seed of the random draws and TPE's proposals
+    #[arg(long, value_name = "S")]
+    pub seed: Option<u64>,
+    /// The metric searched and pruned on, SPLIT/KEY (default val/iou)
+    #[arg(long, value_name = "SPLIT/KEY")]
+    pub objective: Option<String>,
+    /// Whether the objective is maximised (default) or minimised
+    #[arg(long, value_enum)]
+    pub direction: Option<Direction>,
+    /// Stop losing runs early: median or ASHA (default none)
+    #[arg(long, value_enum)]
+    pub prune: Option<PruneMethod>,
+    /// No run is pruned before the end of this epoch (default 1)
+    #[arg(long, value_name = "E")]
+    pub min_epochs: Option<u32>,
+    /// ASHA's η: rungs at min_epochs·η^k, the top 1/η go on (default 3)
+    #[arg(long, value_name = "ETA")]
+    pub reduction: Option<u32>,
+}
+
+impl SearchArgs {
+    fn flags(&self) -> SearchFlags {
+        let (method, trials) = match self.sample {
+            Some(n) => (Some(SearchMethod::Random), Some(n as usize)),
+            None => (self.method, self.trials.map(|n| n as usize)),
+        };
+        SearchFlags {
+            method,
+            trials,
+            seed: self.seed,
+            objective: self.objective.clone(),
+            direction: self.direction,
+            prune: self.prune,
+            min_epochs: self.min_epochs,
+            reduction: self.reduction,
+        }
+    }
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, PartialEq, Eq)]
@@ -99,16 +149,22 @@ pub fn exec(args: Args) -> anyhow::Result<ExitCode> {
     let interrupt = Interrupt::install()?;
     let reporter = Reporter::terminal(args.quiet || args.json);
     let overrides = parse_overrides(&args.overrides)?;
-    let mode = match args.sample {
-        Some(n) => Mode::Sample {
-            n: n as usize,
-            seed: args.seed,
-        },
-        None => Mode::Grid,
-    };
-    let sweep = Sweep::plan(&args.file, &overrides, mode, &args.runs.runs)?;
+    let sweep = Sweep::plan(&args.file, &overrides, &args.search.flags(), &args.runs.runs)?;
     if args.dry_run {
         print!("{}", esx::view::sweep_plan(&sweep, &states(&sweep)?));
+        if let Mode::Tpe { n, .. } = sweep.mode {
+            let jobs = match args.launcher {
+                LauncherKind::Local => LocalOptions::new(
+                    args.jobs.map(|j| j as usize),
+                    sweep.base.config.threads,
+                    Vec::new(),
+                )
+                .jobs,
+                LauncherKind::Slurm => args.slurm.array_parallelism.unwrap_or(4),
+            };
+            let next = esx::sweep::source::preview(&sweep, jobs)?;
+            print!("{}", esx::view::tpe_preview(&sweep, n, &next));
+        }
         return Ok(ExitCode::SUCCESS);
     }
     let launcher = match args.launcher {
@@ -124,6 +180,9 @@ pub fn exec(args: Args) -> anyhow::Result<ExitCode> {
             ))
         }
         LauncherKind::Slurm => {
+            if matches!(sweep.mode, Mode::Tpe { .. }) && !args.slurm.wait {
+                anyhow::bail!("a TPE search on Slurm proposes each point from the results before it: give --wait (the launcher stays to propose)");
+            }
             if args.jobs.is_some() || !args.gpus.is_empty() {
                 anyhow::bail!("--jobs and --gpus are for the local launcher; Slurm takes --array-parallelism and --gpus-per-task");
             }

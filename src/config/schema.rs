@@ -29,6 +29,9 @@ pub struct Config {
     pub log: LogConfig,
     /// Sweep axes, key → list | "range(…)" | "choice(…)"; read by `esx sweep`.
     pub sweep: BTreeMap<String, toml::Value>,
+    /// How `esx sweep` searches the axes and stops losing runs.
+    #[serde(skip_serializing_if = "SearchConfig::is_default")]
+    pub search: SearchConfig,
 }
 
 impl Default for Config {
@@ -48,8 +51,72 @@ impl Default for Config {
             cluster: ClusterConfig::default(),
             log: LogConfig::default(),
             sweep: BTreeMap::new(),
+            search: SearchConfig::default(),
         }
     }
+}
+
+/// `[search]`: read by `esx sweep` (its flags override each key).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SearchConfig {
+    pub method: SearchMethod,
+    /// Points of a random or TPE search.
+    pub trials: Option<usize>,
+    /// Seeds the random draws and TPE's proposals.
+    pub seed: u64,
+    /// SPLIT/KEY of a recorded metric.
+    pub objective: String,
+    pub direction: Direction,
+    pub prune: PruneMethod,
+    /// No run is stopped before the end of this epoch.
+    pub min_epochs: u32,
+    /// ASHA's η: rungs at min_epochs·η^k, the top 1/η go on.
+    pub reduction: u32,
+}
+
+impl SearchConfig {
+    pub fn is_default(&self) -> bool {
+        *self == SearchConfig::default()
+    }
+}
+
+impl Default for SearchConfig {
+    fn default() -> Self {
+        SearchConfig {
+            method: SearchMethod::Grid,
+            trials: None,
+            seed: 0,
+            objective: "val/iou".into(),
+            direction: Direction::Max,
+            prune: PruneMethod::None,
+            min_epochs: 1,
+            reduction: 3,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum SearchMethod {
+    Grid,
+    Random,
+    Tpe,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    Max,
+    Min,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum PruneMethod {
+    None,
+    Median,
+    Asha,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -370,6 +437,8 @@ pub fn parse_cuda_ordinal(device: &str) -> Option<usize> {
 pub fn schema_keys() -> Vec<String> {
     let mut full = Config::default();
     full.data.synthetic = Some(SynthConfig::default());
+    // A default [search] is left out when serialised: make it show.
+    full.search.method = SearchMethod::Tpe;
     let value = serde_json::to_value(&full).expect("the schema serialises");
     let mut keys = Vec::new();
     collect_keys(&value, "", &mut keys);
@@ -425,6 +494,8 @@ mod tests {
             "model.sigma_init",
             "data.synthetic.kind",
             "cluster.min_size",
+            "search.prune",
+            "search.trials",
         ] {
             assert!(keys.iter().any(|x| x == k), "{k} missing");
         }

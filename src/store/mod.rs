@@ -51,6 +51,9 @@ pub enum RunStatus {
     Completed,
     Failed,
     Interrupted,
+    /// Stopped early by its sweep's pruner (a checkpoint kept): a result,
+    /// not a failure.
+    Pruned,
     /// Recorded as running, but its process is gone.
     Crashed,
 }
@@ -62,6 +65,7 @@ impl RunStatus {
             RunStatus::Completed => "completed",
             RunStatus::Failed => "failed",
             RunStatus::Interrupted => "interrupted",
+            RunStatus::Pruned => "pruned",
             RunStatus::Crashed => "crashed",
         }
     }
@@ -71,6 +75,7 @@ impl RunStatus {
             "completed" => RunStatus::Completed,
             "failed" => RunStatus::Failed,
             "interrupted" => RunStatus::Interrupted,
+            "pruned" => RunStatus::Pruned,
             _ => RunStatus::Running,
         }
     }

@@ -59,6 +59,33 @@ const MIGRATIONS: &[&str] = &[
         wall REAL NOT NULL
     );
     CREATE TABLE events (id INTEGER PRIMARY KEY, wall REAL NOT NULL, kind TEXT NOT NULL, detail TEXT);",
+    // 2: a run may end `pruned` (SQLite cannot change a CHECK in place: the
+    // table is rebuilt with its rows).
+    "CREATE TABLE run_v2 (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('running', 'completed', 'failed', 'interrupted', 'pruned')),
+        created REAL NOT NULL,
+        ended REAL,
+        heartbeat REAL,
+        pid INTEGER NOT NULL,
+        pid_start INTEGER,
+        host TEXT NOT NULL,
+        git_commit TEXT,
+        git_dirty INTEGER,
+        command TEXT NOT NULL,
+        cwd TEXT NOT NULL,
+        experiment TEXT,
+        config TEXT NOT NULL,
+        overrides TEXT NOT NULL,
+        error TEXT,
+        sweep_id TEXT,
+        sweep_index INTEGER,
+        swept TEXT
+    );
+    INSERT INTO run_v2 SELECT * FROM run;
+    DROP TABLE run;
+    ALTER TABLE run_v2 RENAME TO run;",
 ];
 
 /// The schema version this build writes.
@@ -97,6 +124,27 @@ pub fn check_readable(conn: &Connection) -> Result<(), StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_first_version_database_keeps_its_run_and_may_end_pruned() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(MIGRATIONS[0]).unwrap();
+        conn.pragma_update(None, "user_version", 1).unwrap();
+        conn.execute(
+            "INSERT INTO run (id, name, status, created, pid, host, command, cwd, config, overrides)
+             VALUES ('r1', 'n', 'completed', 1.0, 7, 'h', '[]', '/', '', '[]')",
+            [],
+        )
+        .unwrap();
+        assert!(conn.execute("UPDATE run SET status = 'pruned'", []).is_err());
+        migrate(&mut conn).unwrap();
+        let (id, status): (String, String) = conn
+            .query_row("SELECT id, status FROM run", [], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap();
+        assert_eq!((id.as_str(), status.as_str()), ("r1", "completed"));
+        conn.execute("UPDATE run SET status = 'pruned'", []).unwrap();
+        assert!(conn.execute("UPDATE run SET status = 'bogus'", []).is_err());
+    }
 
     #[test]
     fn migrations_apply_once_and_newer_schemas_are_refused() {

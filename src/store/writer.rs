@@ -48,6 +48,8 @@ pub enum Outcome {
     Completed,
     Failed(String),
     Interrupted,
+    /// Stopped by its sweep's pruner at the end of an epoch.
+    Pruned,
 }
 
 struct MetricRow {
@@ -423,10 +425,11 @@ impl RunWriter {
             Outcome::Completed => (RunStatus::Completed, None),
             Outcome::Failed(m) => (RunStatus::Failed, Some(m.clone())),
             Outcome::Interrupted => (RunStatus::Interrupted, None),
+            Outcome::Pruned => (RunStatus::Pruned, None),
         };
         // Scalars that could not be written make a completed run failed.
         let status = match (&flushed, status) {
-            (Err(e), RunStatus::Completed | RunStatus::Interrupted) => {
+            (Err(e), RunStatus::Completed | RunStatus::Interrupted | RunStatus::Pruned) => {
                 error = Some(format!("its last scalars were not recorded: {e}"));
                 RunStatus::Failed
             }

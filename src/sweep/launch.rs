@@ -8,7 +8,8 @@ use serde::Serialize;
 use super::local::{self, LocalOptions};
 use super::slurm::{self, SlurmOptions};
 use super::state::{point_states, PointState, PointStatus};
-use super::{Point, Sweep, SweepError, SweepRecord};
+use super::source::{Planned, Proposals, TaskSource};
+use super::{Mode, Point, Sweep, SweepError, SweepRecord};
 use crate::progress::Reporter;
 use crate::store::checkpoint_file;
 use crate::store::claim::{Claim, SWEEP_LOCK};
@@ -20,14 +21,16 @@ pub struct Task {
     pub index: usize,
     /// Some(run directory) to resume an interrupted run from its checkpoint.
     pub resume: Option<PathBuf>,
+    #[serde(skip)]
+    pub point: Point,
 }
 
 impl Task {
-    /// Completed and still-running points need nothing; an interrupted run
+    /// Completed, pruned and still-running points need nothing; an interrupted run
     /// with a checkpoint continues; anything else starts afresh.
     pub fn for_point(point: &Point, state: &PointState) -> Option<Task> {
         let resume = match state.status {
-            PointStatus::Completed | PointStatus::Running => return None,
+            PointStatus::Completed | PointStatus::Pruned | PointStatus::Running => return None,
             PointStatus::Interrupted => state
                 .run_dir()
                 .filter(|d| checkpoint_file(d, "last").is_file())
@@ -37,6 +40,7 @@ impl Task {
         Some(Task {
             index: point.index,
             resume,
+            point: point.clone(),
         })
     }
 
@@ -51,7 +55,7 @@ impl Task {
                 sweep.runs_root.display().to_string(),
                 "--quiet".into(),
             ],
-            None => sweep.run_args(&sweep.points[self.index], extra),
+            None => sweep.run_args(&self.point, extra),
         }
     }
 }
@@ -78,6 +82,13 @@ pub struct SweepReport {
     pub id: String,
     pub dir: PathBuf,
     pub axes: Vec<String>,
+    /// The search in one line.
+    pub search: String,
+    pub objective: String,
+    /// The best point's index and objective.
+    pub best: Option<(usize, f64)>,
+    /// Each point's best objective value, by index.
+    pub objectives: Vec<Option<f64>>,
     pub points: Vec<(Point, PointState)>,
     /// Points this invocation started (locally) or submitted (Slurm).
     pub launched: Vec<Task>,
@@ -94,11 +105,11 @@ pub struct SweepReport {
 }
 
 impl SweepReport {
-    /// Every point completed.
+    /// Every point completed (or was pruned: a result, not a failure).
     pub fn all_completed(&self) -> bool {
         self.points
             .iter()
-            .all(|(_, s)| s.status == PointStatus::Completed)
+            .all(|(_, s)| matches!(s.status, PointStatus::Completed | PointStatus::Pruned))
     }
 }
 
@@ -127,20 +138,28 @@ pub fn execute(
         "run",
     )?;
     let record = SweepRecord::create_or_open(sweep, command)?;
-    let mut tasks = sweep.tasks(&states(sweep)?);
+    let adaptive = matches!(sweep.mode, Mode::Tpe { .. });
+    let initial = states(sweep)?;
+    let mut tasks = sweep.tasks(&initial);
     if let Launcher::Slurm(_) = launcher {
         let queued = slurm::queued_points(&record)?;
         tasks.retain(|t| !queued.contains(&t.index));
     }
-    let skipped = sweep.points.len() - tasks.len();
+    let planned = match sweep.mode {
+        Mode::Tpe { n, .. } => n.max(sweep.points.len()),
+        _ => sweep.points.len(),
+    };
+    let to_run = tasks.len() + planned - sweep.points.len();
+    let skipped = planned - to_run;
     reporter.note(format!(
-        "sweep {} in {}: {} points, {} to run{}",
+        "sweep {} in {}: {}, {} points, {} to run{}",
         sweep.id,
         sweep.dir.display(),
-        sweep.points.len(),
-        tasks.len(),
+        sweep.search.describe(),
+        planned,
+        to_run,
         if skipped > 0 {
-            format!(" ({skipped} completed or in progress)")
+            format!(" ({skipped} ended or in progress)")
         } else {
             String::new()
         }
@@ -148,20 +167,39 @@ pub fn execute(
     if !tasks.is_empty() {
         sweep.prepare_data(&tasks, reporter);
     }
+    let mut source: Box<dyn TaskSource> = if adaptive {
+        Box::new(Proposals::new(sweep, &record, tasks.clone(), &initial, reporter))
+    } else {
+        Box::new(Planned::new(sweep, &record, tasks.clone(), &initial))
+    };
     let mut outcomes = Vec::new();
     let mut job_id = None;
     let mut waited = true;
-    match launcher {
+    let mut launched = Vec::new();
+    let result = match launcher {
         Launcher::Local(options) => {
-            if !tasks.is_empty() {
+            if !tasks.is_empty() && !adaptive {
                 let indices: Vec<usize> = tasks.iter().map(|t| t.index).collect();
                 record.add_launch("local", None, &indices, None)?;
             }
-            outcomes = local::run(sweep, &tasks, options, exe, reporter, interrupt)?;
-            // Points still queued when an interrupt came were never started.
-            tasks.retain(|t| outcomes.iter().any(|o| o.index == t.index));
+            let mut on_start = |task: &Task| {
+                launched.push(task.clone());
+                if adaptive {
+                    record.add_launch("local", None, &[task.index], None)?;
+                }
+                Ok(())
+            };
+            local::run(sweep, &mut *source, options, exe, reporter, interrupt, &mut on_start)
+                .map(|o| outcomes = o)
+        }
+        Launcher::Slurm(options) if adaptive => {
+            let jobs = slurm::run_source(sweep, &record, &mut *source, options, exe, reporter, interrupt);
+            jobs.map(|jobs| {
+                job_id = (!jobs.is_empty()).then(|| jobs.join(","));
+            })
         }
         Launcher::Slurm(options) => {
+            launched = tasks.clone();
             if !tasks.is_empty() {
                 let job = slurm::submit(sweep, &record, &tasks, options, exe)?;
                 reporter.note(format!(
@@ -171,20 +209,42 @@ pub fn execute(
                 job_id = Some(job);
             }
             waited = options.wait;
-            if options.wait {
-                if let Some(job) = &job_id {
-                    slurm::wait(job, options.poll_seconds, reporter, interrupt)?;
+            match (&job_id, options.wait) {
+                (Some(job), true) => {
+                    slurm::wait(job, options.poll_seconds, reporter, interrupt).map(|()| {
+                        for t in &tasks {
+                            let _ = source.ended(t.index);
+                        }
+                    })
                 }
+                _ => Ok(()),
             }
         }
+    };
+    result?;
+    let points = source.points();
+    let final_states = point_states(&sweep.dir, &sweep.id, points.len())?;
+    if let Launcher::Local(_) = launcher {
+        // Points still queued when an interrupt came were never started.
+        launched.retain(|t: &Task| outcomes.iter().any(|o| o.index == t.index));
     }
-    let final_states = states(sweep)?;
     Ok(SweepReport {
         id: sweep.id.clone(),
         dir: sweep.dir.clone(),
         axes: sweep.axes.iter().map(|a| a.key.clone()).collect(),
-        points: sweep.points.iter().cloned().zip(final_states).collect(),
-        launched: tasks,
+        search: sweep.search.describe(),
+        objective: sweep.search.objective.to_string(),
+        best: best_point(sweep, &final_states),
+        objectives: final_states
+            .iter()
+            .map(|s| {
+                s.run
+                    .as_ref()
+                    .and_then(|r| super::source::objective_of(&sweep.search, &r.dir).0)
+            })
+            .collect(),
+        points: points.into_iter().zip(final_states).collect(),
+        launched,
         skipped,
         outcomes,
         job_id,
@@ -192,4 +252,18 @@ pub fn execute(
         interrupted: interrupt.requested(),
         seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+/// The point with the best objective among those that ended with one.
+pub fn best_point(sweep: &Sweep, states: &[PointState]) -> Option<(usize, f64)> {
+    states
+        .iter()
+        .filter(|s| matches!(s.status, PointStatus::Completed | PointStatus::Pruned))
+        .filter_map(|s| {
+            let run = s.run.as_ref()?;
+            super::source::objective_of(&sweep.search, &run.dir)
+                .0
+                .map(|v| (s.index, v))
+        })
+        .reduce(|a, b| if sweep.search.better(b.1, a.1) { b } else { a })
 }

@@ -12,6 +12,8 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use super::launch::{Task, TaskOutcome};
+use super::source::TaskSource;
+use super::state::PointStatus;
 use super::{Sweep, SweepError};
 use crate::progress::Reporter;
 use crate::train::Interrupt;
@@ -47,31 +49,48 @@ struct Live {
     log: PathBuf,
 }
 
-/// Runs `tasks`, `options.jobs` at a time; returns how each child ended
-/// (children still queued when an interrupt arrives are not started).
+/// Runs the tasks of `source`, `options.jobs` at a time, asking it for the
+/// next one as soon as a slot frees; returns how each child ended (none is
+/// started once an interrupt arrives). A source error (an objective no run
+/// records) starts nothing more: the running children finish, then it is
+/// returned.
 pub fn run(
     sweep: &Sweep,
-    tasks: &[Task],
+    source: &mut dyn TaskSource,
     options: &LocalOptions,
     exe: &Path,
     reporter: &Reporter,
     interrupt: &Interrupt,
+    on_start: &mut dyn FnMut(&Task) -> Result<(), SweepError>,
 ) -> Result<Vec<TaskOutcome>, SweepError> {
     let logs = sweep.dir.join("logs");
     std::fs::create_dir_all(&logs).map_err(|e| SweepError::io(&logs, e))?;
-    let total = tasks.len();
     let (tx, rx) = mpsc::channel::<(usize, Option<i32>)>();
     let mut slots: Vec<Option<Live>> = (0..options.jobs).map(|_| None).collect();
-    let mut queue = tasks.iter();
-    let mut outcomes = Vec::with_capacity(total);
+    let mut outcomes = Vec::new();
     let mut forwarded = false;
     let mut done = 0usize;
+    let mut failure: Option<SweepError> = None;
+    let mut exhausted = false;
     loop {
         if !interrupt.requested() {
-            while let Some(slot) = slots.iter().position(Option::is_none) {
-                let Some(task) = queue.next() else { break };
-                let live = spawn(sweep, task, slot, options, exe, &logs, tx.clone())?;
-                let point = &sweep.points[task.index];
+            while failure.is_none() && !exhausted {
+                let Some(slot) = slots.iter().position(Option::is_none) else {
+                    break;
+                };
+                let task = match source.next() {
+                    Ok(Some(task)) => task,
+                    Ok(None) => {
+                        exhausted = true;
+                        break;
+                    }
+                    Err(e) => {
+                        failure = Some(e);
+                        break;
+                    }
+                };
+                on_start(&task)?;
+                let live = spawn(sweep, &task, slot, options, exe, &logs, tx.clone())?;
                 reporter.note(format!(
                     "#{} {} {}",
                     task.index,
@@ -80,7 +99,7 @@ pub fn run(
                     } else {
                         "started"
                     },
-                    point.label()
+                    task.point.label()
                 ));
                 slots[slot] = Some(live);
             }
@@ -109,12 +128,19 @@ pub fn run(
         };
         done += 1;
         let seconds = live.started.elapsed().as_secs_f64();
+        let ended = source.ended(live.task.index);
+        let status = super::state::point_states(&sweep.dir, &sweep.id, live.task.index + 1)
+            .ok()
+            .and_then(|s| s.into_iter().nth(live.task.index))
+            .map(|s| s.status);
         reporter.note(format!(
-            "[{done}/{total}] #{} {} after {seconds:.1} s{}",
+            "[{done}/{}] #{} {} after {seconds:.1} s{}",
+            source.total(),
             live.task.index,
-            match exit {
-                Some(0) => "completed",
-                Some(130) => "interrupted",
+            match (exit, status) {
+                (Some(0), Some(PointStatus::Pruned)) => "pruned",
+                (Some(0), _) => "completed",
+                (Some(130), _) => "interrupted",
                 _ => "failed",
             },
             match exit {
@@ -122,6 +148,12 @@ pub fn run(
                 _ => format!(": {}", last_line(&live.log)),
             }
         ));
+        if let Err(e) = ended {
+            if failure.is_none() {
+                reporter.warn(format!("{e}; starting no more points"));
+                failure = Some(e);
+            }
+        }
         outcomes.push(TaskOutcome {
             index: live.task.index,
             exit,
@@ -129,7 +161,10 @@ pub fn run(
             log: live.log,
         });
     }
-    Ok(outcomes)
+    match failure {
+        Some(e) => Err(e),
+        None => Ok(outcomes),
+    }
 }
 
 /// The device a job slot's run gets: with `--gpus`, the slot's GPU round

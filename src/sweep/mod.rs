@@ -10,9 +10,13 @@
 pub mod launch;
 pub mod local;
 pub mod plan;
+pub mod prune;
 pub mod record;
+pub mod search;
 pub mod slurm;
+pub mod source;
 pub mod state;
+pub mod tpe;
 
 use std::path::{Path, PathBuf};
 
@@ -22,6 +26,7 @@ use sha2::{Digest, Sha256};
 pub use launch::{Task, TaskOutcome};
 pub use plan::{Axis, Mode, Point};
 pub use record::SweepRecord;
+pub use search::{Search, SearchFlags};
 pub use state::{PointState, PointStatus};
 
 use crate::config::{compose, Composed, Override};
@@ -33,7 +38,7 @@ pub enum SweepError {
     NoAxes,
     #[error("{key}: {why}")]
     BadAxis { key: String, why: String },
-    #[error("{key}={spec} is a distribution, not a grid: draw points from it with --sample N")]
+    #[error("{key}={spec} is a distribution, not a grid: search it with method = \"random\" or \"tpe\" (--method, --trials N)")]
     NotAGrid { key: String, spec: String },
     #[error("the grid has {} points (axes of {}); at most {} are allowed",
         .sizes.iter().map(|&n| n as u128).product::<u128>(),
@@ -59,6 +64,12 @@ pub enum SweepError {
     BadRecord { path: PathBuf, why: String },
     #[error("{0}")]
     Launcher(String),
+    #[error("the objective {objective} is not recorded: point {index} ended without it; its run records {keys} (set search.objective or --objective)")]
+    NoObjective {
+        objective: String,
+        index: usize,
+        keys: String,
+    },
 }
 
 impl SweepError {
@@ -81,6 +92,9 @@ pub struct Sweep {
     pub base_overrides: Vec<String>,
     pub axes: Vec<Axis>,
     pub mode: Mode,
+    pub search: Search,
+    /// Every point planned: all of a grid's or random search's; the ones
+    /// proposed so far of a TPE search.
     pub points: Vec<Point>,
     /// The base configuration (without the swept values).
     pub base: Composed,
@@ -94,10 +108,11 @@ impl Sweep {
     pub fn plan(
         experiment: &Path,
         overrides: &[Override],
-        mode: Mode,
+        flags: &SearchFlags,
         runs_root: &Path,
     ) -> Result<Sweep, SweepError> {
         let base = compose(experiment, overrides, true).map_err(Box::new)?;
+        let search = Search::resolve(&base.config.search, flags, base.config.epochs)?;
         // A plain value on the command line fixes a key the file sweeps.
         let fixed: Vec<&str> = overrides
             .iter()
@@ -107,43 +122,90 @@ impl Sweep {
         let mut file_axes = base.config.sweep.clone();
         file_axes.retain(|key, _| !fixed.contains(&key.as_str()));
         let axes = plan::axes(&file_axes, &base.sweeps)?;
-        let points = plan::points(&axes, mode)?;
+        let mode = match (search.method, search.trials) {
+            (search::SearchMethod::Random, Some(n)) => Mode::Sample { n, seed: search.seed },
+            (search::SearchMethod::Tpe, Some(n)) => Mode::Tpe { n, seed: search.seed },
+            _ => Mode::Grid,
+        };
+        let id = sweep_id(&base, &axes, mode, &search);
+        let dir = runs_root.join(&id);
+        let points = match mode {
+            // Proposed as the search goes: the ones recorded so far.
+            Mode::Tpe { .. } => {
+                let mut points = SweepRecord::recorded_points(&dir)?;
+                for p in &mut points {
+                    p.values.sort_by_key(|(k, _)| axes.iter().position(|a| a.key == *k));
+                }
+                points
+            }
+            _ => plan::points(&axes, mode)?,
+        };
         let base_overrides = base.overrides.clone();
-        let configs = points
-            .par_iter()
-            .map(|p| {
-                let mut all = base_overrides.clone();
-                all.extend(p.overrides());
-                let parsed = all
-                    .iter()
-                    .map(|t| Override::parse(t))
-                    .collect::<Result<Vec<_>, _>>();
-                parsed
-                    .and_then(|o| compose(experiment, &o, false))
-                    .map(|c| c.config)
-                    .map_err(|error| SweepError::Point {
-                        index: p.index,
-                        label: p.label(),
-                        error: Box::new(error),
-                    })
-            })
-            .collect::<Vec<_>>()
-            // In point order: the first bad point is reported, whichever thread failed first.
-            .into_iter()
-            .collect::<Result<Vec<_>, _>>()?;
-        let id = sweep_id(&base, &axes, mode);
-        Ok(Sweep {
-            dir: runs_root.join(&id),
+        let mut sweep = Sweep {
+            dir,
             id,
             runs_root: runs_root.to_path_buf(),
             experiment: experiment.to_path_buf(),
             base_overrides,
             axes,
             mode,
-            points,
+            search,
+            points: Vec::new(),
             base,
-            configs,
-        })
+            configs: Vec::new(),
+        };
+        sweep.configs = points
+            .par_iter()
+            .map(|p| sweep.compose_point(p))
+            .collect::<Vec<_>>()
+            // In point order: the first bad point is reported, whichever thread failed first.
+            .into_iter()
+            .collect::<Result<Vec<_>, _>>()?;
+        sweep.points = points;
+        if let Mode::Tpe { seed, .. } = mode {
+            // Any point of the space must compose: one drawn now stands for them.
+            let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(seed);
+            let probe = Point {
+                index: sweep.points.len(),
+                values: plan::draw(&sweep.axes, &mut rng),
+            };
+            sweep.compose_point(&probe)?;
+        }
+        Ok(sweep)
+    }
+
+    /// Point `p`'s resolved configuration, checked against the search.
+    pub fn compose_point(&self, p: &Point) -> Result<crate::config::Config, SweepError> {
+        let point_error = |error: crate::config::ConfigError| SweepError::Point {
+            index: p.index,
+            label: p.label(),
+            error: Box::new(error),
+        };
+        let mut all = self.base_overrides.clone();
+        all.extend(p.overrides());
+        let parsed = all
+            .iter()
+            .map(|t| Override::parse(t))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(point_error)?;
+        let config = compose(&self.experiment, &parsed, false).map_err(point_error)?;
+        let config = config.config;
+        if let search::Pruning::Median { min_epochs } | search::Pruning::Asha { min_epochs, .. } =
+            self.search.pruning
+        {
+            if min_epochs > config.epochs {
+                return Err(SweepError::Point {
+                    index: p.index,
+                    label: p.label(),
+                    error: Box::new(crate::config::ConfigError::InvalidValue {
+                        key: "search.min_epochs".into(),
+                        value: min_epochs.to_string(),
+                        why: format!("more than this point's epochs ({})", config.epochs),
+                    }),
+                });
+            }
+        }
+        Ok(config)
     }
 
     /// The `esx run` arguments (after the program name) that start `point`
@@ -194,19 +256,38 @@ impl Sweep {
     }
 }
 
-/// Eight characters [0-9a-z] from a hash of the base config, the axes and the mode.
-fn sweep_id(base: &Composed, axes: &[Axis], mode: Mode) -> String {
+/// Eight characters [0-9a-z] from a hash of the base config, the axes, the
+/// mode and (when it is not a plain grid or sample) the search.
+fn sweep_id(base: &Composed, axes: &[Axis], mode: Mode, search: &Search) -> String {
     let mut config = base.config.clone();
     config.sweep.clear();
+    config.search = Default::default();
     let mut hasher = Sha256::new();
     hasher.update(toml::to_string(&config).unwrap_or_default());
     for axis in axes {
         hasher.update(format!("\n{}={}", axis.key, axis.spec));
     }
+    // A TPE search with more trials is the same search, continued.
+    let (mode, search) = match mode {
+        Mode::Tpe { seed, .. } => (
+            Mode::Tpe { n: 0, seed },
+            Search {
+                trials: None,
+                ..search.clone()
+            },
+        ),
+        other => (other, search.clone()),
+    };
     hasher.update(format!(
         "\n{}",
         serde_json::to_string(&mode).unwrap_or_default()
     ));
+    if !search.pruning.is_none() || search.method == search::SearchMethod::Tpe {
+        hasher.update(format!(
+            "\n{}",
+            serde_json::to_string(&search).unwrap_or_default()
+        ));
+    }
     let digest = hasher.finalize();
     let mut n = u64::from_le_bytes(digest[..8].try_into().expect("8 bytes"));
     const ALPHABET: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyz";

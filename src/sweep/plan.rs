@@ -25,6 +25,8 @@ pub struct Axis {
 pub enum Mode {
     Grid,
     Sample { n: usize, seed: u64 },
+    /// `n` points proposed one by one by TPE.
+    Tpe { n: usize, seed: u64 },
 }
 
 /// One planned run: its index in the sweep and the value of every axis.
@@ -109,6 +111,7 @@ pub fn points(axes: &[Axis], mode: Mode) -> Result<Vec<Point>, SweepError> {
     match mode {
         Mode::Grid => grid(axes),
         Mode::Sample { n, seed } => Ok(sample(axes, n, seed)),
+        Mode::Tpe { .. } => Ok(Vec::new()),
     }
 }
 
@@ -158,31 +161,33 @@ pub const MAX_POINTS: usize = 10_000;
 fn sample(axes: &[Axis], n: usize, seed: u64) -> Vec<Point> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     (0..n)
-        .map(|index| {
-            let values = axes
-                .iter()
-                .map(|a| {
-                    let value = match &a.spec {
-                        SweepSpec::Uniform(lo, hi) => {
-                            toml::Value::Float(round6(rng.random_range(*lo..*hi)))
-                        }
-                        SweepSpec::LogUniform(lo, hi) => toml::Value::Float(round6(
-                            rng.random_range(lo.ln()..hi.ln()).exp().clamp(*lo, *hi),
-                        )),
-                        grid => {
-                            let values = grid.values();
-                            values[rng.random_range(0..values.len())].clone()
-                        }
-                    };
-                    (a.key.clone(), value)
-                })
-                .collect();
-            Point { index, values }
+        .map(|index| Point {
+            index,
+            values: draw(axes, &mut rng),
         })
         .collect()
 }
 
-fn round6(x: f64) -> f64 {
+/// One value of every axis, drawn as random search draws them.
+pub fn draw(axes: &[Axis], rng: &mut ChaCha8Rng) -> Vec<(String, toml::Value)> {
+    axes.iter()
+        .map(|a| {
+            let value = match &a.spec {
+                SweepSpec::Uniform(lo, hi) => toml::Value::Float(round6(rng.random_range(*lo..*hi))),
+                SweepSpec::LogUniform(lo, hi) => toml::Value::Float(round6(
+                    rng.random_range(lo.ln()..hi.ln()).exp().clamp(*lo, *hi),
+                )),
+                grid => {
+                    let values = grid.values();
+                    values[rng.random_range(0..values.len())].clone()
+                }
+            };
+            (a.key.clone(), value)
+        })
+        .collect()
+}
+
+pub fn round6(x: f64) -> f64 {
     format!("{x:.5e}").parse().unwrap_or(x)
 }
 
@@ -238,7 +243,7 @@ mod tests {
     fn distributions_need_sampling_and_bad_axes_are_named() {
         let a = axes(&BTreeMap::new(), &[cli("lr=loguniform(1e-5,1e-2)")]).unwrap();
         let err = points(&a, Mode::Grid).unwrap_err().to_string();
-        assert!(err.contains("lr") && err.contains("--sample"), "{err}");
+        assert!(err.contains("lr") && err.contains("method = \"random\""), "{err}");
         let err = axes(&file(&[("lr", "0.1")]), &[]).unwrap_err().to_string();
         assert!(err.contains("sweep.\"lr\""), "{err}");
         assert!(matches!(

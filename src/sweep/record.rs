@@ -37,7 +37,60 @@ const SCHEMA: &str = "
         job_id TEXT,
         points TEXT NOT NULL,
         script TEXT
+    );
+    CREATE TABLE IF NOT EXISTS search (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        settings TEXT NOT NULL
+    );
+    CREATE TABLE IF NOT EXISTS proposals (
+        idx INTEGER PRIMARY KEY,
+        wall REAL NOT NULL,
+        how TEXT NOT NULL,
+        finished INTEGER NOT NULL,
+        running INTEGER NOT NULL
+    );
+    CREATE TABLE IF NOT EXISTS rungs (
+        id INTEGER PRIMARY KEY,
+        wall REAL NOT NULL,
+        idx INTEGER NOT NULL,
+        run_id TEXT NOT NULL,
+        epoch INTEGER NOT NULL,
+        value REAL NOT NULL,
+        threshold REAL NOT NULL,
+        others INTEGER NOT NULL,
+        decision TEXT NOT NULL
+    );
+    CREATE TABLE IF NOT EXISTS results (
+        idx INTEGER PRIMARY KEY,
+        wall REAL NOT NULL,
+        run_id TEXT,
+        status TEXT NOT NULL,
+        objective REAL,
+        best_idx INTEGER,
+        best REAL
     );";
+
+/// How a point came to be: planned with the grid or the random draws, or
+/// proposed by TPE from `finished` results and `running` trials.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct Proposal {
+    pub index: usize,
+    pub how: String,
+    pub finished: usize,
+    pub running: usize,
+}
+
+/// One rung decision as the sweep records it.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct RungRecord {
+    pub index: usize,
+    pub run_id: String,
+    pub epoch: u32,
+    pub value: f64,
+    pub threshold: f64,
+    pub others: usize,
+    pub pruned: bool,
+}
 
 /// One launch of some of a sweep's points.
 #[derive(Clone, Debug, serde::Serialize)]
@@ -115,6 +168,12 @@ impl SweepRecord {
                 }
             }
         }
+        // The search as run now (a TPE search may have been given more trials).
+        tx.execute(
+            "INSERT OR REPLACE INTO search (id, settings) VALUES (1, ?1)",
+            [json(&sweep.search)],
+        )
+        .map_err(|e| bad(&path, e))?;
         tx.commit().map_err(|e| bad(&path, e))?;
         Ok(SweepRecord {
             id: sweep.id.clone(),
@@ -140,6 +199,191 @@ impl SweepRecord {
                 job_id,
                 json(&points),
                 script.map(|s| s.display().to_string())
+            ],
+        )
+        .map_err(|e| bad(&path, e))?;
+        Ok(())
+    }
+
+    /// Records a point proposed after the sweep was created (TPE), with how.
+    pub fn add_point(&self, point: &super::Point, proposal: &Proposal) -> Result<(), SweepError> {
+        let path = self.dir.join(SWEEP_DB);
+        let mut conn = open(&path, false)?;
+        let tx = conn.transaction().map_err(|e| bad(&path, e))?;
+        tx.execute(
+            "INSERT INTO points (idx, overrides, swept) VALUES (?1, ?2, ?3)",
+            params![
+                point.index as i64,
+                json(&point.overrides()),
+                serde_json::Value::Object(point.swept_json()).to_string()
+            ],
+        )
+        .map_err(|e| bad(&path, e))?;
+        tx.execute(
+            "INSERT INTO proposals (idx, wall, how, finished, running) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![
+                proposal.index as i64,
+                now(),
+                proposal.how,
+                proposal.finished as i64,
+                proposal.running as i64
+            ],
+        )
+        .map_err(|e| bad(&path, e))?;
+        tx.commit().map_err(|e| bad(&path, e))
+    }
+
+    /// The points recorded so far (a TPE sweep's proposals), in index order.
+    pub fn recorded_points(dir: &Path) -> Result<Vec<super::Point>, SweepError> {
+        let path = dir.join(SWEEP_DB);
+        if !path.is_file() {
+            return Ok(Vec::new());
+        }
+        let conn = open(&path, true)?;
+        let mut stmt = conn
+            .prepare("SELECT idx, swept FROM points ORDER BY idx")
+            .map_err(|e| bad(&path, e))?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))
+            .map_err(|e| bad(&path, e))?;
+        let mut points = Vec::new();
+        for row in rows {
+            let (idx, swept) = row.map_err(|e| bad(&path, e))?;
+            let swept: serde_json::Map<String, serde_json::Value> =
+                serde_json::from_str(&swept).map_err(|e| SweepError::BadRecord {
+                    path: path.clone(),
+                    why: format!("point {idx}: {e}"),
+                })?;
+            let values = swept
+                .into_iter()
+                .map(|(k, v)| (k, json_to_toml(&v)))
+                .collect();
+            points.push(super::Point {
+                index: idx as usize,
+                values,
+            });
+        }
+        Ok(points)
+    }
+
+    /// The search a sweep records (None for a folder without sweep.db).
+    pub fn search(dir: &Path) -> Result<Option<super::Search>, SweepError> {
+        let path = dir.join(SWEEP_DB);
+        if !path.is_file() {
+            return Ok(None);
+        }
+        let conn = open(&path, true)?;
+        let text: Option<String> = conn
+            .query_row("SELECT settings FROM search WHERE id = 1", [], |r| r.get(0))
+            .optional()
+            .or_else(|e| match e {
+                // A sweep.db from before searches: a plain sweep.
+                rusqlite::Error::SqliteFailure(_, Some(ref m)) if m.contains("no such table") => Ok(None),
+                e => Err(e),
+            })
+            .map_err(|e| bad(&path, e))?;
+        text.map(|t| {
+            serde_json::from_str(&t).map_err(|e| SweepError::BadRecord {
+                path: path.clone(),
+                why: format!("its search: {e}"),
+            })
+        })
+        .transpose()
+    }
+
+    /// Records a rung decision of point `index`'s run `run_id` (written by
+    /// the run itself, wherever it runs).
+    pub fn add_rung(
+        dir: &Path,
+        index: usize,
+        run_id: &str,
+        d: &super::prune::Decision,
+    ) -> Result<(), SweepError> {
+        let path = dir.join(SWEEP_DB);
+        let conn = open(&path, false)?;
+        conn.execute(
+            "INSERT INTO rungs (wall, idx, run_id, epoch, value, threshold, others, decision)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            params![
+                now(),
+                index as i64,
+                run_id,
+                d.epoch,
+                d.value,
+                d.threshold,
+                d.others as i64,
+                if d.prune { "prune" } else { "continue" }
+            ],
+        )
+        .map_err(|e| bad(&path, e))?;
+        Ok(())
+    }
+
+    /// Every rung decision so far, oldest first.
+    pub fn rungs(dir: &Path) -> Result<Vec<RungRecord>, SweepError> {
+        let path = dir.join(SWEEP_DB);
+        let conn = open(&path, true)?;
+        let mut stmt = conn
+            .prepare("SELECT idx, run_id, epoch, value, threshold, others, decision FROM rungs ORDER BY id")
+            .map_err(|e| bad(&path, e))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(RungRecord {
+                    index: r.get::<_, i64>(0)? as usize,
+                    run_id: r.get(1)?,
+                    epoch: r.get(2)?,
+                    value: r.get(3)?,
+                    threshold: r.get(4)?,
+                    others: r.get::<_, i64>(5)? as usize,
+                    pruned: r.get::<_, String>(6)? == "prune",
+                })
+            })
+            .map_err(|e| bad(&path, e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| bad(&path, e))
+    }
+
+    /// How each proposed point came to be, by index.
+    pub fn proposals(dir: &Path) -> Result<Vec<Proposal>, SweepError> {
+        let path = dir.join(SWEEP_DB);
+        let conn = open(&path, true)?;
+        let mut stmt = conn
+            .prepare("SELECT idx, how, finished, running FROM proposals ORDER BY idx")
+            .map_err(|e| bad(&path, e))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(Proposal {
+                    index: r.get::<_, i64>(0)? as usize,
+                    how: r.get(1)?,
+                    finished: r.get::<_, i64>(2)? as usize,
+                    running: r.get::<_, i64>(3)? as usize,
+                })
+            })
+            .map_err(|e| bad(&path, e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| bad(&path, e))
+    }
+
+    /// Records how point `index` ended and the best point so far.
+    pub fn set_result(
+        &self,
+        index: usize,
+        run_id: Option<&str>,
+        status: &str,
+        objective: Option<f64>,
+        best: Option<(usize, f64)>,
+    ) -> Result<(), SweepError> {
+        let path = self.dir.join(SWEEP_DB);
+        let conn = open(&path, false)?;
+        conn.execute(
+            "INSERT OR REPLACE INTO results (idx, wall, run_id, status, objective, best_idx, best)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![
+                index as i64,
+                now(),
+                run_id,
+                status,
+                objective,
+                best.map(|b| b.0 as i64),
+                best.map(|b| b.1)
             ],
         )
         .map_err(|e| bad(&path, e))?;
@@ -202,6 +446,20 @@ impl SweepRecord {
             index,
             swept: serde_json::from_str(&swept).unwrap_or_default(),
         })
+    }
+}
+
+/// A swept value read back from its JSON record.
+fn json_to_toml(v: &serde_json::Value) -> toml::Value {
+    match v {
+        serde_json::Value::Bool(b) => toml::Value::Boolean(*b),
+        serde_json::Value::Number(n) => match n.as_i64() {
+            Some(i) => toml::Value::Integer(i),
+            None => toml::Value::Float(n.as_f64().unwrap_or(f64::NAN)),
+        },
+        serde_json::Value::String(s) => toml::Value::String(s.clone()),
+        serde_json::Value::Array(a) => toml::Value::Array(a.iter().map(json_to_toml).collect()),
+        other => toml::Value::String(other.to_string()),
     }
 }
 

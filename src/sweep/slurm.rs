@@ -274,6 +274,72 @@ pub fn wait(
     }
 }
 
+/// A TPE search on Slurm: one single-task array job per proposal, at most
+/// `--array-parallelism` (default 4) at once; when a task leaves the queue
+/// its result is read from its store and the next point is proposed and
+/// submitted. Returns the job ids submitted. Ctrl-C stops proposing and
+/// waiting; the jobs already submitted go on.
+pub fn run_source(
+    sweep: &Sweep,
+    record: &SweepRecord,
+    source: &mut dyn super::source::TaskSource,
+    options: &SlurmOptions,
+    exe: &Path,
+    reporter: &Reporter,
+    interrupt: &Interrupt,
+) -> Result<Vec<String>, SweepError> {
+    let parallel = options.array_parallelism.unwrap_or(4).max(1);
+    let mut live: Vec<(usize, String)> = Vec::new();
+    let mut jobs = Vec::new();
+    let mut failure = None;
+    let mut exhausted = false;
+    loop {
+        while live.len() < parallel && !exhausted && failure.is_none() && !interrupt.requested() {
+            match source.next() {
+                Ok(Some(task)) => {
+                    let job = submit(sweep, record, std::slice::from_ref(&task), options, exe)?;
+                    reporter.note(format!("#{} submitted as job {job}: {}", task.index, task.point.label()));
+                    live.push((task.index, job.clone()));
+                    jobs.push(job);
+                }
+                Ok(None) => exhausted = true,
+                Err(e) => failure = Some(e),
+            }
+        }
+        if live.is_empty() || interrupt.requested() {
+            break;
+        }
+        let until = std::time::Instant::now() + Duration::from_secs_f64(options.poll_seconds);
+        while std::time::Instant::now() < until && !interrupt.requested() {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let mut still = Vec::new();
+        for (index, job) in live {
+            let active = task_states(&job)?
+                .is_some_and(|states| states.values().any(|s| is_active(s)));
+            if active {
+                still.push((index, job));
+                continue;
+            }
+            reporter.note(format!("#{index} (job {job}) ended"));
+            if let Err(e) = source.ended(index) {
+                if failure.is_none() {
+                    reporter.warn(format!("{e}; submitting no more points"));
+                    failure = Some(e);
+                }
+            }
+        }
+        live = still;
+    }
+    if interrupt.requested() && !live.is_empty() {
+        reporter.note("stopped proposing; the jobs submitted go on (scancel cancels them)");
+    }
+    match failure {
+        Some(e) => Err(e),
+        None => Ok(jobs),
+    }
+}
+
 /// The output file Slurm writes for a task of `job`.
 pub fn task_output(sweep_dir: &Path, job: &str, index: usize) -> PathBuf {
     sweep_dir.join("slurm").join(format!("{job}_{index}.out"))

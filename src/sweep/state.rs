@@ -19,10 +19,21 @@ pub enum PointStatus {
     Completed,
     Failed,
     Interrupted,
+    /// Stopped early by the pruner: final, like completed.
+    Pruned,
     Crashed,
 }
 
 impl PointStatus {
+    /// Nothing more will happen to the point (another launch runs it
+    /// again only if it failed or crashed).
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            PointStatus::Completed | PointStatus::Pruned | PointStatus::Failed | PointStatus::Crashed
+        )
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             PointStatus::Pending => "pending",
@@ -30,6 +41,7 @@ impl PointStatus {
             PointStatus::Completed => "completed",
             PointStatus::Failed => "failed",
             PointStatus::Interrupted => "interrupted",
+            PointStatus::Pruned => "pruned",
             PointStatus::Crashed => "crashed",
         }
     }
@@ -83,7 +95,10 @@ pub fn point_states(
         .map(|(index, mut runs)| {
             runs.sort_by(|a, b| a.created.total_cmp(&b.created));
             let count = runs.len();
-            let deciding = match runs.iter().rposition(|r| r.status == RunStatus::Completed) {
+            let deciding = match runs
+                .iter()
+                .rposition(|r| matches!(r.status, RunStatus::Completed | RunStatus::Pruned))
+            {
                 Some(i) => Some(runs.swap_remove(i)),
                 None => runs.pop(),
             };
@@ -93,6 +108,7 @@ pub fn point_states(
                 Some(RunStatus::Completed) => PointStatus::Completed,
                 Some(RunStatus::Failed) => PointStatus::Failed,
                 Some(RunStatus::Interrupted) => PointStatus::Interrupted,
+                Some(RunStatus::Pruned) => PointStatus::Pruned,
                 Some(RunStatus::Crashed) => PointStatus::Crashed,
             };
             PointState {

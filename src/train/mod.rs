@@ -11,4 +11,4 @@ pub mod trainer;
 
 pub use device::{device, set_threads};
 pub use signals::Interrupt;
-pub use trainer::{run, RunResult, Start, TrainError};
+pub use trainer::{run, EpochJudge, RunResult, Start, TrainError};

@@ -52,6 +52,21 @@ pub enum TrainError {
     },
     #[error("cannot resume {dir}: {why}")]
     Resume { dir: PathBuf, why: String },
+    #[error("{0}")]
+    Search(String),
+}
+
+/// Decides at the end of an epoch whether a run goes on: a sweep's pruner.
+pub trait EpochJudge {
+    /// Called once epoch `epoch` of `epochs` is recorded and checkpointed:
+    /// Some((stop, why)) where it decided, None where it says nothing, Err
+    /// where it cannot decide (the run fails with that).
+    fn judge(
+        &self,
+        run_dir: &std::path::Path,
+        epoch: u32,
+        epochs: u32,
+    ) -> Result<Option<(bool, String)>, String>;
 }
 
 /// A new run, or a run to continue.
@@ -101,6 +116,7 @@ pub fn run(
     start: Start,
     reporter: &Reporter,
     interrupt: &Interrupt,
+    judge: Option<&dyn EpochJudge>,
 ) -> Result<RunResult, TrainError> {
     let (config, mut writer, resume) = match start {
         Start::New {
@@ -155,6 +171,7 @@ pub fn run(
         resume,
         reporter,
         interrupt,
+        judge,
         &mut started,
     ) {
         Err(e) if resume && !started => {
@@ -167,15 +184,12 @@ pub fn run(
     };
     let (outcome, ret) = match result {
         Ok(done) => {
-            let status = if done.interrupted {
-                RunStatus::Interrupted
+            let (status, outcome) = if done.interrupted {
+                (RunStatus::Interrupted, Outcome::Interrupted)
+            } else if done.pruned {
+                (RunStatus::Pruned, Outcome::Pruned)
             } else {
-                RunStatus::Completed
-            };
-            let outcome = if done.interrupted {
-                Outcome::Interrupted
-            } else {
-                Outcome::Completed
+                (RunStatus::Completed, Outcome::Completed)
             };
             (
                 outcome,
@@ -198,6 +212,7 @@ pub fn run(
 
 struct Done {
     interrupted: bool,
+    pruned: bool,
     epochs: u32,
     steps: u64,
     best_val_iou: Option<f64>,
@@ -212,6 +227,7 @@ fn train(
     resume: bool,
     reporter: &Reporter,
     interrupt: &Interrupt,
+    judge: Option<&dyn EpochJudge>,
     started: &mut bool,
 ) -> Result<Done, TrainError> {
     let dev = device(&cfg.device)?;
@@ -311,6 +327,7 @@ fn train(
                 )?;
                 return Ok(Done {
                     interrupted: true,
+                    pruned: false,
                     epochs: epoch,
                     steps: pos.step,
                     best_val_iou: best,
@@ -445,9 +462,31 @@ fn train(
         };
         reporter.note(crate::view::epoch_line(&report, cfg.epochs));
         last = Some(report);
+        if let Some(judge) = judge {
+            writer.flush()?;
+            match judge.judge(&dir, e, cfg.epochs) {
+                Ok(None) => {}
+                Ok(Some((stop, why))) => {
+                    writer.log_event(if stop { "pruned" } else { "rung" }, &why)?;
+                    reporter.note(&why);
+                    if stop {
+                        return Ok(Done {
+                            interrupted: false,
+                            pruned: true,
+                            epochs: e,
+                            steps: pos.step,
+                            best_val_iou: best,
+                            last,
+                        });
+                    }
+                }
+                Err(why) => return Err(TrainError::Search(why)),
+            }
+        }
     }
     Ok(Done {
         interrupted: false,
+        pruned: false,
         epochs: cfg.epochs,
         steps: pos.step,
         best_val_iou: best,

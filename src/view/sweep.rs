@@ -12,16 +12,22 @@ use crate::sweep::{slurm, PointState, PointStatus, Sweep};
 /// would do with it.
 pub fn sweep_plan(sweep: &Sweep, states: &[PointState]) -> String {
     let mut s = format!(
-        "sweep {} ({} points) in {}\n",
+        "sweep {} ({} points{}) in {}\nsearch: {}\n",
         sweep.id,
         sweep.points.len(),
-        sweep.dir.display()
+        match sweep.mode {
+            crate::sweep::Mode::Tpe { n, .. } => format!(" of {n} proposed so far"),
+            _ => String::new(),
+        },
+        sweep.dir.display(),
+        sweep.search.describe()
     );
     let mut table = Table::new(["#", "OVERRIDES", "PLAN"]);
     for (p, state) in sweep.points.iter().zip(states) {
         let plan = match state.status {
             PointStatus::Pending => "run".to_string(),
             PointStatus::Completed => "skip (completed)".into(),
+            PointStatus::Pruned => "skip (pruned)".into(),
             PointStatus::Running => "skip (running)".into(),
             PointStatus::Interrupted
                 if crate::sweep::Task::for_point(p, state).is_some_and(|t| t.resume.is_some()) =>
@@ -32,7 +38,33 @@ pub fn sweep_plan(sweep: &Sweep, states: &[PointState]) -> String {
         };
         table.row([p.index.to_string(), p.overrides().join(" "), plan]);
     }
+    if !sweep.points.is_empty() {
+        s.push_str(&table.render());
+    }
+    s
+}
+
+/// `--dry-run` of a TPE search: the points the free slots would start now,
+/// and that the rest are proposed from results.
+pub fn tpe_preview(sweep: &Sweep, trials: usize, next: &[(crate::sweep::Point, String)]) -> String {
+    let mut s = String::new();
+    if next.is_empty() {
+        let _ = writeln!(s, "every one of the {trials} trials is proposed; nothing new would start");
+        return s;
+    }
+    let _ = writeln!(s, "the {} free slot{} would start:", next.len(), if next.len() == 1 { "" } else { "s" });
+    let mut table = Table::new(["#", "OVERRIDES", "HOW"]);
+    for (p, how) in next {
+        table.row([p.index.to_string(), p.overrides().join(" "), how.clone()]);
+    }
     s.push_str(&table.render());
+    let later = trials.saturating_sub(sweep.points.len() + next.len());
+    if later > 0 {
+        let _ = writeln!(
+            s,
+            "then {later} more, each proposed by TPE from the results when a slot frees (adaptive: not known now)"
+        );
+    }
     s
 }
 
@@ -41,14 +73,26 @@ pub fn sweep_plan(sweep: &Sweep, states: &[PointState]) -> String {
 pub fn sweep_summary(report: &SweepReport) -> String {
     let mut header = vec!["#".to_string()];
     header.extend(report.axes.iter().cloned());
-    header.extend(["STATUS", "BEST VAL IOU", "DURATION", "RUN"].map(String::from));
+    header.push("STATUS".into());
+    header.push("EPOCHS".into());
+    header.push(format!("BEST {}", report.objective.to_uppercase()));
+    header.extend(["DURATION", "RUN"].map(String::from));
     let mut table = Table::new(header);
     let mut problems = String::new();
     for (point, state) in &report.points {
         let mut row = vec![point.index.to_string()];
         row.extend(point.values.iter().map(|(_, v)| format_value(v)));
         row.push(state.status.as_str().to_string());
-        row.push(number(state.best_val_iou()));
+        row.push(
+            state
+                .run
+                .as_ref()
+                .and_then(|r| r.summary("train", "loss"))
+                .map_or("-".into(), |s| s.count.to_string()),
+        );
+        let value = report.objectives.get(point.index).copied().flatten();
+        let mark = if report.best.is_some_and(|b| b.0 == point.index) { " *" } else { "" };
+        row.push(format!("{}{mark}", number(value)));
         row.push(
             state
                 .run
@@ -94,11 +138,27 @@ pub fn sweep_summary(report: &SweepReport) -> String {
         .iter()
         .filter(|(_, st)| st.status == PointStatus::Completed)
         .count();
+    let pruned = report
+        .points
+        .iter()
+        .filter(|(_, st)| st.status == PointStatus::Pruned)
+        .count();
+    let _ = writeln!(s, "search: {}", report.search);
+    if let Some((index, value)) = report.best {
+        let label = report
+            .points
+            .iter()
+            .find(|(p, _)| p.index == index)
+            .map(|(p, _)| p.label())
+            .unwrap_or_default();
+        let _ = writeln!(s, "best: #{index} {} {value:.4} ({label})", report.objective);
+    }
     let _ = writeln!(
         s,
-        "sweep {}: {completed}/{} completed; {} launched now, {} skipped; {:.1} s; `esx ls --sweep {}` lists its runs",
+        "sweep {}: {completed}/{} completed{}; {} launched now, {} skipped; {:.1} s; `esx ls --sweep {}` lists its runs",
         report.id,
         report.points.len(),
+        if pruned > 0 { format!(", {pruned} pruned") } else { String::new() },
         report.launched.len(),
         report.skipped,
         report.seconds,
