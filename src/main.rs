@@ -45,7 +45,19 @@ fn main() -> ExitCode {
     }
     one_line_errors();
     keep_freed_memory();
-    let cli = cli::Cli::parse();
+    let cli = match cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e)
+            if !e.use_stderr()
+                || e.kind() == clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand =>
+        {
+            e.exit()
+        }
+        Err(e) => {
+            eprintln!("esx: error: {}", usage_error_line(&e.render().to_string()));
+            return ExitCode::from(2);
+        }
+    };
     match cli.command.exec() {
         Ok(code) => code,
         Err(e) => {
@@ -56,9 +68,42 @@ fn main() -> ExitCode {
     }
 }
 
+/// clap's usage error on one line: its message, the values it suggests and
+/// the usage, without the pointer to --help.
+fn usage_error_line(rendered: &str) -> String {
+    let mut message = Vec::new();
+    let mut usage = None;
+    for line in rendered.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        if let Some(u) = line.strip_prefix("Usage:") {
+            usage = Some(u.trim().to_string());
+        } else if !line.starts_with("For more information") {
+            message.push(line.strip_prefix("error:").unwrap_or(line).trim().to_string());
+        }
+    }
+    let mut text = message.join(" ");
+    if let Some(u) = usage {
+        text += &format!(" (usage: {u})");
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn usage_errors_fit_on_one_line() {
+        let rendered = "error: invalid value 'bayes' for '--method <METHOD>'\n  [possible values: grid, random, tpe]\n\nFor more information, try '--help'.\n";
+        assert_eq!(
+            usage_error_line(rendered),
+            "invalid value 'bayes' for '--method <METHOD>' [possible values: grid, random, tpe]"
+        );
+        let rendered = "error: the following required arguments were not provided:\n  <FILE>\n\nUsage: esx run <FILE>\n\nFor more information, try '--help'.\n";
+        assert_eq!(
+            usage_error_line(rendered),
+            "the following required arguments were not provided: <FILE> (usage: esx run <FILE>)"
+        );
+    }
 
     #[test]
     fn purge_delay_is_the_option_before_use_numa_nodes() {

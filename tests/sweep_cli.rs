@@ -59,7 +59,7 @@ fn dry_run_plans_the_grid_without_recording_anything() {
         ],
     );
     // 2 (file) × 2 × 3 points, the last axis fastest.
-    let rows: Vec<&str> = out.lines().skip(2).collect();
+    let rows: Vec<&str> = out.lines().skip(3).collect();
     assert_eq!(rows.len(), 12, "{out}");
     assert!(
         rows[0].contains("lr=0.001 seed=1 model.sigma_init=0.5"),
@@ -78,13 +78,13 @@ fn dry_run_plans_the_grid_without_recording_anything() {
 
     // The command line replaces the file's axis; a plain value fixes it.
     let out = succeeds(dir.path(), &["sweep", "tiny.toml", "lr=1,2,3", "--dry-run"]);
-    assert_eq!(out.lines().count(), 5, "{out}");
+    assert_eq!(out.lines().count(), 6, "{out}");
     let out = succeeds(
         dir.path(),
         &["sweep", "tiny.toml", "lr=0.01", "seed=3,4", "--dry-run"],
     );
     assert!(
-        out.contains("0  seed=3") && out.lines().count() == 4,
+        out.contains("0  seed=3") && out.lines().count() == 5,
         "{out}"
     );
 
@@ -106,7 +106,7 @@ fn dry_run_plans_the_grid_without_recording_anything() {
         )
     };
     let a = sample("3");
-    assert_eq!(a.lines().count(), 7, "{a}");
+    assert_eq!(a.lines().count(), 8, "{a}");
     assert_eq!(a, sample("3"));
     assert_ne!(a, sample("4"));
 }
@@ -116,7 +116,7 @@ fn bad_sweeps_fail_on_one_line_before_anything_runs() {
     let dir = setup(1, 2);
     let err = fails(dir.path(), &["sweep", "tiny.toml", "lr=uniform(0.1,1)"]);
     assert!(
-        err.contains("lr=uniform(0.1,1.0)") && err.contains("--sample"),
+        err.contains("lr=uniform(0.1,1.0)") && err.contains("method = \"random\""),
         "{err}"
     );
     let err = fails(dir.path(), &["sweep", "tiny.toml", "sed=1,2"]);
