@@ -219,3 +219,57 @@ fn a_sweep_runs_as_a_slurm_array_job_and_resubmits_only_what_did_not_complete() 
     .unwrap();
     assert!(script.contains("#SBATCH --array=1\n"), "{script}");
 }
+
+#[test]
+fn array_tasks_obey_the_pruner_and_a_tpe_search_proposes_as_tasks_end() {
+    let work = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let Some(cluster) = Cluster::start(state.path()) else {
+        return;
+    };
+    // One good learning rate among four that learn nothing in an epoch:
+    // ASHA at epoch 1 keeps the best third. The tasks decide from each
+    // other's stores; the launcher only waits.
+    let experiment = esx::bench::sweep::tiny_experiment(4, 2)
+        + "\n[sweep]\nlr = [1e-3, 2e-2, 3e-2, 4e-2, 5e-2]\n\n[search]\nprune = \"asha\"\nmin_epochs = 1\nreduction = 3\n";
+    write_files(work.path(), &[("tiny.toml", &experiment)]);
+    let slurm = ["--launcher", "slurm", "--cpus-per-task", "1", "--wait", "--poll", "0.2", "--json"];
+    let out = cluster.esx(work.path(), &[&["sweep", "tiny.toml", "--array-parallelism", "2"][..], &slurm].concat());
+    let report = json(&out);
+    assert!(out.status.success(), "{report:#}\n{}", String::from_utf8_lossy(&out.stderr));
+    let sweep_dir = work.path().join("runs").join(report["id"].as_str().unwrap());
+    let runs: Vec<_> = list_runs(&sweep_dir).unwrap().into_iter().map(Result::unwrap).collect();
+    assert_eq!(runs.len(), 5);
+    let pruned = runs.iter().filter(|r| r.status == RunStatus::Pruned).count();
+    assert!(pruned >= 1, "no task was pruned: {report:#}");
+    assert!(runs.iter().all(|r| matches!(r.status, RunStatus::Pruned | RunStatus::Completed)));
+    let statuses: Vec<&str> = report["points"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p[1]["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses.iter().filter(|s| **s == "pruned").count(), pruned);
+
+    // TPE on Slurm: each proposal its own job, at most two at a time.
+    let out = cluster.esx(
+        work.path(),
+        &[
+            &["sweep", "tiny.toml", "lr=loguniform(1e-4,1e-2)", "--method", "tpe", "--trials", "3", "--prune", "none", "--array-parallelism", "2"][..],
+            &slurm,
+        ]
+        .concat(),
+    );
+    let report = json(&out);
+    assert!(out.status.success(), "{report:#}\n{}", String::from_utf8_lossy(&out.stderr));
+    let jobs = report["job_id"].as_str().unwrap();
+    assert_eq!(jobs.split(',').count(), 3, "one job per proposal: {jobs}");
+    let sweep_dir = work.path().join("runs").join(report["id"].as_str().unwrap());
+    let runs: Vec<_> = list_runs(&sweep_dir).unwrap().into_iter().map(Result::unwrap).collect();
+    assert_eq!(runs.len(), 3);
+    assert!(runs.iter().all(|r| r.status == RunStatus::Completed));
+    // Without --wait a TPE search cannot go on: refused before anything is recorded.
+    let out = cluster.esx(work.path(), &["sweep", "tiny.toml", "lr=loguniform(1e-4,1e-2)", "--method", "tpe", "--trials", "2", "--launcher", "slurm"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("give --wait"));
+}
