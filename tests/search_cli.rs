@@ -101,6 +101,21 @@ fn asha_prunes_losing_runs_and_their_slots_start_the_next_point_at_once() {
         .unwrap();
     assert_eq!(best, 0);
 
+    // The report marks the pruned runs and shows the search's own charts.
+    succeeds(dir.path(), &["report", "runs", "--out", "page.html"]);
+    let page = std::fs::read_to_string(dir.path().join("page.html")).unwrap();
+    assert_eq!(
+        page.matches("<td class=\"status pruned\"").count(),
+        pruned.len(),
+        "a pruned status cell per pruned run"
+    );
+    assert!(page.contains("ASHA pruning (η 3, rungs from epoch 1)"));
+    assert!(page.contains(&format!("{} runs pruned", pruned.len())));
+    for figure in ["chart history", "chart importance", "chart parallel"] {
+        assert_eq!(page.matches(&format!("<figure class=\"{figure}\"><svg")).count(), 1, "{figure}");
+    }
+    assert!(page.contains("best val/iou by trial"));
+
     // The same command: everything ended (pruned is final), nothing runs again.
     let again = succeeds(dir.path(), &["sweep", "tiny.toml", "--jobs", "2"]);
     assert!(again.contains("0 launched now, 5 skipped"), "{again}");

@@ -20,6 +20,8 @@ pub struct Curve {
     pub run: usize,
     pub points: Points,
     pub stroke: Stroke,
+    /// The run was pruned: its curve ends in a cross.
+    pub pruned: bool,
 }
 
 pub struct LineChart {
@@ -199,6 +201,7 @@ impl Figure for LineChart {
             let colour = look.colours[curve.run];
             let style = ShapeStyle::from(&colour).stroke_width(width);
             let points = min_max_buckets(points, buckets);
+            let end = points.last().copied().filter(|_| curve.pruned);
             let drawn = match curve.stroke {
                 Stroke::Solid => chart
                     .draw_series(LineSeries::new(points, style))
@@ -231,6 +234,11 @@ impl Figure for LineChart {
                             PathElement::new(vec![(x, y), (x + 18, y)], colour.stroke_width(2))
                         });
                 }
+            }
+            if let Some(end) = end {
+                chart
+                    .draw_series(std::iter::once(Cross::new(end, 5, colour.stroke_width(2))))
+                    .map_err(e)?;
             }
         }
         if look.legend.is_some() {
@@ -321,6 +329,7 @@ mod tests {
                     .map(|i| (i as f64, 1.0 / (1.0 + i as f64)))
                     .collect(),
                 stroke: Stroke::Solid,
+                pruned: false,
             },
             Curve {
                 run: 1,
@@ -328,11 +337,13 @@ mod tests {
                     .map(|i| (i as f64, 2.0 / (1.0 + i as f64)))
                     .collect(),
                 stroke: Stroke::Solid,
+                pruned: false,
             },
             Curve {
                 run: 1,
                 points: vec![(1000.0, 0.01), (2000.0, 0.005)],
                 stroke: Stroke::Dashed,
+                pruned: false,
             },
         ]);
         assert!(c.log_y());

@@ -77,6 +77,7 @@ pub fn metric_charts(runs: &[ReportRun], smooth: f64) -> Vec<LineChart> {
     for q in QUANTITIES {
         let mut curves = Vec::new();
         for (i, run) in runs.iter().enumerate() {
+            let pruned = run.info.status == crate::store::RunStatus::Pruned;
             if let Some((split, c)) = q
                 .train
                 .iter()
@@ -92,6 +93,7 @@ pub fn metric_charts(runs: &[ReportRun], smooth: f64) -> Vec<LineChart> {
                     run: i,
                     points: pts,
                     stroke: Stroke::Solid,
+                    pruned,
                 });
             }
             if q.val {
@@ -100,6 +102,7 @@ pub fn metric_charts(runs: &[ReportRun], smooth: f64) -> Vec<LineChart> {
                         run: i,
                         points: points(c),
                         stroke: Stroke::Dashed,
+                        pruned,
                     });
                 }
             }

@@ -11,6 +11,7 @@ pub mod palette;
 pub mod pictures;
 pub mod png;
 pub mod series;
+pub mod search_charts;
 pub mod sweep_charts;
 
 use std::path::{Path, PathBuf};
@@ -173,6 +174,14 @@ impl Report {
                 ..look
             };
             out.push((format!("sweep-{}-parallel", s.id), s.parallel().png(&wide)?));
+            if s.points.len() >= 2 {
+                let history = search_charts::History { plot: s };
+                out.push((format!("sweep-{}-history", s.id), history.png(&look)?));
+            }
+            if let Some(shares) = search_charts::importance(s) {
+                let chart = search_charts::Importance { plot: s, shares: &shares };
+                out.push((format!("sweep-{}-importance", s.id), chart.png(&look)?));
+            }
         }
         Ok(out)
     }

@@ -59,6 +59,10 @@ pub struct SweepPoint {
     /// Position on each axis.
     pub positions: Vec<f64>,
     pub metric: f64,
+    /// The point's index in its sweep (its start order).
+    pub trial: usize,
+    /// Stopped early by the pruner: its metric is of fewer epochs.
+    pub pruned: bool,
 }
 
 pub struct SweepPlot {
@@ -71,6 +75,56 @@ pub struct SweepPlot {
     pub without_metric: Vec<usize>,
     /// All runs of the sweep in the report.
     pub runs: Vec<usize>,
+    /// The search as its sweep.db records it, when it is not a plain grid.
+    pub search: Option<String>,
+}
+
+/// What a sweep's runs are judged by: the objective of its search when it
+/// has one (TPE, or pruning), else the report's ranking.
+struct Judge {
+    title: String,
+    higher_is_better: bool,
+    search: Option<String>,
+    objective: Option<crate::sweep::Search>,
+    ranking: Ranking,
+}
+
+impl Judge {
+    fn of(members: &[usize], runs: &[ReportRun]) -> Judge {
+        let ranking = Ranking::for_runs(members.iter().map(|&i| &runs[i]));
+        let search = members
+            .first()
+            .and_then(|&i| runs[i].info.dir.parent())
+            .and_then(|dir| crate::sweep::SweepRecord::search(dir).ok().flatten())
+            .filter(|s| !s.is_plain_grid());
+        match search {
+            Some(s) => Judge {
+                title: format!("best {}", s.objective),
+                higher_is_better: s.direction == crate::sweep::search::Direction::Max,
+                search: Some(s.describe()),
+                objective: Some(s),
+                ranking,
+            },
+            None => Judge {
+                title: ranking.title.to_string(),
+                higher_is_better: ranking.higher_is_better,
+                search: None,
+                objective: None,
+                ranking,
+            },
+        }
+    }
+
+    fn value(&self, run: &ReportRun) -> Option<f64> {
+        match &self.objective {
+            Some(s) => run
+                .curve(&s.objective.split, &s.objective.key)?
+                .iter()
+                .map(|p| p.2)
+                .reduce(|a, b| if s.better(b, a) { b } else { a }),
+            None => self.ranking.value(run),
+        }
+    }
 }
 
 fn text(value: &serde_json::Value) -> String {
@@ -113,11 +167,11 @@ fn plot(id: &str, members: &[usize], runs: &[ReportRun]) -> SweepPlot {
             axis(key, &values)
         })
         .collect();
-    let ranking = Ranking::for_runs(members.iter().map(|&i| &runs[i]));
+    let judge = Judge::of(members, runs);
     let mut points = Vec::new();
     let mut without_metric = Vec::new();
     for &i in members {
-        let metric = ranking.value(&runs[i]);
+        let metric = judge.value(&runs[i]);
         let values = swept(i);
         let positions: Option<Vec<f64>> = axes
             .iter()
@@ -128,14 +182,17 @@ fn plot(id: &str, members: &[usize], runs: &[ReportRun]) -> SweepPlot {
                 run: i,
                 positions,
                 metric,
+                trial: runs[i].info.sweep_index.unwrap_or(0).max(0) as usize,
+                pruned: runs[i].info.status == crate::store::RunStatus::Pruned,
             }),
             _ => without_metric.push(i),
         }
     }
     SweepPlot {
         id: id.to_string(),
-        metric: ranking.title.to_string(),
-        higher_is_better: ranking.higher_is_better,
+        metric: judge.title,
+        higher_is_better: judge.higher_is_better,
+        search: judge.search,
         axes,
         points,
         without_metric,
@@ -306,7 +363,13 @@ impl Figure for Scatter<'_> {
                     0.0
                 };
                 *k += 1;
-                Circle::new((x + offset, p.metric), 5, look.colours[p.run].filled())
+                let colour = look.colours[p.run];
+                let style = if p.pruned {
+                    colour.stroke_width(2)
+                } else {
+                    colour.filled()
+                };
+                Circle::new((x + offset, p.metric), 5, style)
             })
             .collect();
         chart.draw_series(dots).map_err(e)?;
@@ -372,8 +435,10 @@ impl Figure for Parallel<'_> {
                 .map(|(j, (&pos, a))| (j as f64, a.unit(pos)))
                 .collect();
             line.push(((k - 1) as f64, t));
+            // A pruned run's line is thin: its metric is of fewer epochs.
+            let width = if p.pruned { 1 } else { 2 };
             chart
-                .draw_series(LineSeries::new(line, colour.stroke_width(2)))
+                .draw_series(LineSeries::new(line, colour.stroke_width(width)))
                 .map_err(e)?;
         }
         for (j, axis) in axes.iter().enumerate() {

@@ -107,6 +107,17 @@ pub(super) fn sweep_section(page: &mut String, report: &Report) -> Result<(), Re
                 ids.join(", ")
             );
         }
+        if let Some(search) = &s.search {
+            let _ = write!(page, "<p class=\"note\">Search: {}.</p>", esc(search));
+        }
+        let pruned = s.points.iter().filter(|p| p.pruned).count();
+        if pruned > 0 {
+            let _ = write!(
+                page,
+                "<p class=\"note\">{pruned} run{} pruned (stopped early: hollow dots, thin lines, crosses).</p>",
+                if pruned == 1 { "" } else { "s" }
+            );
+        }
         if s.points.is_empty() || s.axes.is_empty() {
             continue;
         }
@@ -119,7 +130,7 @@ pub(super) fn sweep_section(page: &mut String, report: &Report) -> Result<(), Re
             let scatter = s.scatter(i);
             let _ = write!(
                 page,
-                "<figure class=\"chart sweep-scatter\">{}<figcaption>{} against <code>{}</code>; one dot per run, in its colour</figcaption></figure>",
+                "<figure class=\"chart sweep-scatter\">{}<figcaption>{} against <code>{}</code>; one dot per run, in its colour (hollow: pruned)</figcaption></figure>",
                 scatter.svg(&look)?,
                 s.metric,
                 esc(scatter.key())
@@ -131,10 +142,29 @@ pub(super) fn sweep_section(page: &mut String, report: &Report) -> Result<(), Re
         };
         let _ = write!(
             page,
-            "<figure class=\"chart parallel\">{}<figcaption>parallel coordinates: each run is a line through its parameters to its {}; colour from the metric (yellow: best)</figcaption></figure>",
+            "<figure class=\"chart parallel\">{}<figcaption>parallel coordinates: each run is a line through its parameters to its {}; colour from the metric (yellow: best){}</figcaption></figure>",
             s.parallel().svg(&wide)?,
-            s.metric
+            s.metric,
+            if pruned > 0 { "; thin lines: pruned runs" } else { "" }
         );
+        if s.points.len() >= 2 {
+            let history = crate::report::search_charts::History { plot: s };
+            let _ = write!(
+                page,
+                "<figure class=\"chart history\">{}<figcaption>optimisation history: each trial's {} in start order, the best so far as a line; a cross: pruned</figcaption></figure>",
+                history.svg(&look)?,
+                s.metric
+            );
+        }
+        if let Some(shares) = crate::report::search_charts::importance(s) {
+            let chart = crate::report::search_charts::Importance { plot: s, shares: &shares };
+            let _ = write!(
+                page,
+                "<figure class=\"chart importance\">{}<figcaption>parameter importance: the share of the {} variance each parameter explains alone (η² over its values, normalised; completed trials)</figcaption></figure>",
+                chart.svg(&look)?,
+                s.metric
+            );
+        }
         page.push_str("</div>");
     }
     page.push_str("</section>\n");
