@@ -112,6 +112,22 @@ pub enum Which {
         /// Training steps per run
         #[arg(long, default_value_t = 20)]
         steps: usize,
+        /// Instead: an adaptive search against the full grid on a task with a
+        /// known best region (compute to within 2 % of the grid's best)
+        #[arg(long, value_enum)]
+        method: Option<esx::config::SearchMethod>,
+        /// Pruner of the search (with --method)
+        #[arg(long, value_enum, default_value_t = esx::config::PruneMethod::Asha, requires = "method")]
+        prune: esx::config::PruneMethod,
+        /// Trials per search (with --method)
+        #[arg(long, default_value_t = 24, requires = "method")]
+        trials: usize,
+        /// Search seeds (with --method)
+        #[arg(long, default_value_t = 3, requires = "method")]
+        seeds: usize,
+        /// The pruner's grace period (with --method)
+        #[arg(long, default_value_t = 2, requires = "method")]
+        min_epochs: u32,
     },
     /// Reports: `esx report` over many long runs (time, size)
     Report {
@@ -225,7 +241,31 @@ pub fn exec(args: Args) -> anyhow::Result<()> {
             };
             esx::bench::predict::run(&opts, torch.as_ref()).map_err(|e| anyhow::anyhow!("{e}"))?
         }
-        Which::Sweep { runs, jobs, steps } => {
+        Which::Sweep {
+            method: Some(method),
+            prune,
+            trials,
+            seeds,
+            min_epochs,
+            jobs,
+            ..
+        } => esx::bench::search::run(&esx::bench::search::SearchBench {
+            method: esx::sweep::search::method_name(method).into(),
+            prune: match prune {
+                esx::config::PruneMethod::None => "none",
+                esx::config::PruneMethod::Median => "median",
+                esx::config::PruneMethod::Asha => "asha",
+            }
+            .into(),
+            trials,
+            seeds,
+            min_epochs,
+            jobs,
+            exe: std::env::current_exe()?,
+        })?,
+        Which::Sweep {
+            runs, jobs, steps, ..
+        } => {
             esx::bench::sweep::run(&esx::bench::sweep::SweepBench {
                 runs,
                 jobs,

@@ -4,8 +4,9 @@
 //! - The first `tpe_startup(trials)` points, or any point while nothing has
 //!   finished, are random draws, as Optuna's `n_startup_trials`.
 //! - Axes: `uniform` a Parzen estimator over the interval, `loguniform` one
-//!   over its logarithm, `range(…)` one over the value's position (an ordered
-//!   axis), lists and `choice(…)` a histogram over the options.
+//!   over its logarithm, `range(…)` and lists of three or more numbers in
+//!   order one over the value's position (an ordered axis), other lists and
+//!   `choice(…)` a histogram over the options.
 //! - Points still running are told the worst finished value ("constant
 //!   liar", as Optuna's `constant_liar`), so parallel slots spread out.
 //! - A pruned point counts with its best value so far, but never better than
@@ -109,12 +110,29 @@ enum Encoding {
     Categorical(Vec<toml::Value>),
 }
 
+/// A list of three or more numbers in increasing or decreasing order
+/// (`lr=1e-2,1e-3,1e-4`) is a scale, not a set of names: neighbours on it
+/// behave alike, which TPE can use. `choice(…)` stays categorical.
+fn monotonic_numbers(values: &[toml::Value]) -> bool {
+    let xs: Option<Vec<f64>> = values
+        .iter()
+        .map(|v| v.as_float().or_else(|| v.as_integer().map(|i| i as f64)))
+        .collect();
+    match xs {
+        Some(xs) if xs.len() >= 3 => {
+            xs.windows(2).all(|w| w[0] < w[1]) || xs.windows(2).all(|w| w[0] > w[1])
+        }
+        _ => false,
+    }
+}
+
 impl Encoding {
     fn of(spec: &SweepSpec) -> Encoding {
         match spec {
             SweepSpec::Uniform(lo, hi) => Encoding::Linear(*lo, *hi),
             SweepSpec::LogUniform(lo, hi) => Encoding::Log(lo.ln(), hi.ln()),
             SweepSpec::Range { .. } => Encoding::Ordered(spec.values()),
+            SweepSpec::List(v) if monotonic_numbers(v) => Encoding::Ordered(v.clone()),
             SweepSpec::List(v) | SweepSpec::Choice(v) => Encoding::Categorical(v.clone()),
         }
     }
@@ -284,6 +302,19 @@ mod tests {
             random_sum += best_random;
         }
         assert!(tpe_wins >= 5 && tpe_sum > random_sum, "TPE won {tpe_wins} of 8: {tpe_sum} vs {random_sum}");
+    }
+
+    #[test]
+    fn ordered_lists_are_scales_and_choices_stay_categories() {
+        let v = |xs: &[f64]| xs.iter().map(|&x| toml::Value::Float(x)).collect::<Vec<_>>();
+        assert!(monotonic_numbers(&v(&[1e-2, 1e-3, 1e-4])));
+        assert!(monotonic_numbers(&[1, 2, 4].map(toml::Value::Integer)));
+        assert!(!monotonic_numbers(&v(&[1e-2, 1e-4, 1e-3])));
+        assert!(!monotonic_numbers(&v(&[1.0, 2.0])));
+        assert!(!monotonic_numbers(&["a", "b", "c"].map(|s| toml::Value::String(s.into()))));
+        let spec = |t: &str| SweepSpec::parse(t).unwrap().unwrap();
+        assert!(matches!(Encoding::of(&spec("1e-2,1e-3,1e-4")), Encoding::Ordered(_)));
+        assert!(matches!(Encoding::of(&spec("choice(2,4,8)")), Encoding::Categorical(_)));
     }
 
     #[test]
