@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{fails, succeeds, write_files};
+use common::{fails, recorded_steps as steps, succeeds, write_files};
 use esx::store::query::{list_runs, metrics, read_run};
 use esx::store::RunStatus;
 
@@ -49,16 +49,6 @@ fn only_run(root: &Path) -> PathBuf {
         .collect();
     assert_eq!(runs.len(), 1, "one run under {}", root.display());
     runs[0].dir.clone()
-}
-
-/// Step numbers of a run's recorded training losses, in order.
-fn steps(run_dir: &Path) -> Vec<i64> {
-    metrics(run_dir, Some(&["loss"]))
-        .unwrap()
-        .iter()
-        .filter(|m| m.split == "step")
-        .map(|m| m.step)
-        .collect()
 }
 
 /// A run of 3 epochs × 12 steps interrupted with Ctrl-C in its second epoch.

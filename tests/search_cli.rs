@@ -255,12 +255,7 @@ fn an_interrupted_tpe_search_resumes_its_trials_from_their_checkpoints() {
     for r in before.iter().filter(|r| r.status == RunStatus::Interrupted) {
         let resumed = after.iter().find(|a| a.id == r.id).expect("resumed in place");
         assert_eq!(resumed.status, RunStatus::Completed);
-        let steps: Vec<i64> = metrics(&resumed.dir, Some(&["loss"]))
-            .unwrap()
-            .iter()
-            .filter(|m| m.split == "step")
-            .map(|m| m.step)
-            .collect();
+        let steps = common::recorded_steps(&resumed.dir);
         assert_eq!(steps, (1..=60).collect::<Vec<_>>(), "each step once");
     }
 }

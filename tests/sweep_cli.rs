@@ -280,12 +280,7 @@ fn ctrl_c_stops_the_runs_cleanly_and_the_same_command_resumes_them() {
             .find(|a| a.id == r.id)
             .expect("resumed in place");
         assert_eq!(resumed.status, RunStatus::Completed);
-        let steps: Vec<i64> = metrics(&resumed.dir, Some(&["loss"]))
-            .unwrap()
-            .iter()
-            .filter(|m| m.split == "step")
-            .map(|m| m.step)
-            .collect();
+        let steps = common::recorded_steps(&resumed.dir);
         assert_eq!(steps, (1..=60).collect::<Vec<_>>(), "each step once");
     }
 }

@@ -66,15 +66,23 @@ pub fn propose(
             Outcome::Running => None,
         })
         .collect();
+    // A finite space (every axis a list, range or choice): a point already
+    // tried is drawn again rather than repeated.
+    let finite = axes.iter().all(|a| a.spec.is_grid());
+    let seen = |values: &[(String, toml::Value)]| {
+        finite && history.iter().any(|o| o.values.as_slice() == values)
+    };
     if index < tpe_startup(trials) || told.is_empty() {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
-        return (
-            Point {
-                index,
-                values: draw(axes, &mut rng),
-            },
-            "random (TPE start-up)".into(),
-        );
+        let mut values = draw(axes, &mut rng);
+        for _ in 0..REDRAWS {
+            if !seen(&values) {
+                break;
+            }
+            values = draw(axes, &mut rng);
+        }
+        let values = unvisited_if_seen(axes, history, values, seen, &mut rng);
+        return (Point { index, values }, "random (TPE start-up)".into());
     }
     let liar = told.iter().map(|t| t.1).fold(f64::NEG_INFINITY, f64::max);
     let running: Vec<usize> = history
@@ -83,23 +91,74 @@ pub fn propose(
         .filter(|(_, o)| o.outcome == Outcome::Running)
         .map(|(i, _)| i)
         .collect();
-    let mut rng = <rand_tpe::rngs::ChaCha8Rng as rand_tpe::SeedableRng>::seed_from_u64(seed);
-    let values = axes
+    let mut optimizers: Vec<(Encoding, tpe::TpeOptimizer)> = axes
         .iter()
-        .map(|axis| {
-            let value = propose_axis(axis, history, &told, &running, liar, &mut rng);
-            (axis.key.clone(), value)
-        })
+        .map(|axis| optimizer(axis, history, &told, &running, liar))
         .collect();
+    let mut rng = <rand_tpe::rngs::ChaCha8Rng as rand_tpe::SeedableRng>::seed_from_u64(seed);
+    let mut ask = || -> Vec<(String, toml::Value)> {
+        axes.iter()
+            .zip(optimizers.iter_mut())
+            .map(|(axis, (encoding, optimizer))| {
+                let (lo, hi) = encoding.bounds();
+                let x = optimizer.ask(&mut rng).unwrap_or((lo + hi) / 2.0);
+                (axis.key.clone(), encoding.decode(x))
+            })
+            .collect()
+    };
+    let mut values = ask();
+    let mut redrawn = 0;
+    while seen(&values) && redrawn < REDRAWS {
+        values = ask();
+        redrawn += 1;
+    }
+    let mut fallback = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let repeated = seen(&values);
+    let values = unvisited_if_seen(axes, history, values, seen, &mut fallback);
     (
         Point { index, values },
         format!(
-            "tpe from {} result{} ({} running told the worst)",
+            "tpe from {} result{} ({} running told the worst){}",
             told.len(),
             if told.len() == 1 { "" } else { "s" },
-            running.len()
+            running.len(),
+            if repeated {
+                "; its proposals were all tried, so an untried point instead"
+            } else {
+                ""
+            }
         ),
     )
+}
+
+/// Proposals drawn again when they repeat a point tried before.
+const REDRAWS: usize = 16;
+
+/// `values`, or when `seen` says they were tried, an untried point of the
+/// (finite) space chosen at random; `values` again when every point was tried.
+fn unvisited_if_seen(
+    axes: &[Axis],
+    history: &[Observation],
+    values: Vec<(String, toml::Value)>,
+    seen: impl Fn(&[(String, toml::Value)]) -> bool,
+    rng: &mut rand_chacha::ChaCha8Rng,
+) -> Vec<(String, toml::Value)> {
+    use rand::Rng as _;
+    if !seen(&values) {
+        return values;
+    }
+    let Ok(all) = super::plan::points(axes, super::plan::Mode::Grid) else {
+        return values;
+    };
+    let untried: Vec<_> = all
+        .into_iter()
+        .filter(|p| !history.iter().any(|o| o.values == p.values))
+        .collect();
+    if untried.is_empty() {
+        return values;
+    }
+    let pick = rng.random_range(0..untried.len());
+    untried.into_iter().nth(pick).map_or(values, |p| p.values)
 }
 
 /// How one axis is modelled.
@@ -175,14 +234,14 @@ impl Encoding {
     }
 }
 
-fn propose_axis(
+/// One axis's estimator, told every result (and the lie for running points).
+fn optimizer(
     axis: &Axis,
     history: &[Observation],
     told: &[(usize, f64)],
     running: &[usize],
     liar: f64,
-    rng: &mut rand_tpe::rngs::ChaCha8Rng,
-) -> toml::Value {
+) -> (Encoding, tpe::TpeOptimizer) {
     let encoding = Encoding::of(&axis.spec);
     let (lo, hi) = encoding.bounds();
     let range = tpe::range(lo, hi).expect("axes are checked: low < high");
@@ -204,11 +263,7 @@ fn propose_axis(
     for &i in running {
         let _ = optimizer.tell(value_of(i), liar);
     }
-    match optimizer.ask(rng) {
-        Ok(x) => encoding.decode(x),
-        // The estimator had nothing it could use: the middle of the axis.
-        Err(_) => encoding.decode((lo + hi) / 2.0),
-    }
+    (encoding, optimizer)
 }
 
 #[cfg(test)]
@@ -302,6 +357,25 @@ mod tests {
             random_sum += best_random;
         }
         assert!(tpe_wins >= 5 && tpe_sum > random_sum, "TPE won {tpe_wins} of 8: {tpe_sum} vs {random_sum}");
+    }
+
+    #[test]
+    fn a_finite_space_is_not_tried_twice_until_it_is_exhausted() {
+        let spec = |t: &str| SweepSpec::parse(t).unwrap().unwrap();
+        let axes = vec![
+            Axis { key: "lr".into(), spec: spec("1e-2,1e-3,1e-4") },
+            Axis { key: "batch_size".into(), spec: spec("choice(2,4)") },
+        ];
+        let search = search(8, 5);
+        let mut history: Vec<Observation> = Vec::new();
+        for index in 0..8 {
+            let (p, _) = propose(&axes, &search, index, &history);
+            let repeat = history.iter().any(|o| o.values == p.values);
+            // Six points in the space: the first six are all different.
+            assert_eq!(repeat, index >= 6, "point {index}: {:?}", p.values);
+            let v = p.values[0].1.as_float().unwrap();
+            history.push(Observation { values: p.values, outcome: Outcome::Completed(-v.log10()) });
+        }
     }
 
     #[test]

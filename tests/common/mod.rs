@@ -38,6 +38,16 @@ pub fn succeeds(dir: &Path, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Step numbers of a run's recorded training losses, in order.
+pub fn recorded_steps(run_dir: &Path) -> Vec<i64> {
+    esx::store::query::metrics(run_dir, Some(&["loss"]))
+        .unwrap()
+        .iter()
+        .filter(|m| m.split == "step")
+        .map(|m| m.step)
+        .collect()
+}
+
 /// Writes files given as (relative path, contents) under `dir`.
 pub fn write_files(dir: &Path, files: &[(&str, &str)]) {
     for (path, text) in files {
