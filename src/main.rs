@@ -77,7 +77,12 @@ fn usage_error_line(rendered: &str) -> String {
         if let Some(u) = line.strip_prefix("Usage:") {
             usage = Some(u.trim().to_string());
         } else if !line.starts_with("For more information") {
-            message.push(line.strip_prefix("error:").unwrap_or(line).trim().to_string());
+            message.push(
+                line.strip_prefix("error:")
+                    .unwrap_or(line)
+                    .trim()
+                    .to_string(),
+            );
         }
     }
     let mut text = message.join(" ");

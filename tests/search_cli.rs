@@ -18,7 +18,10 @@ fn experiment(epochs: u32, steps: u32, extra: &str) -> String {
 
 fn setup(epochs: u32, steps: u32, extra: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    write_files(dir.path(), &[("tiny.toml", &experiment(epochs, steps, extra))]);
+    write_files(
+        dir.path(),
+        &[("tiny.toml", &experiment(epochs, steps, extra))],
+    );
     dir
 }
 
@@ -52,19 +55,30 @@ fn asha_prunes_losing_runs_and_their_slots_start_the_next_point_at_once() {
     let root = dir.path().join("runs");
     let all = runs(&root);
     assert_eq!(all.len(), 5, "{out}");
-    let pruned: Vec<&RunInfo> = all.iter().filter(|r| r.status == RunStatus::Pruned).collect();
+    let pruned: Vec<&RunInfo> = all
+        .iter()
+        .filter(|r| r.status == RunStatus::Pruned)
+        .collect();
     assert!(pruned.len() >= 2, "{out}");
     assert!(
-        all.iter().all(|r| matches!(r.status, RunStatus::Pruned | RunStatus::Completed)),
+        all.iter()
+            .all(|r| matches!(r.status, RunStatus::Pruned | RunStatus::Completed)),
         "{out}"
     );
     let good = &all[0];
-    assert_eq!(good.status, RunStatus::Completed, "the good point runs to the end: {out}");
+    assert_eq!(
+        good.status,
+        RunStatus::Completed,
+        "the good point runs to the end: {out}"
+    );
     for run in &pruned {
         // Stopped at the end of an epoch, with its checkpoint and the reason.
         assert!(checkpoint_file(&run.dir, "last").is_file());
         let ev = events(&run.dir).unwrap();
-        let why = ev.iter().find(|e| e.kind == "pruned").expect("a pruned event");
+        let why = ev
+            .iter()
+            .find(|e| e.kind == "pruned")
+            .expect("a pruned event");
         assert!(why.detail.contains("val/iou"), "{}", why.detail);
         let epochs = metrics(&run.dir, Some(&["loss"]))
             .unwrap()
@@ -84,7 +98,10 @@ fn asha_prunes_losing_runs_and_their_slots_start_the_next_point_at_once() {
                 && good.ended.unwrap() > next.created
         })
     });
-    assert!(reused, "no point started in a pruned run's slot while another ran:\n{out}");
+    assert!(
+        reused,
+        "no point started in a pruned run's slot while another ran:\n{out}"
+    );
     assert!(out.contains("pruned"), "{out}");
     let ls = succeeds(dir.path(), &["ls"]);
     assert_eq!(ls.matches(" pruned ").count(), pruned.len(), "{ls}");
@@ -93,11 +110,19 @@ fn asha_prunes_losing_runs_and_their_slots_start_the_next_point_at_once() {
     // sweep.db has every rung decision and the best point.
     let db = sweep_db(&root);
     let prunes: i64 = db
-        .query_row("SELECT count(*) FROM rungs WHERE decision = 'prune'", [], |r| r.get(0))
+        .query_row(
+            "SELECT count(*) FROM rungs WHERE decision = 'prune'",
+            [],
+            |r| r.get(0),
+        )
         .unwrap();
     assert_eq!(prunes as usize, pruned.len());
     let best: i64 = db
-        .query_row("SELECT best_idx FROM results ORDER BY wall DESC LIMIT 1", [], |r| r.get(0))
+        .query_row(
+            "SELECT best_idx FROM results ORDER BY wall DESC LIMIT 1",
+            [],
+            |r| r.get(0),
+        )
         .unwrap();
     assert_eq!(best, 0);
 
@@ -112,7 +137,12 @@ fn asha_prunes_losing_runs_and_their_slots_start_the_next_point_at_once() {
     assert!(page.contains("ASHA pruning (η 3, rungs from epoch 1)"));
     assert!(page.contains(&format!("{} runs pruned", pruned.len())));
     for figure in ["chart history", "chart importance", "chart parallel"] {
-        assert_eq!(page.matches(&format!("<figure class=\"{figure}\"><svg")).count(), 1, "{figure}");
+        assert_eq!(
+            page.matches(&format!("<figure class=\"{figure}\"><svg"))
+                .count(),
+            1,
+            "{figure}"
+        );
     }
     assert!(page.contains("best val/iou by trial"));
 
@@ -126,19 +156,27 @@ fn asha_prunes_losing_runs_and_their_slots_start_the_next_point_at_once() {
 fn median_pruning_needs_two_others_and_stops_a_run_below_their_median() {
     // One at a time: the first two run to the end, the third is judged
     // against them at epoch 2.
-    let extra = "\n[sweep]\nlr = [1e-3, 2e-3, 5e-2]\n\n[search]\nprune = \"median\"\nmin_epochs = 2\n";
+    let extra =
+        "\n[sweep]\nlr = [1e-3, 2e-3, 5e-2]\n\n[search]\nprune = \"median\"\nmin_epochs = 2\n";
     let dir = setup(3, 2, extra);
     let out = succeeds(dir.path(), &["sweep", "tiny.toml", "--jobs", "1"]);
     let all = runs(&dir.path().join("runs"));
     let status: Vec<RunStatus> = all.iter().map(|r| r.status).collect();
     assert_eq!(
         status,
-        [RunStatus::Completed, RunStatus::Completed, RunStatus::Pruned],
+        [
+            RunStatus::Completed,
+            RunStatus::Completed,
+            RunStatus::Pruned
+        ],
         "{out}"
     );
     let ev = events(&all[2].dir).unwrap();
     let why = &ev.iter().find(|e| e.kind == "pruned").unwrap().detail;
-    assert!(why.contains("at epoch 2") && why.contains("median of 2 other runs"), "{why}");
+    assert!(
+        why.contains("at epoch 2") && why.contains("median of 2 other runs"),
+        "{why}"
+    );
 }
 
 #[test]
@@ -162,7 +200,10 @@ fn tpe_proposes_from_results_and_the_same_command_continues_without_repeats() {
     let dry = succeeds(dir.path(), &[&args[..], &["--dry-run"]].concat());
     assert!(dry.contains("the 2 free slots would start"), "{dry}");
     assert!(dry.contains("then 4 more, each proposed by TPE"), "{dry}");
-    assert!(!dir.path().join("runs").exists(), "a dry run records nothing");
+    assert!(
+        !dir.path().join("runs").exists(),
+        "a dry run records nothing"
+    );
 
     let out = succeeds(dir.path(), &args);
     let root = dir.path().join("runs");
@@ -170,7 +211,10 @@ fn tpe_proposes_from_results_and_the_same_command_continues_without_repeats() {
     assert_eq!(all.len(), 6, "{out}");
     let indices: Vec<i64> = all.iter().filter_map(|r| r.sweep_index).collect();
     assert_eq!(indices, (0..6).collect::<Vec<_>>());
-    assert!(all.iter().all(|r| r.status == RunStatus::Completed), "{out}");
+    assert!(
+        all.iter().all(|r| r.status == RunStatus::Completed),
+        "{out}"
+    );
     // The start-up points are random draws, the rest TPE's, from the results then.
     let db = sweep_db(&root);
     let hows: Vec<(String, i64)> = db
@@ -181,9 +225,18 @@ fn tpe_proposes_from_results_and_the_same_command_continues_without_repeats() {
         .map(Result::unwrap)
         .collect();
     assert_eq!(hows.len(), 6);
-    assert!(hows[0].0.starts_with("random") && hows[1].0.starts_with("random"), "{hows:?}");
-    assert!(hows[2..].iter().all(|(h, _)| h.starts_with("tpe from")), "{hows:?}");
-    assert!(hows[5].1 >= 3, "the last proposal saw the results before it: {hows:?}");
+    assert!(
+        hows[0].0.starts_with("random") && hows[1].0.starts_with("random"),
+        "{hows:?}"
+    );
+    assert!(
+        hows[2..].iter().all(|(h, _)| h.starts_with("tpe from")),
+        "{hows:?}"
+    );
+    assert!(
+        hows[5].1 >= 3,
+        "the last proposal saw the results before it: {hows:?}"
+    );
     // Every run trained the values it was proposed.
     for run in &all {
         let swept = run.swept.as_ref().unwrap();
@@ -253,7 +306,10 @@ fn an_interrupted_tpe_search_resumes_its_trials_from_their_checkpoints() {
     let after = runs(&root);
     assert_eq!(after.len(), 3, "no trial run twice, none lost");
     for r in before.iter().filter(|r| r.status == RunStatus::Interrupted) {
-        let resumed = after.iter().find(|a| a.id == r.id).expect("resumed in place");
+        let resumed = after
+            .iter()
+            .find(|a| a.id == r.id)
+            .expect("resumed in place");
         assert_eq!(resumed.status, RunStatus::Completed);
         let steps = common::recorded_steps(&resumed.dir);
         assert_eq!(steps, (1..=60).collect::<Vec<_>>(), "each step once");
@@ -264,7 +320,14 @@ fn an_interrupted_tpe_search_resumes_its_trials_from_their_checkpoints() {
 fn an_objective_no_run_records_stops_the_search_naming_the_keys() {
     let dir = setup(2, 2, ASHA);
     let out = esx(dir.path())
-        .args(["sweep", "tiny.toml", "--jobs", "1", "--objective", "val/dice"])
+        .args([
+            "sweep",
+            "tiny.toml",
+            "--jobs",
+            "1",
+            "--objective",
+            "val/dice",
+        ])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
@@ -285,13 +348,31 @@ fn an_objective_no_run_records_stops_the_search_naming_the_keys() {
 fn bad_searches_are_one_line_errors_and_record_nothing() {
     let dir = setup(2, 2, "\n[sweep]\nlr = [1e-3, 1e-4]\n");
     let cases: &[(&[&str], &str)] = &[
-        (&["--method", "bayes"], "invalid value 'bayes' for '--method"),
-        (&["--prune", "hyperband"], "invalid value 'hyperband' for '--prune"),
-        (&["--method", "tpe", "--trials", "0"], "search.trials: must be at least 1"),
+        (
+            &["--method", "bayes"],
+            "invalid value 'bayes' for '--method",
+        ),
+        (
+            &["--prune", "hyperband"],
+            "invalid value 'hyperband' for '--prune",
+        ),
+        (
+            &["--method", "tpe", "--trials", "0"],
+            "search.trials: must be at least 1",
+        ),
         (&["--method", "tpe"], "needs a number of trials"),
-        (&["--prune", "asha", "--reduction", "1"], "search.reduction: ASHA's η must be at least 2"),
-        (&["--prune", "median", "--min-epochs", "3"], "search.min_epochs: 3 is more than the runs' epochs (2)"),
-        (&["--objective", "iou", "--prune", "asha"], "is not SPLIT/KEY"),
+        (
+            &["--prune", "asha", "--reduction", "1"],
+            "search.reduction: ASHA's η must be at least 2",
+        ),
+        (
+            &["--prune", "median", "--min-epochs", "3"],
+            "search.min_epochs: 3 is more than the runs' epochs (2)",
+        ),
+        (
+            &["--objective", "iou", "--prune", "asha"],
+            "is not SPLIT/KEY",
+        ),
         (&["lr=uniform(1e-4,1e-2)"], "is a distribution, not a grid"),
         (&["--trials", "4"], "need method = \"random\" or \"tpe\""),
     ];
@@ -302,16 +383,35 @@ fn bad_searches_are_one_line_errors_and_record_nothing() {
     }
     // The same mistakes in the file's [search] table name the key there.
     for (table, expected) in [
-        ("method = \"bayes\"", "`search.method` = \"bayes\": expected one of grid, random, tpe"),
-        ("prune = \"hyperband\"", "expected one of none, median, asha"),
-        ("method = \"tpe\"\ntrials = 0", "search.trials: must be at least 1"),
+        (
+            "method = \"bayes\"",
+            "`search.method` = \"bayes\": expected one of grid, random, tpe",
+        ),
+        (
+            "prune = \"hyperband\"",
+            "expected one of none, median, asha",
+        ),
+        (
+            "method = \"tpe\"\ntrials = 0",
+            "search.trials: must be at least 1",
+        ),
         ("prune = \"asha\"\nreduction = 1", "search.reduction"),
-        ("prune = \"asha\"\nmin_epochs = 5", "search.min_epochs: 5 is more than"),
+        (
+            "prune = \"asha\"\nmin_epochs = 5",
+            "search.min_epochs: 5 is more than",
+        ),
         ("pruner = \"asha\"", "pruner"),
     ] {
         write_files(
             dir.path(),
-            &[("bad.toml", &experiment(2, 2, &format!("\n[sweep]\nlr = [1e-3]\n\n[search]\n{table}\n")))],
+            &[(
+                "bad.toml",
+                &experiment(
+                    2,
+                    2,
+                    &format!("\n[sweep]\nlr = [1e-3]\n\n[search]\n{table}\n"),
+                ),
+            )],
         );
         let err = fails(dir.path(), &["sweep", "bad.toml"]);
         assert!(err.contains(expected), "{table}: {err}");

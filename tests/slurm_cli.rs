@@ -233,16 +233,48 @@ fn array_tasks_obey_the_pruner_and_a_tpe_search_proposes_as_tasks_end() {
     let experiment = esx::bench::sweep::tiny_experiment(4, 2)
         + "\n[sweep]\nlr = [1e-3, 2e-2, 3e-2, 4e-2, 5e-2]\n\n[search]\nprune = \"asha\"\nmin_epochs = 1\nreduction = 3\n";
     write_files(work.path(), &[("tiny.toml", &experiment)]);
-    let slurm = ["--launcher", "slurm", "--cpus-per-task", "1", "--wait", "--poll", "0.2", "--json"];
-    let out = cluster.esx(work.path(), &[&["sweep", "tiny.toml", "--array-parallelism", "2"][..], &slurm].concat());
+    let slurm = [
+        "--launcher",
+        "slurm",
+        "--cpus-per-task",
+        "1",
+        "--wait",
+        "--poll",
+        "0.2",
+        "--json",
+    ];
+    let out = cluster.esx(
+        work.path(),
+        &[
+            &["sweep", "tiny.toml", "--array-parallelism", "2"][..],
+            &slurm,
+        ]
+        .concat(),
+    );
     let report = json(&out);
-    assert!(out.status.success(), "{report:#}\n{}", String::from_utf8_lossy(&out.stderr));
-    let sweep_dir = work.path().join("runs").join(report["id"].as_str().unwrap());
-    let runs: Vec<_> = list_runs(&sweep_dir).unwrap().into_iter().map(Result::unwrap).collect();
+    assert!(
+        out.status.success(),
+        "{report:#}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let sweep_dir = work
+        .path()
+        .join("runs")
+        .join(report["id"].as_str().unwrap());
+    let runs: Vec<_> = list_runs(&sweep_dir)
+        .unwrap()
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
     assert_eq!(runs.len(), 5);
-    let pruned = runs.iter().filter(|r| r.status == RunStatus::Pruned).count();
+    let pruned = runs
+        .iter()
+        .filter(|r| r.status == RunStatus::Pruned)
+        .count();
     assert!(pruned >= 1, "no task was pruned: {report:#}");
-    assert!(runs.iter().all(|r| matches!(r.status, RunStatus::Pruned | RunStatus::Completed)));
+    assert!(runs
+        .iter()
+        .all(|r| matches!(r.status, RunStatus::Pruned | RunStatus::Completed)));
     let statuses: Vec<&str> = report["points"]
         .as_array()
         .unwrap()
@@ -255,21 +287,57 @@ fn array_tasks_obey_the_pruner_and_a_tpe_search_proposes_as_tasks_end() {
     let out = cluster.esx(
         work.path(),
         &[
-            &["sweep", "tiny.toml", "lr=loguniform(1e-4,1e-2)", "--method", "tpe", "--trials", "3", "--prune", "none", "--array-parallelism", "2"][..],
+            &[
+                "sweep",
+                "tiny.toml",
+                "lr=loguniform(1e-4,1e-2)",
+                "--method",
+                "tpe",
+                "--trials",
+                "3",
+                "--prune",
+                "none",
+                "--array-parallelism",
+                "2",
+            ][..],
             &slurm,
         ]
         .concat(),
     );
     let report = json(&out);
-    assert!(out.status.success(), "{report:#}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{report:#}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let jobs = report["job_id"].as_str().unwrap();
     assert_eq!(jobs.split(',').count(), 3, "one job per proposal: {jobs}");
-    let sweep_dir = work.path().join("runs").join(report["id"].as_str().unwrap());
-    let runs: Vec<_> = list_runs(&sweep_dir).unwrap().into_iter().map(Result::unwrap).collect();
+    let sweep_dir = work
+        .path()
+        .join("runs")
+        .join(report["id"].as_str().unwrap());
+    let runs: Vec<_> = list_runs(&sweep_dir)
+        .unwrap()
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
     assert_eq!(runs.len(), 3);
     assert!(runs.iter().all(|r| r.status == RunStatus::Completed));
     // Without --wait a TPE search cannot go on: refused before anything is recorded.
-    let out = cluster.esx(work.path(), &["sweep", "tiny.toml", "lr=loguniform(1e-4,1e-2)", "--method", "tpe", "--trials", "2", "--launcher", "slurm"]);
+    let out = cluster.esx(
+        work.path(),
+        &[
+            "sweep",
+            "tiny.toml",
+            "lr=loguniform(1e-4,1e-2)",
+            "--method",
+            "tpe",
+            "--trials",
+            "2",
+            "--launcher",
+            "slurm",
+        ],
+    );
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("give --wait"));
 }

@@ -5,8 +5,8 @@ pub mod data;
 pub mod parity;
 pub mod predict;
 pub mod report;
-pub mod store;
 pub mod search;
+pub mod store;
 pub mod sweep;
 pub mod train;
 

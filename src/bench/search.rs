@@ -123,7 +123,10 @@ pub fn run(opts: &SearchBench) -> Result<Vec<Figure>, SweepBenchError> {
             seed.to_string(),
         ]))?;
         let t = trials(&report);
-        let found = t.iter().filter_map(|t| t.value).fold(f64::NEG_INFINITY, f64::max);
+        let found = t
+            .iter()
+            .filter_map(|t| t.value)
+            .fold(f64::NEG_INFINITY, f64::max);
         let pruned = report["points"]
             .as_array()
             .into_iter()
@@ -174,10 +177,26 @@ mod tests {
     #[test]
     fn compute_counts_every_run_up_to_the_first_good_end() {
         let trials = [
-            Trial { start: 0.0, end: 4.0, value: Some(0.5) },
-            Trial { start: 0.0, end: 2.0, value: Some(0.1) },
-            Trial { start: 2.0, end: 3.0, value: Some(0.99) },
-            Trial { start: 3.0, end: 6.0, value: Some(1.0) },
+            Trial {
+                start: 0.0,
+                end: 4.0,
+                value: Some(0.5),
+            },
+            Trial {
+                start: 0.0,
+                end: 2.0,
+                value: Some(0.1),
+            },
+            Trial {
+                start: 2.0,
+                end: 3.0,
+                value: Some(0.99),
+            },
+            Trial {
+                start: 3.0,
+                end: 6.0,
+                value: Some(1.0),
+            },
         ];
         // Reached at t = 3 (0.99 is within 2 % of 1.0): 3 + 2 + 1 run seconds.
         let (reach, total) = compute_to_reach(&trials, 1.0, 0.02);

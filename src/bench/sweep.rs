@@ -55,7 +55,11 @@ vis_every = 0
     )
 }
 
-pub(crate) fn sweep(dir: &Path, exe: &Path, args: &[String]) -> Result<serde_json::Value, SweepBenchError> {
+pub(crate) fn sweep(
+    dir: &Path,
+    exe: &Path,
+    args: &[String],
+) -> Result<serde_json::Value, SweepBenchError> {
     let out = Command::new(exe)
         .current_dir(dir)
         .arg("sweep")

@@ -265,14 +265,12 @@ pub fn exec(args: Args) -> anyhow::Result<()> {
         })?,
         Which::Sweep {
             runs, jobs, steps, ..
-        } => {
-            esx::bench::sweep::run(&esx::bench::sweep::SweepBench {
-                runs,
-                jobs,
-                steps,
-                exe: std::env::current_exe()?,
-            })?
-        }
+        } => esx::bench::sweep::run(&esx::bench::sweep::SweepBench {
+            runs,
+            jobs,
+            steps,
+            exe: std::env::current_exe()?,
+        })?,
         Which::Report { runs, points, keep } => {
             esx::bench::report::run(&esx::bench::report::ReportBench {
                 runs,

@@ -4,11 +4,11 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use esx::config::{Direction, PruneMethod, SearchMethod};
 use esx::progress::Reporter;
 use esx::sweep::launch::{execute, states, Launcher};
 use esx::sweep::local::LocalOptions;
 use esx::sweep::slurm::SlurmOptions;
-use esx::config::{Direction, PruneMethod, SearchMethod};
 use esx::sweep::{Mode, SearchFlags, Sweep};
 use esx::train::Interrupt;
 
@@ -149,17 +149,24 @@ pub fn exec(args: Args) -> anyhow::Result<ExitCode> {
     let interrupt = Interrupt::install()?;
     let reporter = Reporter::terminal(args.quiet || args.json);
     let overrides = parse_overrides(&args.overrides)?;
-    let sweep = Sweep::plan(&args.file, &overrides, &args.search.flags(), &args.runs.runs)?;
+    let sweep = Sweep::plan(
+        &args.file,
+        &overrides,
+        &args.search.flags(),
+        &args.runs.runs,
+    )?;
     if args.dry_run {
         print!("{}", esx::view::sweep_plan(&sweep, &states(&sweep)?));
         if let Mode::Tpe { n, .. } = sweep.mode {
             let jobs = match args.launcher {
-                LauncherKind::Local => LocalOptions::new(
-                    args.jobs.map(|j| j as usize),
-                    sweep.base.config.threads,
-                    Vec::new(),
-                )
-                .jobs,
+                LauncherKind::Local => {
+                    LocalOptions::new(
+                        args.jobs.map(|j| j as usize),
+                        sweep.base.config.threads,
+                        Vec::new(),
+                    )
+                    .jobs
+                }
                 LauncherKind::Slurm => args.slurm.array_parallelism.unwrap_or(4),
             };
             let next = esx::sweep::source::preview(&sweep, jobs)?;

@@ -10,8 +10,8 @@ pub mod html;
 pub mod palette;
 pub mod pictures;
 pub mod png;
-pub mod series;
 pub mod search_charts;
+pub mod series;
 pub mod sweep_charts;
 
 use std::path::{Path, PathBuf};
@@ -179,7 +179,10 @@ impl Report {
                 out.push((format!("sweep-{}-history", s.id), history.png(&look)?));
             }
             if let Some(shares) = search_charts::importance(s) {
-                let chart = search_charts::Importance { plot: s, shares: &shares };
+                let chart = search_charts::Importance {
+                    plot: s,
+                    shares: &shares,
+                };
                 out.push((format!("sweep-{}-importance", s.id), chart.png(&look)?));
             }
         }

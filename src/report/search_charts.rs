@@ -125,7 +125,11 @@ pub struct History<'a> {
 }
 
 impl Figure for History<'_> {
-    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>, look: &Look) -> Result<(), String> {
+    fn draw<DB: DrawingBackend>(
+        &self,
+        root: &DrawingArea<DB, Shift>,
+        look: &Look,
+    ) -> Result<(), String> {
         let e = |e: DrawingAreaErrorKind<DB::ErrorType>| e.to_string();
         root.fill(&WHITE).map_err(e)?;
         let mut points: Vec<_> = self.plot.points.iter().collect();
@@ -169,7 +173,12 @@ impl Figure for History<'_> {
             .draw_series(LineSeries::new(steps, RGBColor(40, 40, 40).stroke_width(2)))
             .map_err(e)?
             .label("best so far")
-            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], RGBColor(40, 40, 40).stroke_width(2)));
+            .legend(|(x, y)| {
+                PathElement::new(
+                    vec![(x, y), (x + 18, y)],
+                    RGBColor(40, 40, 40).stroke_width(2),
+                )
+            });
         for p in &points {
             let colour = look.colours[p.run];
             let at = (p.trial as f64, p.metric);
@@ -206,14 +215,21 @@ pub struct Importance<'a> {
 }
 
 impl Figure for Importance<'_> {
-    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>, _look: &Look) -> Result<(), String> {
+    fn draw<DB: DrawingBackend>(
+        &self,
+        root: &DrawingArea<DB, Shift>,
+        _look: &Look,
+    ) -> Result<(), String> {
         let e = |e: DrawingAreaErrorKind<DB::ErrorType>| e.to_string();
         root.fill(&WHITE).map_err(e)?;
         let n = self.shares.len();
         let names: Vec<String> = self.shares.iter().map(|s| s.0.clone()).collect();
         let mut chart = ChartBuilder::on(root)
             .caption(
-                format!("sweep {}: parameter importance for {}", self.plot.id, self.plot.metric),
+                format!(
+                    "sweep {}: parameter importance for {}",
+                    self.plot.id, self.plot.metric
+                ),
                 (FONT, 16).into_font(),
             )
             .margin(10)
@@ -275,13 +291,29 @@ mod tests {
             metric: "best val/iou".into(),
             higher_is_better: true,
             axes: vec![
-                Axis { key: "lr".into(), scale: Scale::Log, lo: -5.0, hi: -1.0 },
-                Axis { key: "aug".into(), scale: Scale::Categories(vec!["a".into(), "b".into()]), lo: 0.0, hi: 1.0 },
+                Axis {
+                    key: "lr".into(),
+                    scale: Scale::Log,
+                    lo: -5.0,
+                    hi: -1.0,
+                },
+                Axis {
+                    key: "aug".into(),
+                    scale: Scale::Categories(vec!["a".into(), "b".into()]),
+                    lo: 0.0,
+                    hi: 1.0,
+                },
             ],
             points: points
                 .into_iter()
                 .enumerate()
-                .map(|(i, (positions, metric, pruned))| SweepPoint { run: i, positions, metric, trial: i, pruned })
+                .map(|(i, (positions, metric, pruned))| SweepPoint {
+                    run: i,
+                    positions,
+                    metric,
+                    trial: i,
+                    pruned,
+                })
                 .collect(),
             without_metric: Vec::new(),
             runs: Vec::new(),
@@ -294,7 +326,13 @@ mod tests {
         // The objective follows lr; aug alternates regardless.
         let p = plot(
             (0..8)
-                .map(|i| (vec![-5.0 + i as f64 * 0.5, (i % 2) as f64], i as f64 * 0.1, false))
+                .map(|i| {
+                    (
+                        vec![-5.0 + i as f64 * 0.5, (i % 2) as f64],
+                        i as f64 * 0.1,
+                        false,
+                    )
+                })
                 .collect(),
         );
         let shares = importance(&p).unwrap();
@@ -310,7 +348,15 @@ mod tests {
 
     #[test]
     fn pruned_trials_are_left_out_and_too_few_trials_say_nothing() {
-        let mut points: Vec<_> = (0..4).map(|i| (vec![-3.0, (i % 2) as f64], 0.5 + (i % 2) as f64 * 0.1, false)).collect();
+        let mut points: Vec<_> = (0..4)
+            .map(|i| {
+                (
+                    vec![-3.0, (i % 2) as f64],
+                    0.5 + (i % 2) as f64 * 0.1,
+                    false,
+                )
+            })
+            .collect();
         points.push((vec![-1.0, 0.0], 0.0, true));
         let shares = importance(&plot(points)).unwrap();
         // lr is the same for every completed trial: it explains nothing.
@@ -324,7 +370,10 @@ mod tests {
         let labels = by_quantile(&[5.0, 1.0, 3.0, 3.0, 2.0, 9.0, 7.0, 8.0], 4);
         assert_eq!(labels, [2, 0, 1, 1, 0, 3, 2, 3]);
         assert_eq!(by_quantile(&[1.0, 2.0, 3.0], 4), [0, 0, 0]);
-        assert_eq!(best_so_far(&[0.2, 0.1, 0.5, 0.4], true), [0.2, 0.2, 0.5, 0.5]);
+        assert_eq!(
+            best_so_far(&[0.2, 0.1, 0.5, 0.4], true),
+            [0.2, 0.2, 0.5, 0.5]
+        );
         assert_eq!(best_so_far(&[0.2, 0.1, 0.5], false), [0.2, 0.1, 0.1]);
     }
 }

@@ -294,21 +294,26 @@ pub fn metrics(dir: &Path, keys: Option<&[&str]>) -> Result<Vec<MetricPoint>, St
     Ok(out)
 }
 
+/// (epoch, value) pairs, epochs ascending.
+pub type EpochValues = Vec<(u32, f64)>;
+
 /// One metric's value at the end of each epoch it was recorded in (the
-/// epoch's last finite value), epochs ascending; and every SPLIT/KEY the run
-/// records, for naming them when `split`/`key` is not one.
+/// epoch's last finite value); and every SPLIT/KEY the run records, for
+/// naming them when `split`/`key` is not one.
 pub fn metric_by_epoch(
     dir: &Path,
     split: &str,
     key: &str,
-) -> Result<(Vec<(u32, f64)>, Vec<String>), StoreError> {
+) -> Result<(EpochValues, Vec<String>), StoreError> {
     let conn = open_read(dir)?;
     let mut stmt = conn.prepare(
         "SELECT epoch, value FROM metrics WHERE split = ?1 AND key = ?2 AND value IS NOT NULL
          ORDER BY epoch, step, rowid",
     )?;
     let mut values: Vec<(u32, f64)> = Vec::new();
-    for row in stmt.query_map([split, key], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, f64>(1)?)))? {
+    for row in stmt.query_map([split, key], |r| {
+        Ok((r.get::<_, i64>(0)?, r.get::<_, f64>(1)?))
+    })? {
         let (epoch, value) = row?;
         let epoch = epoch.max(0) as u32;
         match values.last_mut() {
@@ -316,7 +321,8 @@ pub fn metric_by_epoch(
             _ => values.push((epoch, value)),
         }
     }
-    let mut keys_stmt = conn.prepare("SELECT split || '/' || key FROM summary ORDER BY split, key")?;
+    let mut keys_stmt =
+        conn.prepare("SELECT split || '/' || key FROM summary ORDER BY split, key")?;
     let keys = keys_stmt
         .query_map([], |r| r.get::<_, String>(0))?
         .collect::<Result<Vec<_>, _>>()?;

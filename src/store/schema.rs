@@ -136,13 +136,18 @@ mod tests {
             [],
         )
         .unwrap();
-        assert!(conn.execute("UPDATE run SET status = 'pruned'", []).is_err());
+        assert!(conn
+            .execute("UPDATE run SET status = 'pruned'", [])
+            .is_err());
         migrate(&mut conn).unwrap();
         let (id, status): (String, String) = conn
-            .query_row("SELECT id, status FROM run", [], |r| Ok((r.get(0)?, r.get(1)?)))
+            .query_row("SELECT id, status FROM run", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
             .unwrap();
         assert_eq!((id.as_str(), status.as_str()), ("r1", "completed"));
-        conn.execute("UPDATE run SET status = 'pruned'", []).unwrap();
+        conn.execute("UPDATE run SET status = 'pruned'", [])
+            .unwrap();
         assert!(conn.execute("UPDATE run SET status = 'bogus'", []).is_err());
     }
 

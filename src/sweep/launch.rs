@@ -7,8 +7,8 @@ use serde::Serialize;
 
 use super::local::{self, LocalOptions};
 use super::slurm::{self, SlurmOptions};
-use super::state::{point_states, PointState, PointStatus};
 use super::source::{Planned, Proposals, TaskSource};
+use super::state::{point_states, PointState, PointStatus};
 use super::{Mode, Point, Sweep, SweepError, SweepRecord};
 use crate::progress::Reporter;
 use crate::store::checkpoint_file;
@@ -168,7 +168,13 @@ pub fn execute(
         sweep.prepare_data(&tasks, reporter);
     }
     let mut source: Box<dyn TaskSource> = if adaptive {
-        Box::new(Proposals::new(sweep, &record, tasks.clone(), &initial, reporter))
+        Box::new(Proposals::new(
+            sweep,
+            &record,
+            tasks.clone(),
+            &initial,
+            reporter,
+        ))
     } else {
         Box::new(Planned::new(sweep, &record, tasks.clone(), &initial))
     };
@@ -189,11 +195,27 @@ pub fn execute(
                 }
                 Ok(())
             };
-            local::run(sweep, &mut *source, options, exe, reporter, interrupt, &mut on_start)
-                .map(|o| outcomes = o)
+            local::run(
+                sweep,
+                &mut *source,
+                options,
+                exe,
+                reporter,
+                interrupt,
+                &mut on_start,
+            )
+            .map(|o| outcomes = o)
         }
         Launcher::Slurm(options) if adaptive => {
-            let jobs = slurm::run_source(sweep, &record, &mut *source, options, exe, reporter, interrupt);
+            let jobs = slurm::run_source(
+                sweep,
+                &record,
+                &mut *source,
+                options,
+                exe,
+                reporter,
+                interrupt,
+            );
             jobs.map(|jobs| {
                 job_id = (!jobs.is_empty()).then(|| jobs.join(","));
             })
@@ -210,13 +232,12 @@ pub fn execute(
             }
             waited = options.wait;
             match (&job_id, options.wait) {
-                (Some(job), true) => {
-                    slurm::wait(job, options.poll_seconds, reporter, interrupt).map(|()| {
+                (Some(job), true) => slurm::wait(job, options.poll_seconds, reporter, interrupt)
+                    .map(|()| {
                         for t in &tasks {
                             let _ = source.ended(t.index);
                         }
-                    })
-                }
+                    }),
                 _ => Ok(()),
             }
         }

@@ -123,8 +123,14 @@ impl Sweep {
         file_axes.retain(|key, _| !fixed.contains(&key.as_str()));
         let axes = plan::axes(&file_axes, &base.sweeps)?;
         let mode = match (search.method, search.trials) {
-            (search::SearchMethod::Random, Some(n)) => Mode::Sample { n, seed: search.seed },
-            (search::SearchMethod::Tpe, Some(n)) => Mode::Tpe { n, seed: search.seed },
+            (search::SearchMethod::Random, Some(n)) => Mode::Sample {
+                n,
+                seed: search.seed,
+            },
+            (search::SearchMethod::Tpe, Some(n)) => Mode::Tpe {
+                n,
+                seed: search.seed,
+            },
             _ => Mode::Grid,
         };
         let id = sweep_id(&base, &axes, mode, &search);
@@ -134,7 +140,8 @@ impl Sweep {
             Mode::Tpe { .. } => {
                 let mut points = SweepRecord::recorded_points(&dir)?;
                 for p in &mut points {
-                    p.values.sort_by_key(|(k, _)| axes.iter().position(|a| a.key == *k));
+                    p.values
+                        .sort_by_key(|(k, _)| axes.iter().position(|a| a.key == *k));
                 }
                 points
             }

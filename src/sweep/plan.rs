@@ -24,9 +24,15 @@ pub struct Axis {
 #[serde(rename_all = "lowercase", tag = "mode")]
 pub enum Mode {
     Grid,
-    Sample { n: usize, seed: u64 },
+    Sample {
+        n: usize,
+        seed: u64,
+    },
     /// `n` points proposed one by one by TPE.
-    Tpe { n: usize, seed: u64 },
+    Tpe {
+        n: usize,
+        seed: u64,
+    },
 }
 
 /// One planned run: its index in the sweep and the value of every axis.
@@ -173,7 +179,9 @@ pub fn draw(axes: &[Axis], rng: &mut ChaCha8Rng) -> Vec<(String, toml::Value)> {
     axes.iter()
         .map(|a| {
             let value = match &a.spec {
-                SweepSpec::Uniform(lo, hi) => toml::Value::Float(round6(rng.random_range(*lo..*hi))),
+                SweepSpec::Uniform(lo, hi) => {
+                    toml::Value::Float(round6(rng.random_range(*lo..*hi)))
+                }
                 SweepSpec::LogUniform(lo, hi) => toml::Value::Float(round6(
                     rng.random_range(lo.ln()..hi.ln()).exp().clamp(*lo, *hi),
                 )),
@@ -243,7 +251,10 @@ mod tests {
     fn distributions_need_sampling_and_bad_axes_are_named() {
         let a = axes(&BTreeMap::new(), &[cli("lr=loguniform(1e-5,1e-2)")]).unwrap();
         let err = points(&a, Mode::Grid).unwrap_err().to_string();
-        assert!(err.contains("lr") && err.contains("method = \"random\""), "{err}");
+        assert!(
+            err.contains("lr") && err.contains("method = \"random\""),
+            "{err}"
+        );
         let err = axes(&file(&[("lr", "0.1")]), &[]).unwrap_err().to_string();
         assert!(err.contains("sweep.\"lr\""), "{err}");
         assert!(matches!(

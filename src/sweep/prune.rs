@@ -159,7 +159,12 @@ pub struct SweepJudge {
 }
 
 impl crate::train::EpochJudge for SweepJudge {
-    fn judge(&self, run_dir: &Path, epoch: u32, epochs: u32) -> Result<Option<(bool, String)>, String> {
+    fn judge(
+        &self,
+        run_dir: &Path,
+        epoch: u32,
+        epochs: u32,
+    ) -> Result<Option<(bool, String)>, String> {
         if !is_rung(&self.search.pruning, epoch, epochs) {
             return Ok(None);
         }
@@ -240,16 +245,25 @@ mod tests {
 
     #[test]
     fn asha_keeps_the_top_third_at_a_rung() {
-        let s = search(Pruning::Asha { min_epochs: 1, reduction: 3 }, Direction::Max);
+        let s = search(
+            Pruning::Asha {
+                min_epochs: 1,
+                reduction: 3,
+            },
+            Direction::Max,
+        );
         // Five others at epoch 1: 0.1…0.5; with this run six values, the top 2 go on.
-        let others: Vec<_> = [0.1, 0.2, 0.3, 0.4, 0.5].iter().map(|&v| trace(&[v, v])).collect();
+        let others: Vec<_> = [0.1, 0.2, 0.3, 0.4, 0.5]
+            .iter()
+            .map(|&v| trace(&[v, v]))
+            .collect();
         let d = decide(&s, 1, 4, &trace(&[0.45]), &others).unwrap();
         assert_eq!((d.threshold, d.others, d.prune), (0.45, 5, false));
         let d = decide(&s, 1, 4, &trace(&[0.35]), &others).unwrap();
         assert!(d.prune);
         assert_eq!(d.threshold, 0.4);
         // A tie with the cut-off goes on.
-        let d = decide(&s, 1, 4, &trace(&[0.4]), &others[..4].to_vec()).unwrap();
+        let d = decide(&s, 1, 4, &trace(&[0.4]), &others[..4]).unwrap();
         assert_eq!((d.threshold, d.prune), (0.4, false));
         // Fewer runs than η: only the best so far goes on.
         let d = decide(&s, 1, 4, &trace(&[0.3]), &others[4..]).unwrap();
@@ -262,7 +276,13 @@ mod tests {
 
     #[test]
     fn asha_minimising_keeps_the_lowest() {
-        let s = search(Pruning::Asha { min_epochs: 1, reduction: 2 }, Direction::Min);
+        let s = search(
+            Pruning::Asha {
+                min_epochs: 1,
+                reduction: 2,
+            },
+            Direction::Min,
+        );
         let others = vec![trace(&[1.0]), trace(&[2.0]), trace(&[3.0])];
         assert!(!decide(&s, 1, 3, &trace(&[1.5]), &others).unwrap().prune);
         assert!(decide(&s, 1, 3, &trace(&[2.5]), &others).unwrap().prune);
@@ -271,7 +291,11 @@ mod tests {
     #[test]
     fn median_compares_the_best_so_far_with_the_others_at_that_epoch() {
         let s = search(Pruning::Median { min_epochs: 2 }, Direction::Max);
-        let others = vec![trace(&[0.1, 0.5, 0.9]), trace(&[0.1, 0.3, 0.2]), trace(&[0.2, 0.4])];
+        let others = vec![
+            trace(&[0.1, 0.5, 0.9]),
+            trace(&[0.1, 0.3, 0.2]),
+            trace(&[0.2, 0.4]),
+        ];
         // Median at epoch 2 of 0.5, 0.3, 0.4 is 0.4.
         let d = decide(&s, 2, 3, &trace(&[0.1, 0.35]), &others).unwrap();
         assert_eq!((d.threshold, d.value, d.prune), (0.4, 0.35, true));
@@ -279,9 +303,13 @@ mod tests {
         let d = decide(&s, 2, 3, &trace(&[0.45, 0.2]), &others).unwrap();
         assert!(!d.prune);
         // Equal to the median goes on.
-        assert!(!decide(&s, 2, 3, &trace(&[0.1, 0.4]), &others).unwrap().prune);
+        assert!(
+            !decide(&s, 2, 3, &trace(&[0.1, 0.4]), &others)
+                .unwrap()
+                .prune
+        );
         // Even count: the mean of the middle two.
-        let d = decide(&s, 2, 4, &trace(&[0.0, 0.0]), &others[..2].to_vec()).unwrap();
+        let d = decide(&s, 2, 4, &trace(&[0.0, 0.0]), &others[..2]).unwrap();
         assert!((d.threshold - 0.4).abs() < 1e-12);
         // Before the grace period, too few others, at the end: nothing said.
         assert!(decide(&s, 1, 3, &trace(&[0.0]), &others).is_none());
@@ -295,7 +323,13 @@ mod tests {
         // Two runs report nothing at epoch 1 (one nothing at all, one only later).
         let others = vec![Vec::new(), vec![(2, 0.9)], trace(&[0.5])];
         assert!(decide(&s, 1, 3, &trace(&[0.1]), &others).is_none());
-        let s = search(Pruning::Asha { min_epochs: 1, reduction: 3 }, Direction::Max);
+        let s = search(
+            Pruning::Asha {
+                min_epochs: 1,
+                reduction: 3,
+            },
+            Direction::Max,
+        );
         let d = decide(&s, 1, 3, &trace(&[0.1]), &others).unwrap();
         assert_eq!(d.others, 1);
         // A run without its own value at the rung is not judged (the judge

@@ -249,8 +249,8 @@ impl SweepRecord {
         let mut points = Vec::new();
         for row in rows {
             let (idx, swept) = row.map_err(|e| bad(&path, e))?;
-            let swept: serde_json::Map<String, serde_json::Value> =
-                serde_json::from_str(&swept).map_err(|e| SweepError::BadRecord {
+            let swept: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&swept)
+                .map_err(|e| SweepError::BadRecord {
                     path: path.clone(),
                     why: format!("point {idx}: {e}"),
                 })?;
@@ -278,7 +278,9 @@ impl SweepRecord {
             .optional()
             .or_else(|e| match e {
                 // A sweep.db from before searches: a plain sweep.
-                rusqlite::Error::SqliteFailure(_, Some(ref m)) if m.contains("no such table") => Ok(None),
+                rusqlite::Error::SqliteFailure(_, Some(ref m)) if m.contains("no such table") => {
+                    Ok(None)
+                }
                 e => Err(e),
             })
             .map_err(|e| bad(&path, e))?;

@@ -16,9 +16,7 @@ pub struct Objective {
 impl Objective {
     pub fn parse(text: &str) -> Result<Objective, SweepError> {
         match text.split_once('/') {
-            Some((split, key))
-                if !split.is_empty() && !key.is_empty() && !key.contains('/') =>
-            {
+            Some((split, key)) if !split.is_empty() && !key.is_empty() && !key.contains('/') => {
                 Ok(Objective {
                     split: split.into(),
                     key: key.into(),
@@ -26,7 +24,10 @@ impl Objective {
             }
             _ => Err(bad(
                 "search.objective",
-                format!("`{}` is not SPLIT/KEY (e.g. val/iou, val/loss)", crate::text::shorten(text, 40)),
+                format!(
+                    "`{}` is not SPLIT/KEY (e.g. val/iou, val/loss)",
+                    crate::text::shorten(text, 40)
+                ),
             )),
         }
     }
@@ -45,10 +46,15 @@ pub enum Pruning {
     None,
     /// From `min_epochs` on, each epoch: stop a run whose best value so far
     /// is worse than the median of the others' values at that epoch.
-    Median { min_epochs: u32 },
+    Median {
+        min_epochs: u32,
+    },
     /// Asynchronous successive halving: at the rungs min_epochs·η^k a run
     /// goes on only if it is in the top 1/η of the runs that reached the rung.
-    Asha { min_epochs: u32, reduction: u32 },
+    Asha {
+        min_epochs: u32,
+        reduction: u32,
+    },
 }
 
 impl Pruning {
@@ -111,14 +117,19 @@ impl Search {
             (SearchMethod::Grid, Some(n)) if flags.trials.is_some() || file.trials.is_some() => {
                 return Err(bad(
                     "search.trials",
-                    format!("{n} trials need method = \"random\" or \"tpe\" (a grid runs every point)"),
+                    format!(
+                        "{n} trials need method = \"random\" or \"tpe\" (a grid runs every point)"
+                    ),
                 ))
             }
             (SearchMethod::Grid, _) => None,
             (_, None) => {
                 return Err(bad(
                     "search.trials",
-                    format!("method = \"{}\" needs a number of trials (--trials N)", method_name(method)),
+                    format!(
+                        "method = \"{}\" needs a number of trials (--trials N)",
+                        method_name(method)
+                    ),
                 ))
             }
             (_, Some(0)) => return Err(bad("search.trials", "must be at least 1 (got 0)".into())),
@@ -136,7 +147,10 @@ impl Search {
         let prune = flags.prune.unwrap_or(file.prune);
         if prune != PruneMethod::None {
             if min_epochs == 0 {
-                return Err(bad("search.min_epochs", "must be at least 1 (got 0)".into()));
+                return Err(bad(
+                    "search.min_epochs",
+                    "must be at least 1 (got 0)".into(),
+                ));
             }
             if min_epochs > epochs {
                 return Err(bad(
@@ -259,19 +273,64 @@ mod tests {
         .unwrap();
         assert_eq!(s.method, SearchMethod::Tpe);
         assert_eq!(s.trials, Some(24));
-        assert_eq!(s.pruning, Pruning::Asha { min_epochs: 2, reduction: 3 });
+        assert_eq!(
+            s.pruning,
+            Pruning::Asha {
+                min_epochs: 2,
+                reduction: 3
+            }
+        );
         assert!(s.better(0.1, 0.2));
     }
 
     #[test]
     fn bad_searches_name_the_key() {
         let cases = [
-            (SearchConfig { method: SearchMethod::Tpe, ..SearchConfig::default() }, "search.trials"),
-            (SearchConfig { method: SearchMethod::Tpe, trials: Some(0), ..SearchConfig::default() }, "at least 1"),
-            (SearchConfig { trials: Some(3), ..SearchConfig::default() }, "grid runs every point"),
-            (SearchConfig { prune: PruneMethod::Asha, reduction: 1, ..SearchConfig::default() }, "search.reduction"),
-            (SearchConfig { prune: PruneMethod::Median, min_epochs: 11, ..SearchConfig::default() }, "more than the runs' epochs (10)"),
-            (SearchConfig { objective: "iou".into(), ..SearchConfig::default() }, "SPLIT/KEY"),
+            (
+                SearchConfig {
+                    method: SearchMethod::Tpe,
+                    ..SearchConfig::default()
+                },
+                "search.trials",
+            ),
+            (
+                SearchConfig {
+                    method: SearchMethod::Tpe,
+                    trials: Some(0),
+                    ..SearchConfig::default()
+                },
+                "at least 1",
+            ),
+            (
+                SearchConfig {
+                    trials: Some(3),
+                    ..SearchConfig::default()
+                },
+                "grid runs every point",
+            ),
+            (
+                SearchConfig {
+                    prune: PruneMethod::Asha,
+                    reduction: 1,
+                    ..SearchConfig::default()
+                },
+                "search.reduction",
+            ),
+            (
+                SearchConfig {
+                    prune: PruneMethod::Median,
+                    min_epochs: 11,
+                    ..SearchConfig::default()
+                },
+                "more than the runs' epochs (10)",
+            ),
+            (
+                SearchConfig {
+                    objective: "iou".into(),
+                    ..SearchConfig::default()
+                },
+                "SPLIT/KEY",
+            ),
         ];
         for (file, expected) in cases {
             let err = resolve(file.clone(), SearchFlags::default()).unwrap_err();

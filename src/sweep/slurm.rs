@@ -298,7 +298,11 @@ pub fn run_source(
             match source.next() {
                 Ok(Some(task)) => {
                     let job = submit(sweep, record, std::slice::from_ref(&task), options, exe)?;
-                    reporter.note(format!("#{} submitted as job {job}: {}", task.index, task.point.label()));
+                    reporter.note(format!(
+                        "#{} submitted as job {job}: {}",
+                        task.index,
+                        task.point.label()
+                    ));
                     live.push((task.index, job.clone()));
                     jobs.push(job);
                 }
@@ -315,8 +319,8 @@ pub fn run_source(
         }
         let mut still = Vec::new();
         for (index, job) in live {
-            let active = task_states(&job)?
-                .is_some_and(|states| states.values().any(|s| is_active(s)));
+            let active =
+                task_states(&job)?.is_some_and(|states| states.values().any(|s| is_active(s)));
             if active {
                 still.push((index, job));
                 continue;

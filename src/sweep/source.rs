@@ -74,7 +74,10 @@ impl<'a> Results<'a> {
     }
 
     fn offer(&mut self, index: usize, value: f64) {
-        if self.best.is_none_or(|(_, b)| self.sweep.search.better(value, b)) {
+        if self
+            .best
+            .is_none_or(|(_, b)| self.sweep.search.better(value, b))
+        {
             self.best = Some((index, value));
         }
     }
@@ -114,10 +117,7 @@ impl<'a> Results<'a> {
 
 fn state_of(sweep: &Sweep, n: usize, index: usize) -> Result<PointState, SweepError> {
     let states = point_states(&sweep.dir, &sweep.id, n)?;
-    Ok(states
-        .into_iter()
-        .nth(index)
-        .expect("index is below n"))
+    Ok(states.into_iter().nth(index).expect("index is below n"))
 }
 
 /// The tasks planned up front.
@@ -128,7 +128,12 @@ pub struct Planned<'a> {
 }
 
 impl<'a> Planned<'a> {
-    pub fn new(sweep: &'a Sweep, record: &'a SweepRecord, tasks: Vec<Task>, states: &[PointState]) -> Planned<'a> {
+    pub fn new(
+        sweep: &'a Sweep,
+        record: &'a SweepRecord,
+        tasks: Vec<Task>,
+        states: &[PointState],
+    ) -> Planned<'a> {
         Planned {
             total: tasks.len(),
             tasks: tasks.into(),
@@ -204,7 +209,11 @@ impl<'a> Proposals<'a> {
 
 /// What TPE knows: each point's result, or that it is still running (or
 /// will run: `live`, started by this launch).
-fn history(sweep: &Sweep, points: &[Point], live: &[usize]) -> Result<Vec<Observation>, SweepError> {
+fn history(
+    sweep: &Sweep,
+    points: &[Point],
+    live: &[usize],
+) -> Result<Vec<Observation>, SweepError> {
     let states = point_states(&sweep.dir, &sweep.id, points.len())?;
     let search = &sweep.search;
     Ok(points
@@ -267,8 +276,14 @@ impl TaskSource for Proposals<'_> {
         let proposal = Proposal {
             index,
             how: how.clone(),
-            finished: history.iter().filter(|o| o.outcome != Outcome::Running).count(),
-            running: history.iter().filter(|o| o.outcome == Outcome::Running).count(),
+            finished: history
+                .iter()
+                .filter(|o| o.outcome != Outcome::Running)
+                .count(),
+            running: history
+                .iter()
+                .filter(|o| o.outcome == Outcome::Running)
+                .count(),
         };
         self.record.add_point(&point, &proposal)?;
         self.reporter.note(format!("#{index} proposed: {how}"));

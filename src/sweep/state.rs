@@ -30,7 +30,10 @@ impl PointStatus {
     pub fn is_final(self) -> bool {
         matches!(
             self,
-            PointStatus::Completed | PointStatus::Pruned | PointStatus::Failed | PointStatus::Crashed
+            PointStatus::Completed
+                | PointStatus::Pruned
+                | PointStatus::Failed
+                | PointStatus::Crashed
         )
     }
 

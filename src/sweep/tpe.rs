@@ -218,9 +218,10 @@ impl Encoding {
                 .iter()
                 .position(|v| v == value)
                 .map_or(f64::NAN, |i| i as f64 + 0.5),
-            Encoding::Categorical(values) => {
-                values.iter().position(|v| v == value).map_or(f64::NAN, |i| i as f64)
-            }
+            Encoding::Categorical(values) => values
+                .iter()
+                .position(|v| v == value)
+                .map_or(f64::NAN, |i| i as f64),
         }
     }
 
@@ -274,10 +275,22 @@ mod tests {
     fn axes() -> Vec<Axis> {
         let spec = |t: &str| SweepSpec::parse(t).unwrap().unwrap();
         vec![
-            Axis { key: "lr".into(), spec: spec("loguniform(1e-5,1e-1)") },
-            Axis { key: "model.sigma_init".into(), spec: spec("uniform(0,1)") },
-            Axis { key: "batch_size".into(), spec: spec("choice(2,4,8)") },
-            Axis { key: "seed".into(), spec: spec("range(0,10)") },
+            Axis {
+                key: "lr".into(),
+                spec: spec("loguniform(1e-5,1e-1)"),
+            },
+            Axis {
+                key: "model.sigma_init".into(),
+                spec: spec("uniform(0,1)"),
+            },
+            Axis {
+                key: "batch_size".into(),
+                spec: spec("choice(2,4,8)"),
+            },
+            Axis {
+                key: "seed".into(),
+                spec: spec("range(0,10)"),
+            },
         ]
     }
 
@@ -286,7 +299,10 @@ mod tests {
             method: SearchMethod::Tpe,
             trials: Some(trials),
             seed,
-            objective: Objective { split: "val".into(), key: "iou".into() },
+            objective: Objective {
+                split: "val".into(),
+                key: "iou".into(),
+            },
             direction: Direction::Max,
             pruning: Pruning::None,
         }
@@ -298,7 +314,9 @@ mod tests {
         let s = values[1].1.as_float().unwrap();
         let b = values[2].1.as_integer().unwrap();
         let seed = values[3].1.as_integer().unwrap();
-        -(lr.log10() + 3.0).powi(2) - 4.0 * (s - 0.7).powi(2) - if b == 4 { 0.0 } else { 0.5 }
+        -(lr.log10() + 3.0).powi(2)
+            - 4.0 * (s - 0.7).powi(2)
+            - if b == 4 { 0.0 } else { 0.5 }
             - 0.05 * (seed - 7).abs() as f64
     }
 
@@ -315,7 +333,10 @@ mod tests {
             }
             let (point, _) = propose(&axes, &search, index, &view);
             let v = objective(&point.values);
-            history.push(Observation { values: point.values.clone(), outcome: Outcome::Completed(v) });
+            history.push(Observation {
+                values: point.values.clone(),
+                outcome: Outcome::Completed(v),
+            });
             points.push((point, v));
         }
         points
@@ -326,7 +347,10 @@ mod tests {
         let a = search_run(20, 3, 2);
         assert_eq!(
             a.iter().map(|p| &p.0).collect::<Vec<_>>(),
-            search_run(20, 3, 2).iter().map(|p| &p.0).collect::<Vec<_>>()
+            search_run(20, 3, 2)
+                .iter()
+                .map(|p| &p.0)
+                .collect::<Vec<_>>()
         );
         let b = search_run(20, 4, 2);
         assert_ne!(a[10].0, b[10].0);
@@ -345,26 +369,41 @@ mod tests {
         // Over 8 seeds, the best of 40 TPE points against the best of 40 random ones.
         let (mut tpe_wins, mut tpe_sum, mut random_sum) = (0, 0.0, 0.0);
         for seed in 0..8 {
-            let best_tpe = search_run(40, seed, 2).iter().map(|p| p.1).fold(f64::MIN, f64::max);
+            let best_tpe = search_run(40, seed, 2)
+                .iter()
+                .map(|p| p.1)
+                .fold(f64::MIN, f64::max);
             let points = super::super::plan::points(
                 &axes(),
                 super::super::plan::Mode::Sample { n: 40, seed },
             )
             .unwrap();
-            let best_random = points.iter().map(|p| objective(&p.values)).fold(f64::MIN, f64::max);
+            let best_random = points
+                .iter()
+                .map(|p| objective(&p.values))
+                .fold(f64::MIN, f64::max);
             tpe_wins += (best_tpe > best_random) as usize;
             tpe_sum += best_tpe;
             random_sum += best_random;
         }
-        assert!(tpe_wins >= 5 && tpe_sum > random_sum, "TPE won {tpe_wins} of 8: {tpe_sum} vs {random_sum}");
+        assert!(
+            tpe_wins >= 5 && tpe_sum > random_sum,
+            "TPE won {tpe_wins} of 8: {tpe_sum} vs {random_sum}"
+        );
     }
 
     #[test]
     fn a_finite_space_is_not_tried_twice_until_it_is_exhausted() {
         let spec = |t: &str| SweepSpec::parse(t).unwrap().unwrap();
         let axes = vec![
-            Axis { key: "lr".into(), spec: spec("1e-2,1e-3,1e-4") },
-            Axis { key: "batch_size".into(), spec: spec("choice(2,4)") },
+            Axis {
+                key: "lr".into(),
+                spec: spec("1e-2,1e-3,1e-4"),
+            },
+            Axis {
+                key: "batch_size".into(),
+                spec: spec("choice(2,4)"),
+            },
         ];
         let search = search(8, 5);
         let mut history: Vec<Observation> = Vec::new();
@@ -374,40 +413,72 @@ mod tests {
             // Six points in the space: the first six are all different.
             assert_eq!(repeat, index >= 6, "point {index}: {:?}", p.values);
             let v = p.values[0].1.as_float().unwrap();
-            history.push(Observation { values: p.values, outcome: Outcome::Completed(-v.log10()) });
+            history.push(Observation {
+                values: p.values,
+                outcome: Outcome::Completed(-v.log10()),
+            });
         }
     }
 
     #[test]
     fn ordered_lists_are_scales_and_choices_stay_categories() {
-        let v = |xs: &[f64]| xs.iter().map(|&x| toml::Value::Float(x)).collect::<Vec<_>>();
+        let v = |xs: &[f64]| {
+            xs.iter()
+                .map(|&x| toml::Value::Float(x))
+                .collect::<Vec<_>>()
+        };
         assert!(monotonic_numbers(&v(&[1e-2, 1e-3, 1e-4])));
         assert!(monotonic_numbers(&[1, 2, 4].map(toml::Value::Integer)));
         assert!(!monotonic_numbers(&v(&[1e-2, 1e-4, 1e-3])));
         assert!(!monotonic_numbers(&v(&[1.0, 2.0])));
-        assert!(!monotonic_numbers(&["a", "b", "c"].map(|s| toml::Value::String(s.into()))));
+        assert!(!monotonic_numbers(
+            &["a", "b", "c"].map(|s| toml::Value::String(s.into()))
+        ));
         let spec = |t: &str| SweepSpec::parse(t).unwrap().unwrap();
-        assert!(matches!(Encoding::of(&spec("1e-2,1e-3,1e-4")), Encoding::Ordered(_)));
-        assert!(matches!(Encoding::of(&spec("choice(2,4,8)")), Encoding::Categorical(_)));
+        assert!(matches!(
+            Encoding::of(&spec("1e-2,1e-3,1e-4")),
+            Encoding::Ordered(_)
+        ));
+        assert!(matches!(
+            Encoding::of(&spec("choice(2,4,8)")),
+            Encoding::Categorical(_)
+        ));
     }
 
     #[test]
     fn running_points_are_told_the_worst_and_pruned_ones_no_better_than_completed() {
         let (axes, search) = (axes(), search(8, 1));
-        let point = |lr: f64| vec![
-            ("lr".to_string(), toml::Value::Float(lr)),
-            ("model.sigma_init".to_string(), toml::Value::Float(0.5)),
-            ("batch_size".to_string(), toml::Value::Integer(4)),
-            ("seed".to_string(), toml::Value::Integer(1)),
-        ];
+        let point = |lr: f64| {
+            vec![
+                ("lr".to_string(), toml::Value::Float(lr)),
+                ("model.sigma_init".to_string(), toml::Value::Float(0.5)),
+                ("batch_size".to_string(), toml::Value::Integer(4)),
+                ("seed".to_string(), toml::Value::Integer(1)),
+            ]
+        };
         let history = vec![
-            Observation { values: point(1e-3), outcome: Outcome::Completed(0.8) },
-            Observation { values: point(1e-2), outcome: Outcome::Completed(0.5) },
-            Observation { values: point(1e-4), outcome: Outcome::Pruned(0.9) },
-            Observation { values: point(1e-5), outcome: Outcome::Running },
+            Observation {
+                values: point(1e-3),
+                outcome: Outcome::Completed(0.8),
+            },
+            Observation {
+                values: point(1e-2),
+                outcome: Outcome::Completed(0.5),
+            },
+            Observation {
+                values: point(1e-4),
+                outcome: Outcome::Pruned(0.9),
+            },
+            Observation {
+                values: point(1e-5),
+                outcome: Outcome::Running,
+            },
         ];
         let (p, how) = propose(&axes, &search, 4, &history);
-        assert!(how.contains("3 results") && how.contains("1 running"), "{how}");
+        assert!(
+            how.contains("3 results") && how.contains("1 running"),
+            "{how}"
+        );
         assert_eq!(p, propose(&axes, &search, 4, &history).0);
         // Start-up points are random draws, whatever the history.
         let (_, how) = propose(&axes, &search, 0, &history);

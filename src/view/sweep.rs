@@ -49,10 +49,18 @@ pub fn sweep_plan(sweep: &Sweep, states: &[PointState]) -> String {
 pub fn tpe_preview(sweep: &Sweep, trials: usize, next: &[(crate::sweep::Point, String)]) -> String {
     let mut s = String::new();
     if next.is_empty() {
-        let _ = writeln!(s, "every one of the {trials} trials is proposed; nothing new would start");
+        let _ = writeln!(
+            s,
+            "every one of the {trials} trials is proposed; nothing new would start"
+        );
         return s;
     }
-    let _ = writeln!(s, "the {} free slot{} would start:", next.len(), if next.len() == 1 { "" } else { "s" });
+    let _ = writeln!(
+        s,
+        "the {} free slot{} would start:",
+        next.len(),
+        if next.len() == 1 { "" } else { "s" }
+    );
     let mut table = Table::new(["#", "OVERRIDES", "HOW"]);
     for (p, how) in next {
         table.row([p.index.to_string(), p.overrides().join(" "), how.clone()]);
@@ -91,7 +99,11 @@ pub fn sweep_summary(report: &SweepReport) -> String {
                 .map_or("-".into(), |s| s.count.to_string()),
         );
         let value = report.objectives.get(point.index).copied().flatten();
-        let mark = if report.best.is_some_and(|b| b.0 == point.index) { " *" } else { "" };
+        let mark = if report.best.is_some_and(|b| b.0 == point.index) {
+            " *"
+        } else {
+            ""
+        };
         row.push(format!("{}{mark}", number(value)));
         row.push(
             state
@@ -151,7 +163,11 @@ pub fn sweep_summary(report: &SweepReport) -> String {
             .find(|(p, _)| p.index == index)
             .map(|(p, _)| p.label())
             .unwrap_or_default();
-        let _ = writeln!(s, "best: #{index} {} {value:.4} ({label})", report.objective);
+        let _ = writeln!(
+            s,
+            "best: #{index} {} {value:.4} ({label})",
+            report.objective
+        );
     }
     let _ = writeln!(
         s,

@@ -157,7 +157,10 @@ pub(super) fn sweep_section(page: &mut String, report: &Report) -> Result<(), Re
             );
         }
         if let Some(shares) = crate::report::search_charts::importance(s) {
-            let chart = crate::report::search_charts::Importance { plot: s, shares: &shares };
+            let chart = crate::report::search_charts::Importance {
+                plot: s,
+                shares: &shares,
+            };
             let _ = write!(
                 page,
                 "<figure class=\"chart importance\">{}<figcaption>parameter importance: the share of the {} variance each parameter explains alone (η² over its values, normalised; completed trials)</figcaption></figure>",
