@@ -16,7 +16,12 @@ use esx::store::RunStatus;
 struct Cluster {
     dir: PathBuf,
     conf: PathBuf,
+    /// One cluster at a time: each thinks it has the machine's cores.
+    _turn: std::sync::MutexGuard<'static, ()>,
 }
+
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+static CLUSTERS: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
 
 impl Cluster {
     /// Some(cluster) when Slurm can run here; None (with the reason printed)
@@ -44,8 +49,11 @@ impl Cluster {
             eprintln!("slurm test not run: {why} (.ci/run installs Slurm and runs it as root)");
             return None;
         }
-        // Ports of our own, so a cluster already on this machine is left alone.
-        let base = 20000 + (std::process::id() % 20000) as u16;
+        let turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+        // Ports of our own, so a cluster already on this machine (or the
+        // previous test's, still closing) is left alone.
+        let nth = CLUSTERS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let base = 20000 + (std::process::id() % 5000) as u16 * 4 + 2 * (nth % 2);
         let out = Command::new("bash")
             .arg(&script)
             .args(["start", dir.to_str().unwrap()])
@@ -56,6 +64,7 @@ impl Cluster {
         let cluster = Cluster {
             dir: dir.to_path_buf(),
             conf: dir.join("slurm.conf"),
+            _turn: turn,
         };
         assert!(
             out.status.success(),
