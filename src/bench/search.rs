@@ -9,8 +9,6 @@
 //! (start to end as it records it), counted up to the end of the first run
 //! that comes within 2 %.
 
-use std::path::Path;
-
 use super::sweep::SweepBenchError;
 use super::Figure;
 
@@ -166,7 +164,6 @@ pub fn run(opts: &SearchBench) -> Result<Vec<Figure>, SweepBenchError> {
             ),
         });
     }
-    let _ = Path::new(dir);
     Ok(figures)
 }
 

@@ -58,7 +58,11 @@ pub fn exec(args: Args) -> anyhow::Result<()> {
         return print_json(&runs);
     }
     if runs.is_empty() {
-        eprintln!("no runs under {}", root.display());
+        if args.sweep.is_some() || filter.is_some() {
+            eprintln!("no run under {} matches", root.display());
+        } else {
+            eprintln!("no runs under {}", root.display());
+        }
         return Ok(());
     }
     print!("{}", esx::view::runs_table(&runs));
