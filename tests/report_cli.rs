@@ -406,13 +406,14 @@ fn the_page_renders_in_headless_chromium_without_errors() {
     }
     assert_eq!(dom.matches("class=\"picture\"").count(), 14);
 
-    // A screenshot that shows something: charts, colours, pictures.
+    // A screenshot that shows something: charts, colours, pictures (tall
+    // enough to reach the pictures below the sweep's charts).
     let shot = profile.path().join("shot.png");
     let out = headless(
         &browser,
         profile.path(),
         &[
-            "--window-size=1400,3200",
+            "--window-size=1400,4800",
             &format!("--screenshot={}", shot.display()),
         ],
         &page,
@@ -423,12 +424,13 @@ fn the_page_renders_in_headless_chromium_without_errors() {
         String::from_utf8_lossy(&out.stderr)
     );
     let img = image::open(&shot).unwrap().to_rgb8();
-    assert_eq!(img.dimensions(), (1400, 3200));
+    assert_eq!(img.dimensions(), (1400, 4800));
     let total = img.pixels().count();
     let inked = img
         .pixels()
         .filter(|p| p.0.iter().any(|&c| c < 200))
         .count();
+    eprintln!("screenshot: {inked} of {total} pixels inked");
     assert!(
         inked * 50 > total,
         "the screenshot is nearly blank: {inked} of {total} pixels"
