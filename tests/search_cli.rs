@@ -43,15 +43,41 @@ fn sweep_db(root: &Path) -> rusqlite::Connection {
     rusqlite::Connection::open(dir.join("sweep.db")).unwrap()
 }
 
-/// One good learning rate (runs 6 epochs) among four that learn nothing in
-/// an epoch: ASHA (η 3, rungs from epoch 1) keeps only the best third at
-/// epoch 1, so the bad ones stop there while the good one still trains.
+/// One good learning rate among four that learn nothing in an epoch: ASHA
+/// (η 3, rungs from epoch 1) keeps only the best third at epoch 1.
 const ASHA: &str = "\n[sweep]\nlr = [1e-3, 2e-2, 3e-2, 4e-2, 5e-2]\n\n[search]\nprune = \"asha\"\nmin_epochs = 1\nreduction = 3\n";
+
+/// The same as trials of a config group, so that the good trial's epochs are
+/// long (12 steps) and the bad ones' short (2 steps): the good run is still
+/// training while the other slot goes through the bad ones, whichever
+/// reaches the first rung first.
+fn trials_setup() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let base = esx::bench::sweep::tiny_experiment(6, 0).replace("steps_per_epoch = 0\n", "");
+    let experiment = format!(
+        "defaults = [\"trial/good\"]\n{base}\n[search]\nprune = \"asha\"\nmin_epochs = 1\nreduction = 3\n"
+    );
+    let trial = |lr: &str, steps: u32| format!("lr = {lr}\n[train]\nsteps_per_epoch = {steps}\n");
+    write_files(
+        dir.path(),
+        &[
+            ("tiny.toml", &experiment),
+            ("trial/good.toml", &trial("1e-3", 12)),
+            ("trial/bad1.toml", &trial("2e-2", 2)),
+            ("trial/bad2.toml", &trial("3e-2", 2)),
+            ("trial/bad3.toml", &trial("4e-2", 2)),
+            ("trial/bad4.toml", &trial("5e-2", 2)),
+        ],
+    );
+    dir
+}
+
+const TRIALS: &str = "trial=good,bad1,bad2,bad3,bad4";
 
 #[test]
 fn asha_prunes_losing_runs_and_their_slots_start_the_next_point_at_once() {
-    let dir = setup(6, 2, ASHA);
-    let out = succeeds(dir.path(), &["sweep", "tiny.toml", "--jobs", "2"]);
+    let dir = trials_setup();
+    let out = succeeds(dir.path(), &["sweep", "tiny.toml", TRIALS, "--jobs", "2"]);
     let root = dir.path().join("runs");
     let all = runs(&root);
     assert_eq!(all.len(), 5, "{out}");
@@ -147,7 +173,7 @@ fn asha_prunes_losing_runs_and_their_slots_start_the_next_point_at_once() {
     assert!(page.contains("best val/iou by trial"));
 
     // The same command: everything ended (pruned is final), nothing runs again.
-    let again = succeeds(dir.path(), &["sweep", "tiny.toml", "--jobs", "2"]);
+    let again = succeeds(dir.path(), &["sweep", "tiny.toml", TRIALS, "--jobs", "2"]);
     assert!(again.contains("0 launched now, 5 skipped"), "{again}");
     assert_eq!(runs(&root).len(), 5);
 }
