@@ -245,6 +245,15 @@ pub fn execute(
     result?;
     let points = source.points();
     let final_states = point_states(&sweep.dir, &sweep.id, points.len())?;
+    // Each point's objective, read from its store once.
+    let objectives: Vec<Option<f64>> = final_states
+        .iter()
+        .map(|s| {
+            s.run
+                .as_ref()
+                .and_then(|r| super::source::objective_of(&sweep.search, &r.dir).0)
+        })
+        .collect();
     if let Launcher::Local(_) = launcher {
         // Points still queued when an interrupt came were never started.
         launched.retain(|t: &Task| outcomes.iter().any(|o| o.index == t.index));
@@ -255,15 +264,8 @@ pub fn execute(
         axes: sweep.axes.iter().map(|a| a.key.clone()).collect(),
         search: sweep.search.describe(),
         objective: sweep.search.objective.to_string(),
-        best: best_point(sweep, &final_states),
-        objectives: final_states
-            .iter()
-            .map(|s| {
-                s.run
-                    .as_ref()
-                    .and_then(|r| super::source::objective_of(&sweep.search, &r.dir).0)
-            })
-            .collect(),
+        best: best_point(sweep, &final_states, &objectives),
+        objectives,
         points: points.into_iter().zip(final_states).collect(),
         launched,
         skipped,
@@ -276,15 +278,15 @@ pub fn execute(
 }
 
 /// The point with the best objective among those that ended with one.
-pub fn best_point(sweep: &Sweep, states: &[PointState]) -> Option<(usize, f64)> {
+fn best_point(
+    sweep: &Sweep,
+    states: &[PointState],
+    objectives: &[Option<f64>],
+) -> Option<(usize, f64)> {
     states
         .iter()
-        .filter(|s| matches!(s.status, PointStatus::Completed | PointStatus::Pruned))
-        .filter_map(|s| {
-            let run = s.run.as_ref()?;
-            super::source::objective_of(&sweep.search, &run.dir)
-                .0
-                .map(|v| (s.index, v))
-        })
+        .zip(objectives)
+        .filter(|(s, _)| matches!(s.status, PointStatus::Completed | PointStatus::Pruned))
+        .filter_map(|(s, v)| v.map(|v| (s.index, v)))
         .reduce(|a, b| if sweep.search.better(b.1, a.1) { b } else { a })
 }
