@@ -20,6 +20,7 @@ fn make_run(
         experiment: Some("experiments/x.toml".into()),
         command: vec!["esx".into(), "run".into()],
         sweep: None,
+        journal: None,
     };
     let mut w = RunWriter::create(root, None, &new).unwrap();
     for step in 0..5u64 {

@@ -1,16 +1,22 @@
-//! Crash safety of the run store: a writer SIGKILLed mid-stream loses nothing
-//! it committed and reads as crashed; readers never fail while a writer writes.
+//! Crash safety of the run store, in both journal modes (WAL on local disks,
+//! the rollback journal of network filesystems, forced with ESX_JOURNAL): a
+//! writer SIGKILLed at random moments loses nothing it committed, reads as
+//! crashed and leaves a database that passes integrity_check; readers in
+//! other processes never fail while a writer writes or dies.
 //!
-//! The writer is this test binary re-executed with `--ignored --exact
-//! crash_child_writer`: a real separate process that can be killed for real.
+//! Writer and readers are this test binary re-executed with `--ignored
+//! --exact crash_child_…`: real separate processes that can be killed for real.
 
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use esx::store::query::{list_runs, metrics, read_run};
 use esx::store::{NewRun, RunStatus, RunWriter};
+use rand::Rng;
+
+const MODES: [&str; 2] = ["wal", "delete"];
 
 fn new_run() -> NewRun {
     NewRun {
@@ -21,7 +27,8 @@ fn new_run() -> NewRun {
     }
 }
 
-/// The child: logs scalars forever, printing how many are committed after each flush.
+/// The writer: logs scalars forever, printing how many are committed after
+/// each flush, with an image and an event between flushes.
 #[test]
 #[ignore = "helper process for crash tests; run by them"]
 fn crash_child_writer() {
@@ -38,7 +45,45 @@ fn crash_child_writer() {
         }
         w.flush().unwrap();
         println!("committed {step}");
+        if step.is_multiple_of(1000) {
+            w.log_image(0, "panel", &[7u8; 2048]).unwrap();
+            w.log_event("checkpoint", &step.to_string()).unwrap();
+        }
     }
+}
+
+/// A reader: reads the run in ESX_CRASH_DIR until ESX_CRASH_UNTIL_FILE
+/// exists, panicking (a failed process) on any error or on rows that go
+/// back; prints its count of reads.
+#[test]
+#[ignore = "helper process for crash tests; run by them"]
+fn crash_child_reader() {
+    let Ok(dir) = std::env::var("ESX_CRASH_DIR") else {
+        return;
+    };
+    let dir = PathBuf::from(dir);
+    let stop = PathBuf::from(std::env::var("ESX_CRASH_UNTIL_FILE").unwrap());
+    let root = dir.parent().unwrap().to_path_buf();
+    let (mut reads, mut seen) = (0u64, 0usize);
+    while !stop.exists() {
+        let run = read_run(&dir).expect("read_run while writing");
+        assert!(
+            matches!(run.status, RunStatus::Running | RunStatus::Crashed),
+            "{:?}",
+            run.status
+        );
+        let rows = metrics(&dir, None).expect("metrics while writing");
+        assert!(rows.len() >= seen, "row count never goes back");
+        for (i, r) in rows.iter().enumerate() {
+            assert_eq!(r.step, i as i64, "rows are whole and in order");
+        }
+        seen = rows.len();
+        for r in list_runs(&root).unwrap() {
+            r.expect("list_runs while writing");
+        }
+        reads += 1;
+    }
+    println!("reads {reads} rows {seen}");
 }
 
 /// The harness prints `test crash_child_writer ... ` before the child's own line.
@@ -46,108 +91,170 @@ fn run_dir(line: &str) -> Option<PathBuf> {
     line.split_once("dir ").map(|(_, d)| PathBuf::from(d))
 }
 
-fn spawn_child(root: &std::path::Path) -> std::process::Child {
+fn child(name: &str, envs: &[(&str, &Path)], journal: &str) -> Child {
     Command::new(std::env::current_exe().unwrap())
         .args([
             "--ignored",
             "--exact",
-            "crash_child_writer",
+            name,
             "--nocapture",
             "--test-threads=1",
         ])
-        .env("ESX_CRASH_ROOT", root)
+        .envs(envs.iter().map(|(k, v)| (*k, *v)))
+        .env("ESX_JOURNAL", journal)
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap()
 }
 
-#[test]
-fn sigkilled_writer_keeps_every_committed_row_and_reads_as_crashed() {
-    let root = tempfile::tempdir().unwrap();
-    let mut child = spawn_child(root.path());
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut dir = None;
-    let mut committed = 0u64;
-    for line in lines.by_ref() {
-        let line = line.unwrap();
-        if let Some(d) = run_dir(&line) {
-            dir = Some(d);
-        } else if let Some(n) = line.strip_prefix("committed ") {
-            committed = n.parse().unwrap();
-            if committed >= 5_000 {
-                break;
-            }
-        }
-    }
-    // SAFETY: plain kill(2) on our own child.
-    unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
-    child.wait().unwrap();
-    let dir = dir.expect("the child printed its run directory");
-
-    let run = read_run(&dir).expect("the database opens after SIGKILL");
-    assert_eq!(run.status, RunStatus::Crashed);
-    let rows = metrics(&dir, None).unwrap();
-    assert!(
-        rows.len() as u64 >= committed,
-        "{} rows < {committed} committed",
-        rows.len()
-    );
-    for (i, r) in rows.iter().enumerate() {
-        assert_eq!(
-            (r.step, r.value),
-            (i as i64, Some(i as f64)),
-            "rows are intact and in order"
-        );
-    }
-    assert_eq!(
-        run.summary("train", "loss").unwrap().count as usize,
-        rows.len()
-    );
+struct Readers {
+    children: Vec<Child>,
+    stop: PathBuf,
 }
 
-#[test]
-fn readers_never_fail_while_a_writer_writes() {
-    let root = tempfile::tempdir().unwrap();
-    let mut child = spawn_child(root.path());
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+impl Readers {
+    fn start(dir: &Path, scratch: &Path, n: usize, journal: &str) -> Readers {
+        let stop = scratch.join("stop-readers");
+        let children = (0..n)
+            .map(|_| {
+                child(
+                    "crash_child_reader",
+                    &[("ESX_CRASH_DIR", dir), ("ESX_CRASH_UNTIL_FILE", &stop)],
+                    journal,
+                )
+            })
+            .collect();
+        Readers { children, stop }
+    }
+
+    /// Stops the readers; each must have succeeded and read a few times.
+    fn finish(self) -> u64 {
+        std::fs::write(&self.stop, "").unwrap();
+        let mut total = 0;
+        for c in self.children {
+            let out = c.wait_with_output().unwrap();
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            assert!(
+                out.status.success(),
+                "a reader failed:\n{stdout}\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let reads: u64 = stdout
+                .split_once("reads ")
+                .and_then(|(_, r)| r.split_whitespace().next()?.parse().ok())
+                .expect("the reader printed its reads");
+            total += reads;
+        }
+        total
+    }
+}
+
+/// Starts a writer under `root` and returns it with its run directory.
+fn start_writer(
+    root: &Path,
+    journal: &str,
+) -> (
+    Child,
+    PathBuf,
+    std::io::Lines<BufReader<std::process::ChildStdout>>,
+) {
+    let mut writer = child("crash_child_writer", &[("ESX_CRASH_ROOT", root)], journal);
+    let mut lines = BufReader::new(writer.stdout.take().unwrap()).lines();
     let dir = lines
         .by_ref()
         .take(5)
         .find_map(|l| run_dir(&l.unwrap()))
-        .expect("the child prints its run directory first");
-    // Keep draining the child's output so it never blocks on a full pipe.
-    let drain = std::thread::spawn(move || lines.for_each(drop));
-    let deadline = Instant::now() + Duration::from_secs(3);
-    let readers: Vec<_> = (0..3)
-        .map(|_| {
-            let (dir, root) = (dir.clone(), root.path().to_path_buf());
-            std::thread::spawn(move || {
-                let mut reads = 0;
-                let mut seen = 0;
-                while Instant::now() < deadline {
-                    let run = read_run(&dir).expect("read_run while writing");
-                    assert_eq!(run.status, RunStatus::Running);
-                    let n = metrics(&dir, None).expect("metrics while writing").len();
-                    assert!(n >= seen, "row count never goes back");
-                    seen = n;
-                    for r in list_runs(&root).unwrap() {
-                        r.expect("list_runs while writing");
+        .expect("the writer prints its run directory first");
+    (writer, dir, lines)
+}
+
+fn integrity(dir: &Path) -> String {
+    let conn = rusqlite::Connection::open_with_flags(
+        dir.join("run.db"),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .unwrap();
+    conn.query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap()
+}
+
+#[test]
+fn a_writer_killed_at_random_moments_keeps_every_committed_row_in_both_journal_modes() {
+    let mut rng = rand::rng();
+    for journal in MODES {
+        for round in 0..3 {
+            let root = tempfile::tempdir().unwrap();
+            let (mut writer, dir, mut lines) = start_writer(root.path(), journal);
+            let readers = Readers::start(&dir, root.path(), 2, journal);
+            // Kill after a random number of commits, then a random few
+            // milliseconds more, so the kill lands anywhere in a transaction.
+            let target = rng.random_range(1..40u64) * 100;
+            let mut committed = 0u64;
+            for line in lines.by_ref() {
+                if let Some(n) = line.unwrap().strip_prefix("committed ") {
+                    committed = n.parse().unwrap();
+                    if committed >= target {
+                        break;
                     }
-                    reads += 1;
                 }
-                (reads, seen)
-            })
-        })
-        .collect();
-    for r in readers {
-        let (reads, seen) = r.join().expect("reader thread");
-        assert!(
-            reads > 3 && seen > 0,
-            "readers made progress: {reads} reads, {seen} rows"
-        );
+            }
+            std::thread::sleep(Duration::from_micros(rng.random_range(0..5000)));
+            // SAFETY: plain kill(2) on our own child.
+            unsafe { libc::kill(writer.id() as i32, libc::SIGKILL) };
+            writer.wait().unwrap();
+            // The readers go on a moment over the dead writer's files.
+            std::thread::sleep(Duration::from_millis(100));
+            let reads = readers.finish();
+            let what = format!("{journal} round {round}, killed after {committed} rows");
+            assert!(reads > 0, "{what}: the readers read");
+
+            let run = read_run(&dir).expect("the database opens after SIGKILL");
+            assert_eq!(run.status, RunStatus::Crashed, "{what}");
+            assert_eq!(run.journal, journal, "{what}");
+            let rows = metrics(&dir, None).unwrap();
+            assert!(
+                rows.len() as u64 >= committed,
+                "{what}: {} rows",
+                rows.len()
+            );
+            for (i, r) in rows.iter().enumerate() {
+                assert_eq!((r.step, r.value), (i as i64, Some(i as f64)), "{what}");
+            }
+            assert_eq!(
+                run.summary("train", "loss").unwrap().count as usize,
+                rows.len(),
+                "{what}"
+            );
+            assert_eq!(integrity(&dir), "ok", "{what}");
+        }
     }
-    unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
-    child.wait().unwrap();
-    drain.join().unwrap();
+}
+
+#[test]
+fn readers_in_other_processes_never_fail_while_a_writer_writes_in_both_journal_modes() {
+    for journal in MODES {
+        let root = tempfile::tempdir().unwrap();
+        let (mut writer, dir, lines) = start_writer(root.path(), journal);
+        // Keep draining the writer's output so it never blocks on a full pipe.
+        let drain = std::thread::spawn(move || lines.map_while(Result::ok).last());
+        let readers = Readers::start(&dir, root.path(), 3, journal);
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let reads = readers.finish();
+        unsafe { libc::kill(writer.id() as i32, libc::SIGKILL) };
+        writer.wait().unwrap();
+        let last = drain.join().unwrap().unwrap_or_default();
+        let committed: u64 = last
+            .strip_prefix("committed ")
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+        assert!(
+            reads > 9 && committed > 0,
+            "{journal}: readers made progress ({reads} reads) and so did the writer ({committed} rows)"
+        );
+        eprintln!("{journal}: {reads} reads by 3 readers while the writer committed {committed} rows in 3 s");
+    }
 }

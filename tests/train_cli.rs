@@ -98,6 +98,39 @@ fn newest_run(root: &Path) -> Option<PathBuf> {
     runs.pop().map(|r| r.dir)
 }
 
+/// Starts `esx run ARGS` under `runs` and returns it once its store holds
+/// step `step`.
+fn train_until_step(
+    dir: &Path,
+    runs: &Path,
+    args: &[&str],
+    step: i64,
+) -> (std::process::Child, PathBuf) {
+    let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("esx"))
+        .current_dir(dir)
+        .args(["run", "--runs", runs.to_str().unwrap(), "-q"])
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "the run never reached step {step}"
+        );
+        if let Some(d) = newest_run(runs) {
+            if metrics(&d, Some(&["loss"]))
+                .map(|m| m.iter().any(|r| r.step >= step))
+                .unwrap_or(false)
+            {
+                return (child, d);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 #[test]
 fn ctrl_c_then_resume_gives_exactly_the_uninterrupted_run() {
     let dir = tempfile::tempdir().unwrap();
@@ -108,27 +141,8 @@ fn ctrl_c_then_resume_gives_exactly_the_uninterrupted_run() {
     assert_eq!(reference.0.len(), 36);
 
     let runs = dir.path().join("interrupted-runs");
-    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("esx"))
-        .current_dir(dir.path())
-        .args(["run", "--runs", runs.to_str().unwrap(), "-q"])
-        .args(args)
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
     // Interrupt in the middle of the second epoch.
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let run_dir = loop {
-        assert!(Instant::now() < deadline, "the run never reached step 16");
-        if let Some(d) = newest_run(&runs) {
-            if metrics(&d, Some(&["loss"]))
-                .map(|m| m.iter().any(|r| r.step >= 16))
-                .unwrap_or(false)
-            {
-                break d;
-            }
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
+    let (mut child, run_dir) = train_until_step(dir.path(), &runs, &args, 16);
     // SAFETY: plain kill(2) on our own child.
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     let status = child.wait().unwrap();
@@ -162,6 +176,61 @@ fn ctrl_c_then_resume_gives_exactly_the_uninterrupted_run() {
         "resuming reproduces the uninterrupted run exactly"
     );
     assert_eq!(read_run(&run_dir).unwrap().status, RunStatus::Completed);
+}
+
+/// A run on a host that died: its record says running, from another host.
+/// While its heartbeat is fresh it is running (and not resumed from here);
+/// once the heartbeat is stale it is crashed, and resumed from this host.
+#[test]
+fn a_run_from_another_host_lives_by_its_heartbeat_and_resumes_here_once_stale() {
+    let dir = tempfile::tempdir().unwrap();
+    write_files(dir.path(), &[("tiny.toml", &tiny())]);
+    let args = ["tiny.toml", "epochs=3", "train.steps_per_epoch=12"];
+    let runs = dir.path().join("runs");
+    let (mut child, run_dir) = train_until_step(dir.path(), &runs, &args, 16);
+    // SAFETY: plain kill(2) on our own child: the node dies.
+    unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
+    child.wait().unwrap();
+    let fake = |age: f64| {
+        let conn = rusqlite::Connection::open(run_dir.join("run.db")).unwrap();
+        conn.execute(
+            "UPDATE run SET host = 'node-elsewhere', pid = 4242, heartbeat = ?1",
+            [esx::store::provenance::now() - age],
+        )
+        .unwrap();
+    };
+    let runs_arg = runs.to_str().unwrap();
+    fake(20.0);
+    let ls = succeeds(dir.path(), &["ls", runs_arg]);
+    let row = ls.lines().nth(1).unwrap();
+    assert!(
+        row.contains("running") && row.contains("node-elsewhere"),
+        "{ls}"
+    );
+    let show = succeeds(dir.path(), &["show", run_dir.to_str().unwrap()]);
+    assert!(
+        show.lines()
+            .any(|l| l.starts_with("heartbeat") && l.ends_with("s ago")),
+        "{show}"
+    );
+    let id = read_run(&run_dir).unwrap().id;
+    let err = fails(dir.path(), &["run", "--resume", &id, "--runs", runs_arg]);
+    assert!(
+        err.contains("it is running on node-elsewhere (pid 4242"),
+        "{err}"
+    );
+    assert_eq!(read_run(&run_dir).unwrap().host, "node-elsewhere");
+
+    fake(esx::store::heartbeat::STALE_AFTER + 60.0);
+    let ls = succeeds(dir.path(), &["ls", runs_arg]);
+    assert!(ls.lines().nth(1).unwrap().contains("crashed"), "{ls}");
+    let resumed = run_json(dir.path(), &["--resume", &id, "--runs", runs_arg]);
+    assert_eq!(resumed["status"], "completed");
+    let steps: Vec<i64> = losses(&run_dir).0.iter().map(|s| s.0).collect();
+    assert_eq!(steps, (1..=36).collect::<Vec<_>>(), "every step once");
+    let info = read_run(&run_dir).unwrap();
+    assert_eq!(info.host, esx::store::provenance::hostname());
+    assert_eq!(info.status, RunStatus::Completed);
 }
 
 #[test]

@@ -5,6 +5,8 @@
 pub mod claim;
 pub mod export;
 pub mod filter;
+pub mod heartbeat;
+pub mod journal;
 pub mod provenance;
 pub mod query;
 mod schema;
@@ -117,6 +119,8 @@ pub enum StoreError {
     },
     #[error("{what} is {holder}")]
     Claimed { what: String, holder: String },
+    #[error("{env}={0}: expected auto, wal or delete", env = journal::ENV)]
+    BadJournal(String),
     #[error("bad filter `{text}`: {why}")]
     BadFilter { text: String, why: String },
 }

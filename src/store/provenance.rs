@@ -34,6 +34,13 @@ pub fn hostname() -> String {
     String::from_utf8_lossy(&buf[..end]).into_owned()
 }
 
+/// The Slurm job this process runs in, if any.
+pub fn slurm_job() -> Option<String> {
+    std::env::var("SLURM_JOB_ID")
+        .ok()
+        .filter(|j| !j.is_empty() && j.chars().all(|c| c.is_ascii_digit()))
+}
+
 /// The start time of a process in clock ticks since boot (field 22 of
 /// /proc/PID/stat): with the pid it identifies a process even after pid reuse.
 pub fn process_start(pid: u32) -> Option<i64> {

@@ -9,7 +9,8 @@ use rayon::prelude::*;
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 use serde::Serialize;
 
-use super::provenance::{hostname, now, process_alive};
+use super::heartbeat::{self, Recorded};
+use super::provenance::now;
 use super::schema::check_readable;
 use super::{RunStatus, StoreError, RUN_DB};
 
@@ -24,6 +25,12 @@ pub struct RunInfo {
     pub heartbeat: Option<f64>,
     pub pid: u32,
     pub host: String,
+    /// The Slurm job it last trained in.
+    pub slurm_job: Option<String>,
+    /// The database's journal mode (wal, delete) and the filesystem its
+    /// directory is on.
+    pub journal: String,
+    pub filesystem: String,
     pub git_commit: Option<String>,
     pub git_dirty: Option<bool>,
     pub command: Vec<String>,
@@ -100,13 +107,36 @@ impl RunInfo {
     }
 }
 
+/// Opens a run's database to read it. A writer killed mid-transaction in
+/// rollback mode leaves a hot journal that a read-only connection may not
+/// roll back; the reader then opens it read-write once, which rolls it back
+/// (SQLite does so only when no writer holds the database).
 pub fn open_read(dir: &Path) -> Result<Connection, StoreError> {
     let path = dir.join(RUN_DB);
-    let conn = Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_ONLY)
-        .map_err(|e| StoreError::open(&path, e))?;
-    conn.busy_timeout(Duration::from_secs(10))?;
-    check_readable(&conn).map_err(|e| e.at(&path))?;
-    Ok(conn)
+    let open = |flags| -> Result<Connection, StoreError> {
+        let conn =
+            Connection::open_with_flags(&path, flags).map_err(|e| StoreError::open(&path, e))?;
+        conn.busy_timeout(Duration::from_secs(10))?;
+        Ok(conn)
+    };
+    let conn = open(OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+    match check_readable(&conn) {
+        Err(StoreError::Sqlite(e)) if needs_rollback(&e) => {
+            drop(conn);
+            let conn = open(OpenFlags::SQLITE_OPEN_READ_WRITE)?;
+            check_readable(&conn).map_err(|e| e.at(&path))?;
+            Ok(conn)
+        }
+        Err(e) => Err(e.at(&path)),
+        Ok(()) => Ok(conn),
+    }
+}
+
+fn needs_rollback(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error().map(|f| f.extended_code),
+        Some(rusqlite::ffi::SQLITE_READONLY_ROLLBACK | rusqlite::ffi::SQLITE_READONLY_RECOVERY)
+    )
 }
 
 /// Reads one run's record.
@@ -117,33 +147,48 @@ pub fn read_run(dir: &Path) -> Result<RunInfo, StoreError> {
 
 fn read_with(conn: &Connection, dir: &Path) -> Result<RunInfo, StoreError> {
     let json_list = |s: String| serde_json::from_str::<Vec<String>>(&s).unwrap_or_default();
+    // Version 3 added slurm_job; older stores are read as they are.
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    let slurm_job = if version >= 3 { "slurm_job" } else { "NULL" };
     let mut info = conn
         .query_row(
-            "SELECT id, name, status, created, ended, heartbeat, pid, pid_start, host, git_commit,
-                    git_dirty, command, cwd, experiment, config, overrides, error, sweep_id,
-                    sweep_index, swept FROM run",
+            &format!(
+                "SELECT id, name, status, created, ended, heartbeat, pid, pid_start, host,
+                    git_commit, git_dirty, command, cwd, experiment, config, overrides, error,
+                    sweep_id, sweep_index, swept, {slurm_job} FROM run"
+            ),
             [],
             |r| {
                 let status: String = r.get(2)?;
                 let pid: u32 = r.get(6)?;
                 let pid_start: Option<i64> = r.get(7)?;
                 let host: String = r.get(8)?;
+                let created: f64 = r.get(3)?;
+                let heartbeat: Option<f64> = r.get(5)?;
+                let slurm_job: Option<String> = r.get(20)?;
                 let mut status = RunStatus::parse(&status);
-                if status == RunStatus::Running
-                    && host == hostname()
-                    && !process_alive(pid, pid_start)
-                {
-                    status = RunStatus::Crashed;
+                if status == RunStatus::Running {
+                    status = heartbeat::judge(&Recorded {
+                        host: &host,
+                        pid,
+                        pid_start,
+                        heartbeat,
+                        created,
+                        slurm_job: slurm_job.as_deref(),
+                    });
                 }
                 Ok(RunInfo {
                     id: r.get(0)?,
                     name: r.get(1)?,
                     status,
-                    created: r.get(3)?,
+                    created,
                     ended: r.get(4)?,
-                    heartbeat: r.get(5)?,
+                    heartbeat,
                     pid,
                     host,
+                    slurm_job,
+                    journal: String::new(),
+                    filesystem: String::new(),
                     git_commit: r.get(9)?,
                     git_dirty: r.get(10)?,
                     command: json_list(r.get(11)?),
@@ -165,6 +210,8 @@ fn read_with(conn: &Connection, dir: &Path) -> Result<RunInfo, StoreError> {
         )
         .optional()?
         .ok_or(StoreError::NotARunDb)?;
+    info.journal = super::journal::mode_of(conn)?;
+    info.filesystem = super::journal::filesystem(dir).name;
     let mut stmt = conn.prepare("SELECT key, value, num FROM params")?;
     info.params = stmt
         .query_map([], |r| {

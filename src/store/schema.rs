@@ -86,6 +86,8 @@ const MIGRATIONS: &[&str] = &[
     INSERT INTO run_v2 SELECT * FROM run;
     DROP TABLE run;
     ALTER TABLE run_v2 RENAME TO run;",
+    // 3: the Slurm job a run trains in (its liveness can be asked of squeue).
+    "ALTER TABLE run ADD COLUMN slurm_job TEXT;",
 ];
 
 /// The schema version this build writes.

@@ -14,6 +14,7 @@ fn new_run(name: &str, lr: f64) -> NewRun {
         experiment: Some("e.toml".into()),
         command: vec!["esx".into(), "run".into(), "e.toml".into()],
         sweep: None,
+        journal: None,
     }
 }
 

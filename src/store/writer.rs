@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 use rusqlite::{params, Connection, OpenFlags};
 
 use super::claim::{Claim, RUN_LOCK};
-use super::provenance::{git_state, hostname, new_id, now, process_start};
+use super::heartbeat::Heartbeat;
+use super::journal::{self, JournalChoice, JournalMode};
+use super::provenance::{git_state, hostname, new_id, now, process_start, slurm_job};
 use super::schema::migrate;
 use super::{RunStatus, StoreError, RUN_DB};
 
@@ -32,6 +34,9 @@ pub struct NewRun {
     /// The full command line.
     pub command: Vec<String>,
     pub sweep: Option<SweepMembership>,
+    /// A journal mode forced by the caller (benchmarks); None: ESX_JOURNAL,
+    /// else by filesystem.
+    pub journal: Option<JournalMode>,
 }
 
 #[derive(Clone, Debug)]
@@ -72,6 +77,9 @@ pub struct RunWriter {
     _claim: Option<Claim>,
     /// A resumed run's record as it was, to put back if the resume gives up.
     before_resume: Option<RunRow>,
+    journal: JournalChoice,
+    /// Stamps the heartbeat between flushes while the run trains.
+    heartbeat: Option<Heartbeat>,
 }
 
 /// The run row's fields a resume changes.
@@ -84,6 +92,7 @@ struct RunRow {
     pid: Option<i64>,
     pid_start: Option<i64>,
     host: Option<String>,
+    slurm_job: Option<String>,
 }
 
 impl RunWriter {
@@ -94,6 +103,13 @@ impl RunWriter {
         new: &NewRun,
     ) -> Result<RunWriter, StoreError> {
         std::fs::create_dir_all(parent).map_err(|e| StoreError::io(parent, e))?;
+        let journal = match new.journal {
+            Some(mode) => JournalChoice {
+                mode,
+                why: "chosen by the caller".into(),
+            },
+            None => journal::choose(parent)?,
+        };
         let (id, dir) = loop {
             let id = new_id();
             let name = match prefix {
@@ -109,7 +125,7 @@ impl RunWriter {
         };
         let claim = Claim::take(&dir, RUN_LOCK, &format!("run {id}"), "trained")?;
         set_aside(&dir)?;
-        let mut conn = open_for_writing(&dir)?;
+        let mut conn = open_for_writing(&dir, Some(&journal))?;
         migrate(&mut conn)?;
         let cwd = std::env::current_dir().unwrap_or_default();
         let git = git_state(&cwd);
@@ -118,8 +134,8 @@ impl RunWriter {
         tx.execute(
             "INSERT INTO run (id, name, status, created, heartbeat, pid, pid_start, host,
                 git_commit, git_dirty, command, cwd, experiment, config, overrides,
-                sweep_id, sweep_index, swept)
-             VALUES (?1, ?2, 'running', ?3, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+                sweep_id, sweep_index, swept, slurm_job)
+             VALUES (?1, ?2, 'running', ?3, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
             params![
                 id,
                 new.name,
@@ -139,6 +155,7 @@ impl RunWriter {
                 new.sweep
                     .as_ref()
                     .map(|s| serde_json::Value::Object(s.swept.clone()).to_string()),
+                slurm_job(),
             ],
         )?;
         let table: toml::Table = toml::from_str(&new.config_toml).unwrap_or_default();
@@ -150,7 +167,9 @@ impl RunWriter {
             }
         }
         tx.commit()?;
-        Ok(RunWriter::wrap(conn, id, dir, Some(claim)))
+        let mut w = RunWriter::wrap(conn, id, dir, Some(claim), journal);
+        w.start_heartbeat();
+        Ok(w)
     }
 
     /// Claims a run to continue it: fails, naming the holder, while another
@@ -167,11 +186,12 @@ impl RunWriter {
     /// Reopens a claimed run to continue it (resume): status back to running
     /// under this process, with a `resumed` event.
     pub fn reopen(dir: &Path, claim: Claim) -> Result<RunWriter, StoreError> {
+        let journal = journal::choose(dir)?;
         set_aside(dir)?;
-        let mut conn = open_for_writing(dir)?;
+        let mut conn = open_for_writing(dir, Some(&journal))?;
         migrate(&mut conn)?;
         let (id, before) = conn.query_row(
-            "SELECT id, status, ended, error, heartbeat, pid, pid_start, host FROM run",
+            "SELECT id, status, ended, error, heartbeat, pid, pid_start, host, slurm_job FROM run",
             [],
             |r| {
                 Ok((
@@ -184,6 +204,7 @@ impl RunWriter {
                         pid: r.get(5)?,
                         pid_start: r.get(6)?,
                         host: r.get(7)?,
+                        slurm_job: r.get(8)?,
                     },
                 ))
             },
@@ -191,12 +212,13 @@ impl RunWriter {
         let pid = std::process::id();
         conn.execute(
             "UPDATE run SET status = 'running', ended = NULL, error = NULL, heartbeat = ?1,
-                pid = ?2, pid_start = ?3, host = ?4",
-            params![now(), pid, process_start(pid), hostname()],
+                pid = ?2, pid_start = ?3, host = ?4, slurm_job = ?5",
+            params![now(), pid, process_start(pid), hostname(), slurm_job()],
         )?;
-        let mut w = RunWriter::wrap(conn, id, dir.to_path_buf(), Some(claim));
+        let mut w = RunWriter::wrap(conn, id, dir.to_path_buf(), Some(claim), journal);
         w.before_resume = Some(before);
-        w.log_event("resumed", "")?;
+        w.log_event("resumed", &format!("on {}", hostname()))?;
+        w.start_heartbeat();
         Ok(w)
     }
 
@@ -204,13 +226,14 @@ impl RunWriter {
     /// record goes back to what it was, with the attempt as an event.
     pub fn give_up_resume(mut self, why: &str) -> Result<(), StoreError> {
         self.finished = true;
+        drop(self.heartbeat.take());
         let Some(b) = self.before_resume.take() else {
             return self.finish_inner(&Outcome::Failed(why.to_string()));
         };
         self.flush()?;
         self.conn.execute(
             "UPDATE run SET status = ?1, ended = ?2, error = ?3, heartbeat = ?4, pid = ?5,
-                pid_start = ?6, host = ?7",
+                pid_start = ?6, host = ?7, slurm_job = ?8",
             params![
                 b.status,
                 b.ended,
@@ -218,7 +241,8 @@ impl RunWriter {
                 b.heartbeat,
                 b.pid,
                 b.pid_start,
-                b.host
+                b.host,
+                b.slurm_job
             ],
         )?;
         self.log_event("resume-failed", why)
@@ -227,10 +251,19 @@ impl RunWriter {
     /// Opens a run to add results after the fact (evaluation, tuned
     /// thresholds) without touching its status, even while it trains.
     pub fn annotate(dir: &Path) -> Result<RunWriter, StoreError> {
-        let mut conn = open_for_writing(dir)?;
+        let mut conn = open_for_writing(dir, None)?;
         migrate(&mut conn)?;
         let id: String = conn.query_row("SELECT id FROM run", [], |r| r.get(0))?;
-        let mut w = RunWriter::wrap(conn, id, dir.to_path_buf(), None);
+        let mode = journal::mode_of(&conn)?;
+        let journal = JournalChoice {
+            mode: if mode == "wal" {
+                JournalMode::Wal
+            } else {
+                JournalMode::Delete
+            },
+            why: "as the run's writer chose".into(),
+        };
+        let mut w = RunWriter::wrap(conn, id, dir.to_path_buf(), None, journal);
         w.finished = true;
         Ok(w)
     }
@@ -250,7 +283,13 @@ impl RunWriter {
         Ok(())
     }
 
-    fn wrap(conn: Connection, id: String, dir: PathBuf, claim: Option<Claim>) -> RunWriter {
+    fn wrap(
+        conn: Connection,
+        id: String,
+        dir: PathBuf,
+        claim: Option<Claim>,
+        journal: JournalChoice,
+    ) -> RunWriter {
         RunWriter {
             conn,
             id,
@@ -260,7 +299,18 @@ impl RunWriter {
             finished: false,
             _claim: claim,
             before_resume: None,
+            journal,
+            heartbeat: None,
         }
+    }
+
+    fn start_heartbeat(&mut self) {
+        self.heartbeat = Some(Heartbeat::start(self.dir.join(RUN_DB)));
+    }
+
+    /// The journal mode this writer chose, and why.
+    pub fn journal(&self) -> &JournalChoice {
+        &self.journal
     }
 
     pub fn id(&self) -> &str {
@@ -415,6 +465,7 @@ impl RunWriter {
 
     fn finish_inner(&mut self, outcome: &Outcome) -> Result<(), StoreError> {
         self.finished = true;
+        drop(self.heartbeat.take());
         let mut flushed = self.flush();
         if flushed.is_err() {
             // Likely a full disk: free the reserve and try once more.
@@ -488,17 +539,20 @@ fn set_aside(dir: &Path) -> Result<(), StoreError> {
     std::fs::write(&path, vec![0u8; RESERVE_BYTES]).map_err(|e| StoreError::io(&path, e))
 }
 
-fn open_for_writing(dir: &Path) -> Result<Connection, StoreError> {
+/// Opens (or creates) a run's database, putting it in the journal mode
+/// `choice` (an annotator, writing beside a live writer, keeps the mode the
+/// file has).
+fn open_for_writing(dir: &Path, choice: Option<&JournalChoice>) -> Result<Connection, StoreError> {
     let path = dir.join(RUN_DB);
     let conn = Connection::open_with_flags(
         &path,
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE,
     )
     .map_err(|e| StoreError::open(&path, e))?;
-    conn.pragma_update(None, "journal_mode", "WAL")?;
-    // NORMAL in WAL mode: a committed transaction survives a process crash.
-    conn.pragma_update(None, "synchronous", "NORMAL")?;
     conn.busy_timeout(Duration::from_secs(10))?;
+    if let Some(choice) = choice {
+        journal::apply(&conn, choice).map_err(|e| StoreError::from(e).at(&path))?;
+    }
     Ok(conn)
 }
 

@@ -21,6 +21,8 @@ use crate::data::batches::{epoch_order, rng_for, Augment, BatchStream};
 use crate::loss::{EmbedSegLoss, LossWeights};
 use crate::model::{BranchedErfnet, Mode, Weights};
 use crate::progress::Reporter;
+use crate::store::heartbeat::STALE_AFTER;
+use crate::store::provenance::now;
 use crate::store::query::read_run;
 use crate::store::{
     checkpoint_file, remove_partial_checkpoints, NewRun, Outcome, RunStatus, RunWriter,
@@ -136,6 +138,7 @@ pub fn run(
                 experiment: Some(experiment),
                 command,
                 sweep,
+                journal: None,
             };
             let writer = RunWriter::create(&parent, prefix.as_deref(), &new)?;
             (composed.config, writer, false)
@@ -150,6 +153,18 @@ pub fn run(
                 dir: dir.clone(),
                 why,
             };
+            if info.status == RunStatus::Running {
+                // Its claim did not stop us: it trains on a host whose locks
+                // this filesystem does not share. Its heartbeat says it lives.
+                let ago = info.heartbeat.map_or(0.0, |b| (now() - b).max(0.0));
+                return Err(resume_err(format!(
+                    "it is running on {} (pid {}, heartbeat {ago:.0} s ago); it can be \
+                     resumed once it ends or its heartbeat is {:.0} min old",
+                    info.host,
+                    info.pid,
+                    STALE_AFTER / 60.0
+                )));
+            }
             if !checkpoint_file(&dir, "last").is_file() {
                 return Err(resume_err(
                     "it has no checkpoint (it ended before its first epoch)".into(),

@@ -19,7 +19,7 @@ pub fn runs_table(runs: &[RunInfo]) -> String {
         .filter(|(split, key, _)| runs.iter().any(|r| r.summary(split, key).is_some()))
         .collect();
     let any_sweep = runs.iter().any(|r| r.sweep_id.is_some());
-    let mut header = vec!["ID", "NAME", "STATUS", "CREATED", "DURATION"];
+    let mut header = vec!["ID", "NAME", "STATUS", "HOST", "CREATED", "DURATION"];
     if any_sweep {
         header.push("SWEEP");
     }
@@ -30,6 +30,7 @@ pub fn runs_table(runs: &[RunInfo]) -> String {
             r.id.clone(),
             r.name.clone(),
             r.status.as_str().to_string(),
+            r.host.clone(),
             local_time(r.created),
             duration(r.duration()),
         ];
@@ -70,6 +71,18 @@ pub fn run_details(r: &RunInfo, images: &[ImageInfo], events: &[Event]) -> Strin
     }
     field(&mut s, "duration", &duration(r.duration()));
     field(&mut s, "host", &format!("{} (pid {})", r.host, r.pid));
+    if let Some(job) = &r.slurm_job {
+        field(&mut s, "slurm job", job);
+    }
+    if let (crate::store::RunStatus::Running, Some(beat)) = (r.status, r.heartbeat) {
+        let ago = (crate::store::provenance::now() - beat).max(0.0);
+        field(&mut s, "heartbeat", &format!("{} ago", duration(ago)));
+    }
+    field(
+        &mut s,
+        "journal",
+        &format!("{} (run directory on {})", r.journal, r.filesystem),
+    );
     if let Some(c) = &r.git_commit {
         let dirty = if r.git_dirty == Some(true) {
             " (dirty)"
