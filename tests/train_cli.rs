@@ -106,7 +106,7 @@ fn train_until_step(
     args: &[&str],
     step: i64,
 ) -> (std::process::Child, PathBuf) {
-    let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("esx"))
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("esx"))
         .current_dir(dir)
         .args(["run", "--runs", runs.to_str().unwrap(), "-q"])
         .args(args)
