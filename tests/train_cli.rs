@@ -99,7 +99,8 @@ fn newest_run(root: &Path) -> Option<PathBuf> {
 }
 
 /// Starts `esx run ARGS` under `runs` and returns it once its store holds
-/// step `step`.
+/// step `step`; the caller waits for it.
+#[allow(clippy::zombie_processes)]
 fn train_until_step(
     dir: &Path,
     runs: &Path,
