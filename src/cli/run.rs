@@ -4,10 +4,11 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use esx::progress::Reporter;
-use esx::store::query::{read_run, resolve_run};
+use esx::store::query::{read_run, resolve_run, RunInfo};
 use esx::store::RunStatus;
 use esx::sweep::prune::SweepJudge;
 use esx::sweep::{Search, SweepRecord};
+use esx::train::slurm_job::SlurmJob;
 use esx::train::{self, Interrupt, Start};
 
 use super::{parse_overrides, print_json, RunsDir};
@@ -48,37 +49,39 @@ pub struct Args {
 pub fn exec(args: Args) -> anyhow::Result<ExitCode> {
     let reporter = Reporter::terminal(args.quiet || args.json);
     let interrupt = Interrupt::install()?;
-    let mut judge = None;
-    let start = match (&args.resume, &args.file) {
+    let slurm = SlurmJob::current();
+    let (start, judge) = match (&args.resume, &args.file) {
         (Some(run), _) => {
             let dir = resolve_run(run, &args.runs.runs)?;
-            judge = resumed_judge(&dir);
-            Start::Resume { dir }
+            let judge = resumed_judge(&dir);
+            let start = Start::Resume {
+                dir,
+                requeued: false,
+            };
+            (start, judge)
         }
         (None, Some(file)) => {
-            let overrides = parse_overrides(&args.overrides)?;
-            let composed = esx::config::compose(file, &overrides, false)?;
-            let (parent, prefix, sweep) = match (&args.sweep, args.point) {
-                (Some(dir), Some(point)) => {
-                    let membership = SweepRecord::membership(dir, point)?;
-                    judge = pruner(dir, &membership.id, point, SweepRecord::search(dir)?);
-                    (dir.clone(), Some(point.to_string()), Some(membership))
-                }
-                _ => (args.runs.runs.clone(), None, None),
-            };
-            Start::New {
-                composed: Box::new(composed),
-                experiment: file.display().to_string(),
-                command: std::env::args().collect(),
-                parent,
-                prefix,
-                sweep,
+            let parent = args.sweep.as_ref().unwrap_or(&args.runs.runs);
+            match slurm.as_ref().and_then(|job| job.continued_run(parent)) {
+                Some(previous) => match continue_requeued(&previous, &reporter)? {
+                    Some(start) => (start, resumed_judge(&previous.dir)),
+                    None => return Ok(ExitCode::SUCCESS),
+                },
+                None => new_run(&args, file)?,
             }
         }
         (None, None) => anyhow::bail!("give an experiment file or --resume RUN"),
     };
     let judge = judge.as_ref().map(|j| j as &dyn train::EpochJudge);
     let result = train::run(start, &reporter, &interrupt, judge)?;
+    if result.status == RunStatus::Interrupted && interrupt.time_limit() {
+        if let Some(job) = &slurm {
+            match job.requeue(&result.dir) {
+                Ok(what) => reporter.note(format!("{what}: the run continues when it restarts")),
+                Err(why) => reporter.warn(why),
+            }
+        }
+    }
     if args.json {
         print_json(&result)?;
     } else {
@@ -88,6 +91,60 @@ pub fn exec(args: Args) -> anyhow::Result<ExitCode> {
         RunStatus::Interrupted => ExitCode::from(130),
         _ => ExitCode::SUCCESS,
     })
+}
+
+/// A new run from the experiment file (in its sweep, with its pruner).
+fn new_run(args: &Args, file: &Path) -> anyhow::Result<(Start, Option<SweepJudge>)> {
+    let overrides = parse_overrides(&args.overrides)?;
+    let composed = esx::config::compose(file, &overrides, false)?;
+    let mut judge = None;
+    let (parent, prefix, sweep) = match (&args.sweep, args.point) {
+        (Some(dir), Some(point)) => {
+            let membership = SweepRecord::membership(dir, point)?;
+            judge = pruner(dir, &membership.id, point, SweepRecord::search(dir)?);
+            (dir.clone(), Some(point.to_string()), Some(membership))
+        }
+        _ => (args.runs.runs.clone(), None, None),
+    };
+    let start = Start::New {
+        composed: Box::new(composed),
+        experiment: file.display().to_string(),
+        command: std::env::args().collect(),
+        parent,
+        prefix,
+        sweep,
+    };
+    Ok((start, judge))
+}
+
+/// This Slurm job, requeued, finds the run it trained before: it continues
+/// it, or (None) there is nothing left to do.
+fn continue_requeued(previous: &RunInfo, reporter: &Reporter) -> anyhow::Result<Option<Start>> {
+    match previous.status {
+        RunStatus::Completed | RunStatus::Pruned => {
+            reporter.note(format!(
+                "run {} of this job ended {} before the job was requeued",
+                previous.id,
+                previous.status.as_str()
+            ));
+            Ok(None)
+        }
+        RunStatus::Failed => anyhow::bail!(
+            "run {} of this job failed before the job was requeued: {}",
+            previous.id,
+            previous.error.as_deref().unwrap_or("no error recorded")
+        ),
+        RunStatus::Interrupted | RunStatus::Crashed | RunStatus::Running => {
+            reporter.note(format!(
+                "this job was requeued: continuing run {} from its last checkpoint",
+                previous.id
+            ));
+            Ok(Some(Start::Resume {
+                dir: previous.dir.clone(),
+                requeued: true,
+            }))
+        }
+    }
 }
 
 /// The pruner of a sweep's run, where its search prunes.

@@ -8,8 +8,9 @@ use esx::config::{Direction, PruneMethod, SearchMethod};
 use esx::progress::Reporter;
 use esx::sweep::launch::{execute, states, Launcher};
 use esx::sweep::local::LocalOptions;
-use esx::sweep::slurm::SlurmOptions;
+use esx::sweep::slurm::{SlurmOptions, SIGNAL_BEFORE};
 use esx::sweep::{Mode, SearchFlags, Sweep};
+use esx::train::slurm_job::DEFAULT_MAX_REQUEUES;
 use esx::train::Interrupt;
 
 use super::{parse_overrides, print_json, RunsDir};
@@ -131,6 +132,19 @@ pub struct SlurmArgs {
     /// Seconds between squeue polls with --wait
     #[arg(long, value_name = "S", default_value_t = 2.0, hide = true)]
     pub poll: f64,
+    /// Warn each task this many seconds before its time limit (SIGUSR1): it
+    /// checkpoints and requeues itself; 0 asks for no warning
+    #[arg(long, value_name = "S", default_value_t = SIGNAL_BEFORE)]
+    pub signal_before: u32,
+    /// How many times a task may requeue itself at its time limit
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_REQUEUES)]
+    pub max_requeues: u32,
+    /// An option passed to sbatch as it is (repeatable), e.g. --sbatch-arg=--account=lab
+    #[arg(long, value_name = "ARG", allow_hyphen_values = true)]
+    pub sbatch_arg: Vec<String>,
+    /// A shell line each task runs before esx (repeatable), e.g. --setup 'module load cuda/12'
+    #[arg(long, value_name = "LINE", allow_hyphen_values = true)]
+    pub setup: Vec<String>,
 }
 
 impl SlurmArgs {
@@ -142,6 +156,10 @@ impl SlurmArgs {
             || self.gpus_per_task.is_some()
             || self.array_parallelism.is_some()
             || self.wait
+            || self.signal_before != SIGNAL_BEFORE
+            || self.max_requeues != DEFAULT_MAX_REQUEUES
+            || !self.sbatch_arg.is_empty()
+            || !self.setup.is_empty()
     }
 }
 
@@ -194,7 +212,7 @@ pub fn exec(args: Args) -> anyhow::Result<ExitCode> {
                 anyhow::bail!("--jobs and --gpus are for the local launcher; Slurm takes --array-parallelism and --gpus-per-task");
             }
             let s = &args.slurm;
-            Launcher::Slurm(SlurmOptions {
+            let options = SlurmOptions {
                 partition: s.partition.clone(),
                 time: s.time.clone(),
                 mem: s.mem.clone(),
@@ -203,7 +221,13 @@ pub fn exec(args: Args) -> anyhow::Result<ExitCode> {
                 array_parallelism: s.array_parallelism,
                 wait: s.wait,
                 poll_seconds: s.poll,
-            })
+                signal_before: (s.signal_before > 0).then_some(s.signal_before),
+                max_requeues: s.max_requeues,
+                sbatch_args: s.sbatch_arg.clone(),
+                setup: s.setup.clone(),
+            };
+            options.check()?;
+            Launcher::Slurm(options)
         }
     };
     if let Launcher::Local(o) = &launcher {

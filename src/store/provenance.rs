@@ -34,11 +34,27 @@ pub fn hostname() -> String {
     String::from_utf8_lossy(&buf[..end]).into_owned()
 }
 
-/// The Slurm job this process runs in, if any.
+/// The Slurm job this process runs in, if any, as squeue and scontrol name
+/// it: `ARRAYJOB_TASK` for an array task (its own SLURM_JOB_ID is an
+/// internal id; the array's SLURM_JOB_ID of its last task would name the
+/// whole array), else the job id.
 pub fn slurm_job() -> Option<String> {
-    std::env::var("SLURM_JOB_ID")
-        .ok()
-        .filter(|j| !j.is_empty() && j.chars().all(|c| c.is_ascii_digit()))
+    let var = |k: &str| std::env::var(k).ok();
+    slurm_job_from(
+        var("SLURM_JOB_ID").as_deref(),
+        var("SLURM_ARRAY_JOB_ID").as_deref(),
+        var("SLURM_ARRAY_TASK_ID").as_deref(),
+    )
+}
+
+fn slurm_job_from(job: Option<&str>, array: Option<&str>, task: Option<&str>) -> Option<String> {
+    fn number(s: Option<&str>) -> Option<&str> {
+        s.filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+    }
+    match (number(array), number(task)) {
+        (Some(a), Some(t)) => Some(format!("{a}_{t}")),
+        _ => number(job).map(str::to_string),
+    }
 }
 
 /// The start time of a process in clock ticks since boot (field 22 of
@@ -86,6 +102,20 @@ pub fn git_state(dir: &Path) -> Option<(String, bool)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_array_task_is_named_by_its_array_and_index() {
+        assert_eq!(
+            slurm_job_from(Some("12"), None, None).as_deref(),
+            Some("12")
+        );
+        assert_eq!(
+            slurm_job_from(Some("13"), Some("12"), Some("1")).as_deref(),
+            Some("12_1")
+        );
+        assert_eq!(slurm_job_from(None, None, None), None);
+        assert_eq!(slurm_job_from(Some("x"), None, None), None);
+    }
 
     #[test]
     fn ids_are_short_and_distinct() {

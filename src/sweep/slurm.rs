@@ -13,6 +13,7 @@ use std::time::Duration;
 use super::launch::Task;
 use super::{Sweep, SweepError, SweepRecord};
 use crate::progress::Reporter;
+use crate::train::slurm_job::MAX_REQUEUES_ENV;
 use crate::train::Interrupt;
 
 #[derive(Clone, Debug, Default)]
@@ -27,6 +28,41 @@ pub struct SlurmOptions {
     pub wait: bool,
     /// Seconds between squeue polls while waiting.
     pub poll_seconds: f64,
+    /// Seconds before the time limit at which Slurm warns a task (SIGUSR1):
+    /// the run checkpoints and requeues its job. None: no warning asked.
+    pub signal_before: Option<u32>,
+    /// How many times a task may requeue itself.
+    pub max_requeues: u32,
+    /// Passed to sbatch as they are (`#SBATCH` lines): account, qos…
+    pub sbatch_args: Vec<String>,
+    /// Shell lines run before `esx run` in every task (`module load …`).
+    pub setup: Vec<String>,
+}
+
+/// The default warning before a task's time limit, in seconds.
+pub const SIGNAL_BEFORE: u32 = 120;
+
+impl SlurmOptions {
+    /// Refuses what cannot be written into a script as given.
+    pub fn check(&self) -> Result<(), SweepError> {
+        for arg in &self.sbatch_args {
+            if !arg.starts_with('-') || arg.contains('\n') {
+                return Err(SweepError::Launcher(format!(
+                    "--sbatch-arg `{}`: give one sbatch option, e.g. --sbatch-arg=--account=lab",
+                    crate::text::shorten(arg, 60)
+                )));
+            }
+        }
+        for line in &self.setup {
+            if line.contains('\n') {
+                return Err(SweepError::Launcher(format!(
+                    "--setup `{}`: one line each (repeat --setup for more)",
+                    crate::text::shorten(line, 60)
+                )));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Writes the array script for `tasks`, submits it and records the launch.
@@ -117,6 +153,17 @@ fn script(
     if let Some(g) = options.gpus_per_task {
         directive("gpus-per-task", &g.to_string());
     }
+    // A requeued task appends to its output rather than starting it over.
+    directive("open-mode", "append");
+    if let Some(before) = options.signal_before {
+        directive("signal", &format!("B:USR1@{before}"));
+    }
+    if options.signal_before.is_some() || options.max_requeues > 0 {
+        s.push_str("#SBATCH --requeue\n");
+    }
+    for arg in &options.sbatch_args {
+        let _ = writeln!(s, "#SBATCH {arg}");
+    }
     let _ = writeln!(
         s,
         "\n# Written by `esx sweep --launcher slurm`: sweep {}, {} of its {} points.\n\
@@ -128,6 +175,15 @@ fn script(
     );
     let _ = writeln!(s, "cd {} || exit 1", quote(&cwd.display().to_string())?);
     s.push_str("export RAYON_NUM_THREADS=\"${SLURM_CPUS_PER_TASK:-1}\"\n");
+    // Read by `esx run`: at the time-limit warning it requeues its job at
+    // most this many times; the requeued task continues the same run.
+    let _ = writeln!(s, "export {}={}", MAX_REQUEUES_ENV, options.max_requeues);
+    if !options.setup.is_empty() {
+        s.push_str("# --setup\n");
+        for line in &options.setup {
+            let _ = writeln!(s, "{line}");
+        }
+    }
     s.push_str("case \"$SLURM_ARRAY_TASK_ID\" in\n");
     // Slurm hands each task its GPUs as CUDA_VISIBLE_DEVICES, so it sees cuda:0.
     let extra: Vec<String> = match options.gpus_per_task {
@@ -170,23 +226,8 @@ fn compact_ranges(indices: &[usize]) -> String {
     parts.join(",")
 }
 
-/// States in which an array task may still start or is still going.
 fn is_active(state: &str) -> bool {
-    matches!(
-        state,
-        "PENDING"
-            | "RUNNING"
-            | "CONFIGURING"
-            | "COMPLETING"
-            | "SUSPENDED"
-            | "REQUEUED"
-            | "REQUEUE_HOLD"
-            | "REQUEUE_FED"
-            | "RESIZING"
-            | "SIGNALING"
-            | "STAGE_OUT"
-            | "STOPPED"
-    )
+    crate::store::heartbeat::slurm_state_is_active(state)
 }
 
 /// Array task index → state for `job`, one line per task (`squeue -r`);

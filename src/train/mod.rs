@@ -5,6 +5,7 @@ pub mod checkpoint;
 pub mod dataset;
 pub mod device;
 pub mod signals;
+pub mod slurm_job;
 pub mod snapshots;
 pub mod step;
 pub mod trainer;

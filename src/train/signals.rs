@@ -1,37 +1,52 @@
-//! Ctrl-C and SIGTERM: the first asks training to stop at the next step
-//! (checkpoint, mark interrupted); a second Ctrl-C exits at once.
+//! Ctrl-C, SIGTERM and SIGUSR1: each asks training to stop at the next step
+//! (checkpoint, mark interrupted); a second Ctrl-C exits at once. SIGUSR1 is
+//! the warning Slurm sends before a job's time limit (`--signal=B:USR1@…`):
+//! it also says the job should be requeued to go on.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 #[derive(Clone)]
-pub struct Interrupt(Arc<AtomicBool>);
+pub struct Interrupt {
+    stop: Arc<AtomicBool>,
+    time_limit: Arc<AtomicBool>,
+}
 
 impl Interrupt {
-    /// Registers SIGINT and SIGTERM handlers for this process.
+    /// Registers SIGINT, SIGTERM and SIGUSR1 handlers for this process.
     pub fn install() -> std::io::Result<Interrupt> {
-        let flag = Arc::new(AtomicBool::new(false));
+        let it = Interrupt::never();
         signal_hook::flag::register_conditional_shutdown(
             signal_hook::consts::SIGINT,
             130,
-            flag.clone(),
+            it.stop.clone(),
         )?;
-        signal_hook::flag::register(signal_hook::consts::SIGINT, flag.clone())?;
-        signal_hook::flag::register(signal_hook::consts::SIGTERM, flag.clone())?;
-        Ok(Interrupt(flag))
+        signal_hook::flag::register(signal_hook::consts::SIGINT, it.stop.clone())?;
+        signal_hook::flag::register(signal_hook::consts::SIGTERM, it.stop.clone())?;
+        signal_hook::flag::register(signal_hook::consts::SIGUSR1, it.time_limit.clone())?;
+        signal_hook::flag::register(signal_hook::consts::SIGUSR1, it.stop.clone())?;
+        Ok(it)
     }
 
     /// A flag nothing sets (library callers and tests).
     pub fn never() -> Interrupt {
-        Interrupt(Arc::new(AtomicBool::new(false)))
+        Interrupt {
+            stop: Arc::new(AtomicBool::new(false)),
+            time_limit: Arc::new(AtomicBool::new(false)),
+        }
     }
 
     pub fn requested(&self) -> bool {
-        self.0.load(Ordering::Relaxed)
+        self.stop.load(Ordering::Relaxed)
+    }
+
+    /// Whether the stop came from the time-limit warning (SIGUSR1).
+    pub fn time_limit(&self) -> bool {
+        self.time_limit.load(Ordering::Relaxed)
     }
 
     /// Asks for a stop (tests, or a caller with its own signal handling).
     pub fn request(&self) {
-        self.0.store(true, Ordering::Relaxed);
+        self.stop.store(true, Ordering::Relaxed);
     }
 }

@@ -4,7 +4,7 @@
 //! Ctrl-C to a clean stop, a non-finite loss to a clean failure.
 
 use std::path::PathBuf;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use candle_core::{DType, Tensor};
 
@@ -85,6 +85,9 @@ pub enum Start {
     },
     Resume {
         dir: PathBuf,
+        /// Continued by the Slurm job that trained it, started again: the
+        /// process that trained it has ended, whatever its heartbeat says.
+        requeued: bool,
     },
 }
 
@@ -143,17 +146,21 @@ pub fn run(
             let writer = RunWriter::create(&parent, prefix.as_deref(), &new)?;
             (composed.config, writer, false)
         }
-        Start::Resume { dir } => {
+        Start::Resume { dir, requeued } => {
             // Claimed first, checked under the claim: of two resumes started
             // together, one trains and the other is told who does.
-            let claim = RunWriter::claim(&dir)?;
+            let claim = if requeued {
+                super::slurm_job::claim_requeued(&dir, Duration::from_secs(180))?
+            } else {
+                RunWriter::claim(&dir)?
+            };
             remove_partial_checkpoints(&dir);
             let info = read_run(&dir)?;
             let resume_err = |why: String| TrainError::Resume {
                 dir: dir.clone(),
                 why,
             };
-            if info.status == RunStatus::Running {
+            if info.status == RunStatus::Running && !requeued {
                 // Its claim did not stop us: it trains on a host whose locks
                 // this filesystem does not share. Its heartbeat says it lives.
                 let ago = info.heartbeat.map_or(0.0, |b| (now() - b).max(0.0));
@@ -336,9 +343,14 @@ fn train(
                 };
                 writer.flush()?;
                 checkpoint::save(&checkpoint_file(&dir, "last"), &weights, Some(&opt), &at)?;
+                let why = if interrupt.time_limit() {
+                    "the job's time limit is near (SIGUSR1); "
+                } else {
+                    ""
+                };
                 writer.log_event(
                     "interrupted",
-                    &format!("checkpoint at epoch {}, step {}", epoch + 1, pos.step),
+                    &format!("{why}checkpoint at epoch {}, step {}", epoch + 1, pos.step),
                 )?;
                 return Ok(Done {
                     interrupted: true,

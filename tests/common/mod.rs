@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+pub mod slurm;
+
 use std::path::Path;
 
 use assert_cmd::Command;
@@ -95,4 +97,15 @@ vis_every = {vis_every}
 "#,
         first = names[0]
     )
+}
+
+/// A command's stdout as JSON, or a panic showing what it printed.
+pub fn stdout_json(out: &std::process::Output) -> serde_json::Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "no JSON ({e}): {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
 }
