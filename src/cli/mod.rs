@@ -30,7 +30,7 @@ pub struct Cli {
 #[derive(Subcommand)]
 pub enum Command {
     Run(run::Args),
-    Sweep(sweep::Args),
+    Sweep(Box<sweep::Args>),
     Report(report::Args),
     Config(config::Args),
     Ls(ls::Args),
@@ -47,7 +47,7 @@ impl Command {
     pub fn exec(self) -> anyhow::Result<ExitCode> {
         match self {
             Command::Run(a) => return run::exec(a),
-            Command::Sweep(a) => return sweep::exec(a),
+            Command::Sweep(a) => return sweep::exec(*a),
             Command::Report(a) => report::exec(a),
             Command::Config(a) => config::exec(a),
             Command::Ls(a) => ls::exec(a),
