@@ -18,9 +18,14 @@ fn bin() -> PathBuf {
 }
 
 fn spawn(dir: &Path, args: &[&str]) -> Child {
+    spawn_with(dir, &[], args)
+}
+
+fn spawn_with(dir: &Path, envs: &[(&str, &str)], args: &[&str]) -> Child {
     Command::new(bin())
         .current_dir(dir)
         .args(args)
+        .envs(envs.iter().copied())
         .env_remove("ESX_RUNS")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -330,7 +335,13 @@ fn integrity(run_dir: &Path) {
 }
 
 #[test]
-fn a_disk_that_fills_while_the_store_writes_fails_the_run_on_record() {
+fn a_disk_that_fills_while_the_store_writes_fails_the_run_on_record_in_both_journal_modes() {
+    for journal in ["wal", "delete"] {
+        disk_fills_while_the_store_writes(journal);
+    }
+}
+
+fn disk_fills_while_the_store_writes(journal: &str) {
     let dir = tempfile::tempdir().unwrap();
     tiny(dir.path());
     let Some(disk) = Tmpfs::mount(&dir.path().join("disk"), 100) else {
@@ -338,8 +349,9 @@ fn a_disk_that_fills_while_the_store_writes_fails_the_run_on_record() {
     };
     let runs = disk.0.join("runs");
     let runs_arg = runs.to_str().unwrap().to_string();
-    let child = spawn(
+    let child = spawn_with(
         dir.path(),
+        &[("ESX_JOURNAL", journal)],
         &[
             "run",
             "-q",
@@ -370,8 +382,17 @@ fn a_disk_that_fills_while_the_store_writes_fails_the_run_on_record() {
         "names the database and the cause: {err}"
     );
     let info = read_run(&run_dir).unwrap();
-    assert_eq!(info.status, RunStatus::Failed, "not left running");
+    assert_eq!(
+        info.status,
+        RunStatus::Failed,
+        "{journal}: not left running"
+    );
     assert!(info.error.unwrap_or_default().contains("full"));
+    assert_eq!(info.journal, journal);
+    assert!(
+        steps(&run_dir).len() >= 2,
+        "{journal}: the recorded steps stay"
+    );
     integrity(&run_dir);
 }
 
