@@ -333,3 +333,95 @@ fn squeue_decides_for_late_heartbeats(cluster: &Cluster, work: &Path, live_job: 
     assert_eq!(status("live").as_deref(), Some("running"), "{ls}");
     assert_eq!(status("gone").as_deref(), Some("crashed"), "{ls}");
 }
+
+/// A real preemption (PreemptMode=CANCEL: Slurm would not bring the job
+/// back) of a plain `esx run` in a script of the user's own: the run tells
+/// it from a scancel by the job's PreemptTime, checkpoints, requeues its job
+/// and, started again, continues.
+#[test]
+fn a_preempted_run_in_a_users_own_script_requeues_itself_and_completes() {
+    let work = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let Some(cluster) = Cluster::start_preempting(state.path()) else {
+        return;
+    };
+    write_files(work.path(), &[("tiny.toml", &tiny())]);
+    // Slurm preempts up to a minute after the preempting job is queued.
+    let per_step = seconds_per_step(work.path());
+    let steps_per_epoch = ((100.0 / per_step) / 3.0).ceil().max(20.0) as i64;
+    let script = format!(
+        "#!/bin/bash\n#SBATCH --partition=low\n#SBATCH --exclusive\n#SBATCH --requeue\n\
+         #SBATCH --open-mode=append\n#SBATCH --output={out}\ncd {work} || exit 1\n\
+         export RAYON_NUM_THREADS=1\n\
+         exec {esx} run tiny.toml epochs=3 train.steps_per_epoch={steps_per_epoch} --runs runs -q\n",
+        out = work.path().join("job.out").display(),
+        work = work.path().display(),
+        esx = assert_cmd::cargo::cargo_bin("esx").display(),
+    );
+    write_files(work.path(), &[("job.sbatch", &script)]);
+    let job = slurm(
+        &cluster,
+        "sbatch",
+        &[
+            "--parsable",
+            work.path().join("job.sbatch").to_str().unwrap(),
+        ],
+    )
+    .trim()
+    .to_string();
+    assert!(
+        job.chars().all(|c| c.is_ascii_digit()) && !job.is_empty(),
+        "{job}"
+    );
+    let runs = work.path().join("runs");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let run_dir = loop {
+        assert!(Instant::now() < deadline, "the run never got going");
+        let started = list_runs(&runs).ok().into_iter().flatten().flatten();
+        if let Some(run) = started.into_iter().next() {
+            if recorded_steps(&run.dir).len() >= 10 {
+                break run.dir;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let high = slurm(
+        &cluster,
+        "sbatch",
+        &[
+            "--parsable",
+            "--partition=high",
+            "--exclusive",
+            "--wrap",
+            "sleep 1",
+        ],
+    );
+    assert!(!high.trim().is_empty(), "the preempting job was submitted");
+    follow(&cluster, &job, Duration::from_secs(420));
+
+    let run = esx::store::query::read_run(&run_dir).unwrap();
+    let log = std::fs::read_to_string(work.path().join("job.out")).unwrap_or_default();
+    assert_eq!(run.status, RunStatus::Completed, "{:?}\n{log}", run.error);
+    assert_eq!(
+        recorded_steps(&run_dir),
+        (1..=3 * steps_per_epoch).collect::<Vec<_>>(),
+        "every step once"
+    );
+    let kinds = event_kinds(&run_dir);
+    assert!(
+        kinds
+            .iter()
+            .any(|(k, d)| k == "requeued" && d.contains("requeue 1 of 3 (preempted)")),
+        "{kinds:?}\n{log}"
+    );
+    assert!(kinds.iter().any(|(k, _)| k == "resumed"), "{kinds:?}");
+    assert!(
+        kinds
+            .iter()
+            .filter(|(k, _)| k == "interrupted")
+            .all(|(_, d)| !d.contains("time limit")),
+        "{kinds:?}"
+    );
+    assert_eq!(run.slurm_job.as_deref(), Some(job.as_str()));
+    assert_eq!(list_runs(&runs).unwrap().len(), 1, "one run, continued");
+}

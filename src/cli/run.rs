@@ -74,9 +74,16 @@ pub fn exec(args: Args) -> anyhow::Result<ExitCode> {
     };
     let judge = judge.as_ref().map(|j| j as &dyn train::EpochJudge);
     let result = train::run(start, &reporter, &interrupt, judge)?;
-    if result.status == RunStatus::Interrupted && interrupt.time_limit() {
-        if let Some(job) = &slurm {
-            match job.requeue(&result.dir) {
+    if let (RunStatus::Interrupted, Some(job)) = (result.status, &slurm) {
+        let why = if interrupt.time_limit() {
+            Some("time limit")
+        } else if interrupt.terminated() && job.preempted() {
+            Some("preempted")
+        } else {
+            None
+        };
+        if let Some(why) = why {
+            match job.requeue(&result.dir, why) {
                 Ok(what) => reporter.note(format!("{what}: the run continues when it restarts")),
                 Err(why) => reporter.warn(why),
             }

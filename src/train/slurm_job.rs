@@ -2,8 +2,9 @@
 //! for it at the time-limit warning, or after a preemption) starts its
 //! script again with the same job id: `esx run` then continues the run that
 //! job was training instead of starting a new one. A run stopped by the
-//! time-limit warning (SIGUSR1) requeues its own job, at most
-//! `ESX_MAX_REQUEUES` times (the sweep script sets it from --max-requeues).
+//! time-limit warning (SIGUSR1), or by the SIGTERM of a preemption, requeues
+//! its own job, at most `ESX_MAX_REQUEUES` times (the sweep script sets it
+//! from --max-requeues). A SIGTERM from scancel requeues nothing.
 
 use std::path::Path;
 use std::process::Command;
@@ -66,10 +67,22 @@ impl SlurmJob {
         mine.pop()
     }
 
+    /// Whether Slurm is preempting this job (its record has a PreemptTime):
+    /// told apart from a user's scancel, whose SIGTERM is the same.
+    pub fn preempted(&self) -> bool {
+        Command::new("scontrol")
+            .args(["-o", "show", "job", &self.id])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .is_some_and(|o| preempt_time_set(&String::from_utf8_lossy(&o.stdout)))
+    }
+
     /// Requeues this job so that it continues `run_dir` (recorded as an
-    /// event first: Slurm stops this process as it requeues). Err says why
-    /// the job was not requeued.
-    pub fn requeue(&self, run_dir: &Path) -> Result<String, String> {
+    /// event first: Slurm stops this process as it requeues); `why` says
+    /// what stopped it. Err says why the job was not requeued.
+    pub fn requeue(&self, run_dir: &Path, why: &str) -> Result<String, String> {
         if self.restarts >= self.max_requeues {
             return Err(format!(
                 "job {} has been requeued {} time{}, the most {MAX_REQUEUES_ENV} allows; \
@@ -80,7 +93,7 @@ impl SlurmJob {
             ));
         }
         let what = format!(
-            "job {}: requeue {} of {}",
+            "job {}: requeue {} of {} ({why})",
             self.id,
             self.restarts + 1,
             self.max_requeues
@@ -93,6 +106,10 @@ impl SlurmJob {
         match out {
             // Slurm may stop scontrol with the rest of the job as it requeues.
             Ok(o) if o.status.success() || o.status.code().is_none() => Ok(what),
+            // PreemptMode=REQUEUE: Slurm requeued it already.
+            Ok(o) if String::from_utf8_lossy(&o.stderr).contains("pending") => {
+                Ok(format!("job {}: requeued by Slurm ({why})", self.id))
+            }
             Ok(o) => {
                 let why = format!(
                     "scontrol requeue {} failed: {}",
@@ -109,6 +126,14 @@ impl SlurmJob {
             }
         }
     }
+}
+
+/// `PreemptTime=2026-…` in `scontrol -o show job` output (None: not preempted).
+fn preempt_time_set(record: &str) -> bool {
+    record
+        .split_whitespace()
+        .find_map(|f| f.strip_prefix("PreemptTime="))
+        .is_some_and(|t| t != "None" && t != "Unknown" && !t.is_empty())
 }
 
 fn annotate(run_dir: &Path, kind: &str, detail: &str) -> Result<(), StoreError> {
@@ -156,11 +181,24 @@ mod tests {
     #[test]
     fn a_job_at_its_requeue_limit_is_not_requeued() {
         let job = SlurmJob::from_vars(Some("7"), Some("2"), Some("2")).unwrap();
-        let err = job.requeue(Path::new("/nonexistent")).unwrap_err();
+        let err = job
+            .requeue(Path::new("/nonexistent"), "time limit")
+            .unwrap_err();
         assert!(
             err.starts_with("job 7 has been requeued 2 times, the most ESX_MAX_REQUEUES allows"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_preemption_is_told_from_a_cancel_by_its_preempt_time() {
+        let cancelled =
+            "JobId=5 JobName=x JobState=COMPLETING Reason=None PreemptTime=None SuspendTime=None";
+        let preempted =
+            "JobId=3 JobState=COMPLETING PreemptTime=2026-12-01T19:28:26 SuspendTime=None";
+        assert!(!preempt_time_set(cancelled));
+        assert!(preempt_time_set(preempted));
+        assert!(!preempt_time_set("JobId=3 JobState=RUNNING"));
     }
 
     #[test]

@@ -23,6 +23,15 @@ impl Cluster {
     /// Some(cluster) when Slurm can run here; None (with the reason printed)
     /// when it cannot and it is not required.
     pub fn start(dir: &Path) -> Option<Cluster> {
+        Cluster::start_with(dir, &[])
+    }
+
+    /// A cluster whose `high` partition preempts (cancels) jobs in `low`.
+    pub fn start_preempting(dir: &Path) -> Option<Cluster> {
+        Cluster::start_with(dir, &[("ESX_SLURM_PREEMPT", "cancel")])
+    }
+
+    fn start_with(dir: &Path, envs: &[(&str, &str)]) -> Option<Cluster> {
         let required = std::env::var("ESX_SLURM_TEST").is_ok_and(|v| v == "required");
         let script = repo().join("tests/slurm/cluster.sh");
         let missing = ["munged", "slurmctld", "slurmd", "sbatch"]
@@ -53,6 +62,7 @@ impl Cluster {
         let out = Command::new("bash")
             .arg(&script)
             .args(["start", dir.to_str().unwrap()])
+            .envs(envs.iter().copied())
             .env("ESX_SLURMCTLD_PORT", base.to_string())
             .env("ESX_SLURMD_PORT", (base + 1).to_string())
             .output()

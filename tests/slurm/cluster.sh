@@ -3,7 +3,8 @@
 # slurm.conf for this host under DIR, starts munged (own key and socket),
 # slurmctld and slurmd, waits until the node is idle and prints the
 # SLURM_CONF to export; `cluster.sh stop DIR` stops exactly the daemons it
-# started, by pid. Needs root and Debian's munge, slurmctld, slurmd and
+# started, by pid. ESX_SLURM_PREEMPT=cancel configures partition preemption.
+# Needs root and Debian's munge, slurmctld, slurmd and
 # slurm-client (see ../../.ci/run). Facts behind each setting:
 # ../../../shared/SLURM-NOTES.md in the development tree.
 set -euo pipefail
@@ -92,8 +93,19 @@ MailProg=/bin/true
 MinJobAge=3600
 SchedulerParameters=batch_sched_delay=0,sched_interval=1
 $node State=UNKNOWN
-PartitionName=debug Nodes=$host Default=YES MaxTime=INFINITE State=UP
 CONF
+if [ "${ESX_SLURM_PREEMPT:-}" = cancel ]; then
+    # Two partitions on the node: a job in `high` preempts one in `low`,
+    # which gets SIGTERM and is cancelled (PreemptMode=CANCEL).
+    cat >>"$dir/slurm.conf" <<CONF
+PreemptType=preempt/partition_prio
+PreemptMode=CANCEL
+PartitionName=low Nodes=$host Default=YES MaxTime=INFINITE State=UP PriorityTier=1
+PartitionName=high Nodes=$host MaxTime=INFINITE State=UP PriorityTier=2
+CONF
+else
+    echo "PartitionName=debug Nodes=$host Default=YES MaxTime=INFINITE State=UP" >>"$dir/slurm.conf"
+fi
 export SLURM_CONF="$dir/slurm.conf"
 slurmctld
 slurmd
