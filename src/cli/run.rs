@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use esx::progress::Reporter;
 use esx::store::query::{read_run, resolve_run, RunInfo};
-use esx::store::RunStatus;
+use esx::store::{checkpoint_file, RunStatus};
 use esx::sweep::prune::SweepJudge;
 use esx::sweep::{Search, SweepRecord};
 use esx::train::slurm_job::SlurmJob;
@@ -64,8 +64,9 @@ pub fn exec(args: Args) -> anyhow::Result<ExitCode> {
             let parent = args.sweep.as_ref().unwrap_or(&args.runs.runs);
             match slurm.as_ref().and_then(|job| job.continued_run(parent)) {
                 Some(previous) => match continue_requeued(&previous, &reporter)? {
-                    Some(start) => (start, resumed_judge(&previous.dir)),
-                    None => return Ok(ExitCode::SUCCESS),
+                    Requeued::Continue(start) => (start, resumed_judge(&previous.dir)),
+                    Requeued::Ended => return Ok(ExitCode::SUCCESS),
+                    Requeued::Afresh => new_run(&args, file)?,
                 },
                 None => new_run(&args, file)?,
             }
@@ -124,9 +125,16 @@ fn new_run(args: &Args, file: &Path) -> anyhow::Result<(Start, Option<SweepJudge
     Ok((start, judge))
 }
 
-/// This Slurm job, requeued, finds the run it trained before: it continues
-/// it, or (None) there is nothing left to do.
-fn continue_requeued(previous: &RunInfo, reporter: &Reporter) -> anyhow::Result<Option<Start>> {
+/// What a requeued Slurm job does with the run it trained before.
+enum Requeued {
+    Continue(Start),
+    /// The run had ended: nothing left to do.
+    Ended,
+    /// It stopped before its first checkpoint: the run starts over.
+    Afresh,
+}
+
+fn continue_requeued(previous: &RunInfo, reporter: &Reporter) -> anyhow::Result<Requeued> {
     match previous.status {
         RunStatus::Completed | RunStatus::Pruned => {
             reporter.note(format!(
@@ -134,7 +142,7 @@ fn continue_requeued(previous: &RunInfo, reporter: &Reporter) -> anyhow::Result<
                 previous.id,
                 previous.status.as_str()
             ));
-            Ok(None)
+            Ok(Requeued::Ended)
         }
         RunStatus::Failed => anyhow::bail!(
             "run {} of this job failed before the job was requeued: {}",
@@ -142,11 +150,18 @@ fn continue_requeued(previous: &RunInfo, reporter: &Reporter) -> anyhow::Result<
             previous.error.as_deref().unwrap_or("no error recorded")
         ),
         RunStatus::Interrupted | RunStatus::Crashed | RunStatus::Running => {
+            if !checkpoint_file(&previous.dir, "last").is_file() {
+                reporter.note(format!(
+                    "this job was requeued; run {} stopped before its first checkpoint, so a new run starts",
+                    previous.id
+                ));
+                return Ok(Requeued::Afresh);
+            }
             reporter.note(format!(
                 "this job was requeued: continuing run {} from its last checkpoint",
                 previous.id
             ));
-            Ok(Some(Start::Resume {
+            Ok(Requeued::Continue(Start::Resume {
                 dir: previous.dir.clone(),
                 requeued: true,
             }))
