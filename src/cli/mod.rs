@@ -6,6 +6,7 @@ mod eval;
 mod export;
 mod ls;
 mod model_args;
+mod note;
 mod predict;
 mod prepare;
 mod report;
@@ -13,6 +14,7 @@ mod run;
 mod show;
 mod sweep;
 mod synth;
+mod tag;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -35,6 +37,8 @@ pub enum Command {
     Config(config::Args),
     Ls(ls::Args),
     Show(show::Args),
+    Tag(tag::Args),
+    Note(note::Args),
     Export(export::Args),
     Synth(synth::Args),
     Prepare(prepare::Args),
@@ -51,6 +55,8 @@ impl Command {
             Command::Report(a) => report::exec(a),
             Command::Config(a) => config::exec(a),
             Command::Ls(a) => ls::exec(a),
+            Command::Tag(a) => tag::exec(a),
+            Command::Note(a) => note::exec(a),
             Command::Show(a) => show::exec(a),
             Command::Export(a) => export::exec(a),
             Command::Synth(a) => synth::exec(a),

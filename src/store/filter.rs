@@ -4,11 +4,12 @@
 //! expr  := or ;  or := and ("or" and)* ;  and := not ("and" not)*
 //! not   := "not" not | "(" expr ")" | field op value
 //! op    := = == != < <= > >= ~        (~: contains)
-//! field := id | name | status | host | sweep | created | duration | error
+//! field := id | name | status | host | sweep | created | duration | error | tag
 //!        | params.KEY | metrics.SPLIT/KEY (last) | min.SPLIT/KEY | max.SPLIT/KEY
 //! ```
 //! Numbers compare numerically, everything else as text; a missing field
-//! matches nothing (but `!=`).
+//! matches nothing (but `!=`). `tag` is any of the run's tags: `tag=best`
+//! holds when one of them is `best`, `tag!=best` when none is.
 
 use std::cmp::Ordering;
 
@@ -52,6 +53,7 @@ pub fn field(run: &RunInfo, name: &str) -> Option<FieldValue> {
         "name" => text(&run.name),
         "status" => text(run.status.as_str()),
         "host" => text(&run.host),
+        "tag" => (!run.tags.is_empty()).then(|| FieldValue::Text(run.tags.join(","))),
         "sweep" => run.sweep_id.as_deref().and_then(text),
         "error" => run.error.as_deref().and_then(text),
         "created" => Some(FieldValue::Num(run.created)),
@@ -127,19 +129,34 @@ impl Expr {
                 field: f,
                 op,
                 value,
+            } if f == "tag" => {
+                let mut tags = run.tags.iter().map(|t| FieldValue::parse(t));
+                match op {
+                    Op::Ne => !tags.any(|t| compare(&t, Op::Eq, value)),
+                    _ => tags.any(|t| compare(&t, *op, value)),
+                }
+            }
+            Expr::Cmp {
+                field: f,
+                op,
+                value,
             } => match field(run, f) {
                 None => *op == Op::Ne,
-                Some(actual) => match op {
-                    Op::Contains => actual.text().contains(&value.text()),
-                    Op::Eq => actual.cmp(value) == Ordering::Equal,
-                    Op::Ne => actual.cmp(value) != Ordering::Equal,
-                    Op::Lt => actual.cmp(value) == Ordering::Less,
-                    Op::Le => actual.cmp(value) != Ordering::Greater,
-                    Op::Gt => actual.cmp(value) == Ordering::Greater,
-                    Op::Ge => actual.cmp(value) != Ordering::Less,
-                },
+                Some(actual) => compare(&actual, *op, value),
             },
         }
+    }
+}
+
+fn compare(actual: &FieldValue, op: Op, value: &FieldValue) -> bool {
+    match op {
+        Op::Contains => actual.text().contains(&value.text()),
+        Op::Eq => actual.cmp(value) == Ordering::Equal,
+        Op::Ne => actual.cmp(value) != Ordering::Equal,
+        Op::Lt => actual.cmp(value) == Ordering::Less,
+        Op::Le => actual.cmp(value) != Ordering::Greater,
+        Op::Gt => actual.cmp(value) == Ordering::Greater,
+        Op::Ge => actual.cmp(value) != Ordering::Less,
     }
 }
 

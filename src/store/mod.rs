@@ -10,6 +10,7 @@ pub mod journal;
 pub mod provenance;
 pub mod query;
 mod schema;
+pub mod tags;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -121,6 +122,8 @@ pub enum StoreError {
     Claimed { what: String, holder: String },
     #[error("{env}={0}: expected auto, wal or delete", env = journal::ENV)]
     BadJournal(String),
+    #[error("bad tag `{tag}`: {why}")]
+    BadTag { tag: String, why: String },
     #[error("bad filter `{text}`: {why}")]
     BadFilter { text: String, why: String },
 }

@@ -46,6 +46,15 @@ pub struct RunInfo {
     pub params: BTreeMap<String, Param>,
     /// Per split and key: last, min, max, count.
     pub summary: Vec<Summary>,
+    /// The user's tags, sorted, and notes, oldest first.
+    pub tags: Vec<String>,
+    pub notes: Vec<Note>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Note {
+    pub wall: f64,
+    pub text: String,
 }
 
 #[derive(Clone, Debug, Serialize, PartialEq)]
@@ -205,11 +214,28 @@ fn read_with(conn: &Connection, dir: &Path) -> Result<RunInfo, StoreError> {
                     dir: dir.to_path_buf(),
                     params: BTreeMap::new(),
                     summary: Vec::new(),
+                    tags: Vec::new(),
+                    notes: Vec::new(),
                 })
             },
         )
         .optional()?
         .ok_or(StoreError::NotARunDb)?;
+    if version >= 4 {
+        let mut stmt = conn.prepare("SELECT tag FROM tags ORDER BY tag")?;
+        info.tags = stmt
+            .query_map([], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
+        let mut stmt = conn.prepare("SELECT wall, text FROM notes ORDER BY id")?;
+        info.notes = stmt
+            .query_map([], |r| {
+                Ok(Note {
+                    wall: r.get(0)?,
+                    text: r.get(1)?,
+                })
+            })?
+            .collect::<Result<_, _>>()?;
+    }
     info.journal = super::journal::mode_of(conn)?;
     info.filesystem = super::journal::filesystem(dir).name;
     let mut stmt = conn.prepare("SELECT key, value, num FROM params")?;

@@ -88,6 +88,9 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE run_v2 RENAME TO run;",
     // 3: the Slurm job a run trains in (its liveness can be asked of squeue).
     "ALTER TABLE run ADD COLUMN slurm_job TEXT;",
+    // 4: a user's tags and notes on a run (written beside a live writer).
+    "CREATE TABLE tags (tag TEXT PRIMARY KEY, wall REAL NOT NULL);
+    CREATE TABLE notes (id INTEGER PRIMARY KEY, wall REAL NOT NULL, text TEXT NOT NULL);",
 ];
 
 /// The schema version this build writes.

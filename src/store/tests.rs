@@ -183,3 +183,58 @@ fn truncation_forgets_later_steps_and_rebuilds_the_summary() {
     );
     assert_eq!(images(&dir).unwrap().len(), 1);
 }
+
+#[test]
+fn tags_and_notes_are_written_beside_a_live_writer_and_filter_runs() {
+    let root = tempfile::tempdir().unwrap();
+    let mut live = RunWriter::create(root.path(), None, &new_run("live", 1e-3)).unwrap();
+    let dir = live.dir().to_path_buf();
+    let mut other = RunWriter::create(root.path(), None, &new_run("other", 1e-2)).unwrap();
+    other.log_scalar(1, 0, "train", "loss", 1.0).unwrap();
+    other.finish(Outcome::Completed).unwrap();
+    live.log_scalar(1, 0, "train", "loss", 2.0).unwrap();
+
+    let mut tagger = RunWriter::annotate(&dir).unwrap();
+    tagger
+        .add_tags(&["best".into(), "<b>x</b>".into(), "best".into()])
+        .unwrap();
+    tagger.add_note("lr looks high").unwrap();
+    assert_eq!(
+        tagger
+            .remove_tags(&["<b>x</b>".into(), "gone".into()])
+            .unwrap(),
+        ["gone"]
+    );
+    tagger.close().unwrap();
+    for step in 2..5u64 {
+        live.log_scalar(step, 0, "train", "loss", 2.0).unwrap();
+    }
+    live.finish(Outcome::Completed).unwrap();
+
+    let run = read_run(&dir).unwrap();
+    assert_eq!(run.tags, ["best"]);
+    assert_eq!(run.notes.len(), 1);
+    assert_eq!(run.notes[0].text, "lr looks high");
+    assert_eq!(run.status, RunStatus::Completed, "the writer's end is kept");
+    assert_eq!(metrics(&dir, None).unwrap().len(), 4, "every scalar kept");
+
+    let runs: Vec<_> = list_runs(root.path())
+        .unwrap()
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    let names = |expr: &str| -> Vec<String> {
+        let e = Expr::parse(expr).unwrap();
+        let mut n: Vec<String> = runs
+            .iter()
+            .filter(|r| e.matches(r))
+            .map(|r| r.name.clone())
+            .collect();
+        n.sort();
+        n
+    };
+    assert_eq!(names("tag=best"), ["live"]);
+    assert_eq!(names("tag!=best"), ["other"]);
+    assert_eq!(names("tag~es"), ["live"]);
+    assert!(names("tag=nosuch").is_empty());
+}

@@ -268,6 +268,41 @@ impl RunWriter {
         Ok(w)
     }
 
+    /// Adds tags (already there: kept as they were).
+    pub fn add_tags(&mut self, tags: &[String]) -> Result<(), StoreError> {
+        let tx = self.conn.transaction()?;
+        for tag in tags {
+            tx.execute(
+                "INSERT INTO tags (tag, wall) VALUES (?1, ?2) ON CONFLICT (tag) DO NOTHING",
+                params![tag, now()],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Removes tags; returns those the run did not have.
+    pub fn remove_tags(&mut self, tags: &[String]) -> Result<Vec<String>, StoreError> {
+        let tx = self.conn.transaction()?;
+        let mut absent = Vec::new();
+        for tag in tags {
+            if tx.execute("DELETE FROM tags WHERE tag = ?1", params![tag])? == 0 {
+                absent.push(tag.clone());
+            }
+        }
+        tx.commit()?;
+        Ok(absent)
+    }
+
+    /// Adds a note (notes accumulate, each with its time).
+    pub fn add_note(&mut self, text: &str) -> Result<(), StoreError> {
+        self.conn.execute(
+            "INSERT INTO notes (wall, text) VALUES (?1, ?2)",
+            params![now(), text],
+        )?;
+        Ok(())
+    }
+
     /// Flushes an annotating writer.
     pub fn close(mut self) -> Result<(), StoreError> {
         self.flush()

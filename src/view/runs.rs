@@ -19,9 +19,13 @@ pub fn runs_table(runs: &[RunInfo]) -> String {
         .filter(|(split, key, _)| runs.iter().any(|r| r.summary(split, key).is_some()))
         .collect();
     let any_sweep = runs.iter().any(|r| r.sweep_id.is_some());
+    let any_tags = runs.iter().any(|r| !r.tags.is_empty());
     let mut header = vec!["ID", "NAME", "STATUS", "HOST", "CREATED", "DURATION"];
     if any_sweep {
         header.push("SWEEP");
+    }
+    if any_tags {
+        header.push("TAGS");
     }
     header.extend(columns.iter().map(|c| c.2));
     let mut table = Table::new(header);
@@ -38,6 +42,13 @@ pub fn runs_table(runs: &[RunInfo]) -> String {
             row.push(match (&r.sweep_id, r.sweep_index) {
                 (Some(id), Some(i)) => format!("{id}#{i}"),
                 _ => "-".into(),
+            });
+        }
+        if any_tags {
+            row.push(if r.tags.is_empty() {
+                "-".into()
+            } else {
+                r.tags.join(",")
             });
         }
         for (split, key, title) in &columns {
@@ -113,6 +124,16 @@ pub fn run_details(r: &RunInfo, images: &[ImageInfo], events: &[Event]) -> Strin
         field(&mut s, "sweep", &format!("{id} #{i} {swept}"));
     }
     field(&mut s, "dir", &r.dir.display().to_string());
+    if !r.tags.is_empty() {
+        field(&mut s, "tags", &r.tags.join(" "));
+    }
+    for n in &r.notes {
+        field(
+            &mut s,
+            "note",
+            &format!("{}  {}", local_time(n.wall), n.text),
+        );
+    }
 
     if !r.summary.is_empty() {
         let mut t = Table::new(["SPLIT", "KEY", "LAST", "MIN", "MAX", "STEPS", "LAST STEP"]);

@@ -161,10 +161,12 @@ pub(super) fn runs_section(page: &mut String, report: &Report) {
             .unwrap_or_default();
         let _ = write!(
             page,
-            "<tr class=\"run-{i}\"><td>{}</td><td class=\"mono\">{}</td><td class=\"name\">{}</td><td class=\"status {status}\"{title}>{status}</td><td class=\"when\" data-v=\"{}\">{}</td><td class=\"num\" data-v=\"{:.1}\">{}</td>",
+            "<tr class=\"run-{i}\"><td>{}</td><td class=\"mono\">{}</td><td class=\"name\"{}>{}{}</td><td class=\"status {status}\"{title}>{status}</td><td class=\"when\" data-v=\"{}\">{}</td><td class=\"num\" data-v=\"{:.1}\">{}</td>",
             swatch(report, i, true),
             esc(&r.info.id),
+            notes_title(&r.info.notes),
             esc(&r.info.name),
+            tag_pills(&r.info.tags),
             r.info.created,
             esc(&local_time(r.info.created)),
             r.info.duration(),
@@ -234,4 +236,23 @@ pub(super) fn runs_section(page: &mut String, report: &Report) {
         page.push_str("</ul>");
     }
     page.push_str("</section>\n");
+}
+
+/// A run's tags as small labels after its name.
+fn tag_pills(tags: &[String]) -> String {
+    tags.iter()
+        .map(|t| format!(" <span class=\"tag\">{}</span>", esc(t)))
+        .collect()
+}
+
+/// A run's notes as the name cell's tooltip, one per line.
+fn notes_title(notes: &[crate::store::query::Note]) -> String {
+    if notes.is_empty() {
+        return String::new();
+    }
+    let text: Vec<String> = notes
+        .iter()
+        .map(|n| format!("{}: {}", local_time(n.wall), n.text))
+        .collect();
+    format!(" title=\"{}\"", esc(&text.join("\n")))
 }
