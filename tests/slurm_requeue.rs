@@ -40,12 +40,20 @@ fn follow(cluster: &Cluster, job: &str, limit: Duration) -> usize {
             Instant::now() < deadline,
             "job {job} did not end in {limit:?}"
         );
+        // Every state (`-t all`): a task being requeued passes through
+        // states squeue hides by default, and both tasks of a sweep are
+        // warned at the same check, so by default the job could look gone.
         let states = slurm(
             cluster,
             "squeue",
-            &["-h", "-j", job, "-r", "-o", "%i %T %r"],
+            &["-h", "-j", job, "-r", "-t", "all", "-o", "%i %T %r"],
         );
-        if states.trim().is_empty() {
+        let active = states.lines().any(|l| {
+            l.split_whitespace()
+                .nth(1)
+                .is_some_and(esx::store::heartbeat::slurm_state_is_active)
+        });
+        if !states.trim().is_empty() && !active {
             return released;
         }
         for line in states.lines() {
@@ -172,7 +180,14 @@ fn tasks_past_their_time_limit_requeue_themselves_and_complete_every_step_once()
         "one run per point, continued across requeues"
     );
     for run in &runs {
-        let what = format!("run {} (#{:?})", run.id, run.sweep_index);
+        let index = run.sweep_index.unwrap();
+        let log = std::fs::read_to_string(sweep_dir.join(format!("slurm/{job}_{index}.out")))
+            .unwrap_or_default();
+        let what = format!(
+            "run {} (#{index}), events {:?}, log:\n{log}",
+            run.id,
+            event_kinds(&run.dir)
+        );
         assert_eq!(run.status, RunStatus::Completed, "{what}: {:?}", run.error);
         assert_eq!(
             recorded_steps(&run.dir),
@@ -192,9 +207,6 @@ fn tasks_past_their_time_limit_requeue_themselves_and_complete_every_step_once()
                 .any(|(k, d)| k == "requeued" && d.contains("requeue 1 of 5")),
             "{what}: {kinds:?}"
         );
-        let index = run.sweep_index.unwrap();
-        let log =
-            std::fs::read_to_string(sweep_dir.join(format!("slurm/{job}_{index}.out"))).unwrap();
         assert!(
             log.matches("setup-line-ran").count() >= 2,
             "{what}: the output is appended across restarts:\n{log}"
