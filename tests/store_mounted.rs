@@ -10,10 +10,9 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
-use common::{recorded_steps, succeeds, write_files};
-use esx::store::query::{list_runs, read_run};
+use common::{recorded_steps, succeeds, train_until_step, write_files};
+use esx::store::query::read_run;
 use esx::store::RunStatus;
 
 struct FuseMount(PathBuf);
@@ -58,31 +57,8 @@ fn a_store_on_a_fuse_mount_uses_a_rollback_journal_and_survives_a_killed_writer(
         return;
     };
     let runs = mount.0.join("runs");
-    let runs_arg = runs.to_str().unwrap().to_string();
-    let mut child = Command::new(assert_cmd::cargo::cargo_bin("esx"))
-        .current_dir(dir.path())
-        .args(["run", "-q", "--runs", &runs_arg, "tiny.toml"])
-        .args(["epochs=1", "train.steps_per_epoch=400"])
-        .env_remove("ESX_JOURNAL")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let run_dir = loop {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("the run never got going");
-        }
-        let found = list_runs(&runs)
-            .ok()
-            .and_then(|r| r.into_iter().filter_map(Result::ok).next());
-        if let Some(r) = found.filter(|r| recorded_steps(&r.dir).len() >= 20) {
-            break r.dir;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
+    let args = ["tiny.toml", "epochs=1", "train.steps_per_epoch=400"];
+    let (mut child, run_dir) = train_until_step(dir.path(), &runs, &args, 20);
     let names: Vec<String> = std::fs::read_dir(&run_dir)
         .unwrap()
         .flatten()

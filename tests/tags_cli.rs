@@ -4,11 +4,8 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
-
-use common::{fails, recorded_steps, succeeds, write_files};
-use esx::store::query::{list_runs, read_run};
+use common::{fails, recorded_steps, succeeds, train_until_step, write_files};
+use esx::store::query::read_run;
 use esx::store::RunStatus;
 
 #[test]
@@ -19,33 +16,8 @@ fn tags_and_notes_written_while_a_run_trains_are_kept_and_shown() {
         &[("tiny.toml", &common::tiny_experiment(1, 64, 0))],
     );
     let runs = dir.path().join("runs");
-    let mut child = Command::new(assert_cmd::cargo::cargo_bin("esx"))
-        .current_dir(dir.path())
-        .args([
-            "run",
-            "-q",
-            "tiny.toml",
-            "epochs=2",
-            "train.steps_per_epoch=40",
-        ])
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let run_dir = loop {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("the run never got going");
-        }
-        let found = list_runs(&runs)
-            .ok()
-            .and_then(|r| r.into_iter().filter_map(Result::ok).next());
-        if let Some(r) = found.filter(|r| recorded_steps(&r.dir).len() >= 5) {
-            break r.dir;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
+    let args = ["tiny.toml", "epochs=2", "train.steps_per_epoch=40"];
+    let (mut child, run_dir) = train_until_step(dir.path(), &runs, &args, 5);
     let id = read_run(&run_dir).unwrap().id;
     let tagged = succeeds(dir.path(), &["tag", &id, "best", "<b>x</b>"]);
     assert_eq!(tagged.trim(), format!("run {id}: tags <b>x</b> best"));

@@ -4,11 +4,10 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::path::Path;
 
-use common::{esx, fails, succeeds, write_files};
-use esx::store::query::{events, list_runs, metrics, read_run};
+use common::{esx, fails, newest_run, succeeds, train_until_step, write_files};
+use esx::store::query::{events, metrics, read_run};
 use esx::store::RunStatus;
 
 fn run_json(dir: &Path, args: &[&str]) -> serde_json::Value {
@@ -86,51 +85,6 @@ fn the_same_seed_gives_the_same_run() {
     assert_eq!(la, lb);
     let c = run_json(dir.path(), &["tiny.toml", "seed=6"]);
     assert_ne!(la, losses(&dir.path().join(c["dir"].as_str().unwrap())));
-}
-
-fn newest_run(root: &Path) -> Option<PathBuf> {
-    let mut runs: Vec<_> = list_runs(root)
-        .ok()?
-        .into_iter()
-        .filter_map(Result::ok)
-        .collect();
-    runs.sort_by(|a, b| a.created.total_cmp(&b.created));
-    runs.pop().map(|r| r.dir)
-}
-
-/// Starts `esx run ARGS` under `runs` and returns it once its store holds
-/// step `step`; the caller waits for it.
-#[allow(clippy::zombie_processes)]
-fn train_until_step(
-    dir: &Path,
-    runs: &Path,
-    args: &[&str],
-    step: i64,
-) -> (std::process::Child, PathBuf) {
-    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("esx"))
-        .current_dir(dir)
-        .args(["run", "--runs", runs.to_str().unwrap(), "-q"])
-        .args(args)
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("the run never reached step {step}");
-        }
-        if let Some(d) = newest_run(runs) {
-            if metrics(&d, Some(&["loss"]))
-                .map(|m| m.iter().any(|r| r.step >= step))
-                .unwrap_or(false)
-            {
-                return (child, d);
-            }
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
 }
 
 #[test]

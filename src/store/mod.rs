@@ -7,9 +7,11 @@ pub mod export;
 pub mod filter;
 pub mod heartbeat;
 pub mod journal;
+mod params;
 pub mod provenance;
 pub mod query;
 mod schema;
+mod summary;
 pub mod tags;
 mod writer;
 
@@ -18,8 +20,9 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 pub use claim::Claim;
+pub use params::flatten_params;
 pub use schema::VERSION as SCHEMA_VERSION;
-pub use writer::{flatten_params, NewRun, Outcome, RunWriter, SweepMembership};
+pub use writer::{NewRun, Outcome, RunWriter, SweepMembership};
 
 /// The database file in every run directory.
 pub const RUN_DB: &str = "run.db";

@@ -10,8 +10,10 @@ use rusqlite::{params, Connection, OpenFlags};
 use super::claim::{Claim, RUN_LOCK};
 use super::heartbeat::Heartbeat;
 use super::journal::{self, JournalChoice, JournalMode};
+use super::params::{flatten_params, param_value};
 use super::provenance::{git_state, hostname, new_id, now, process_start, slurm_job};
 use super::schema::migrate;
+use super::summary::summarise;
 use super::{RunStatus, StoreError, RUN_DB};
 
 /// Space set aside in every run directory (`run.reserve`) while it trains:
@@ -57,13 +59,13 @@ pub enum Outcome {
     Pruned,
 }
 
-struct MetricRow {
-    step: u64,
-    epoch: u32,
-    split: String,
-    key: String,
-    value: f64,
-    wall: f64,
+pub(super) struct MetricRow {
+    pub step: u64,
+    pub epoch: u32,
+    pub split: String,
+    pub key: String,
+    pub value: f64,
+    pub wall: f64,
 }
 
 pub struct RunWriter {
@@ -77,7 +79,6 @@ pub struct RunWriter {
     _claim: Option<Claim>,
     /// A resumed run's record as it was, to put back if the resume gives up.
     before_resume: Option<RunRow>,
-    journal: JournalChoice,
     /// Stamps the heartbeat between flushes while the run trains.
     heartbeat: Option<Heartbeat>,
 }
@@ -167,7 +168,7 @@ impl RunWriter {
             }
         }
         tx.commit()?;
-        let mut w = RunWriter::wrap(conn, id, dir, Some(claim), journal);
+        let mut w = RunWriter::wrap(conn, id, dir, Some(claim));
         w.start_heartbeat();
         Ok(w)
     }
@@ -215,7 +216,7 @@ impl RunWriter {
                 pid = ?2, pid_start = ?3, host = ?4, slurm_job = ?5",
             params![now(), pid, process_start(pid), hostname(), slurm_job()],
         )?;
-        let mut w = RunWriter::wrap(conn, id, dir.to_path_buf(), Some(claim), journal);
+        let mut w = RunWriter::wrap(conn, id, dir.to_path_buf(), Some(claim));
         w.before_resume = Some(before);
         w.log_event("resumed", &format!("on {}", hostname()))?;
         w.start_heartbeat();
@@ -254,16 +255,7 @@ impl RunWriter {
         let mut conn = open_for_writing(dir, None)?;
         migrate(&mut conn)?;
         let id: String = conn.query_row("SELECT id FROM run", [], |r| r.get(0))?;
-        let mode = journal::mode_of(&conn)?;
-        let journal = JournalChoice {
-            mode: if mode == "wal" {
-                JournalMode::Wal
-            } else {
-                JournalMode::Delete
-            },
-            why: "as the run's writer chose".into(),
-        };
-        let mut w = RunWriter::wrap(conn, id, dir.to_path_buf(), None, journal);
+        let mut w = RunWriter::wrap(conn, id, dir.to_path_buf(), None);
         w.finished = true;
         Ok(w)
     }
@@ -318,13 +310,7 @@ impl RunWriter {
         Ok(())
     }
 
-    fn wrap(
-        conn: Connection,
-        id: String,
-        dir: PathBuf,
-        claim: Option<Claim>,
-        journal: JournalChoice,
-    ) -> RunWriter {
+    fn wrap(conn: Connection, id: String, dir: PathBuf, claim: Option<Claim>) -> RunWriter {
         RunWriter {
             conn,
             id,
@@ -334,18 +320,12 @@ impl RunWriter {
             finished: false,
             _claim: claim,
             before_resume: None,
-            journal,
             heartbeat: None,
         }
     }
 
     fn start_heartbeat(&mut self) {
         self.heartbeat = Some(Heartbeat::start(self.dir.join(RUN_DB)));
-    }
-
-    /// The journal mode this writer chose, and why.
-    pub fn journal(&self) -> &JournalChoice {
-        &self.journal
     }
 
     pub fn id(&self) -> &str {
@@ -589,96 +569,4 @@ fn open_for_writing(dir: &Path, choice: Option<&JournalChoice>) -> Result<Connec
         journal::apply(&conn, choice).map_err(|e| StoreError::from(e).at(&path))?;
     }
     Ok(conn)
-}
-
-struct KeySummary<'a> {
-    split: &'a str,
-    key: &'a str,
-    last: Option<f64>,
-    last_step: u64,
-    min: Option<f64>,
-    max: Option<f64>,
-    count: i64,
-}
-
-fn summarise(rows: &[MetricRow]) -> Vec<KeySummary<'_>> {
-    let mut out: Vec<KeySummary> = Vec::new();
-    let mut index = std::collections::HashMap::new();
-    for r in rows {
-        let i = *index
-            .entry((r.split.as_str(), r.key.as_str()))
-            .or_insert_with(|| {
-                out.push(KeySummary {
-                    split: &r.split,
-                    key: &r.key,
-                    last: None,
-                    last_step: 0,
-                    min: None,
-                    max: None,
-                    count: 0,
-                });
-                out.len() - 1
-            });
-        let s = &mut out[i];
-        s.last = (!r.value.is_nan()).then_some(r.value);
-        s.last_step = r.step;
-        s.count += 1;
-        if r.value.is_finite() {
-            s.min = Some(s.min.map_or(r.value, |m| m.min(r.value)));
-            s.max = Some(s.max.map_or(r.value, |m| m.max(r.value)));
-        }
-    }
-    out
-}
-
-/// Flattens a resolved config into `a.b` → (text, number) rows for filtering.
-/// The sweep specification is not a parameter of the run.
-pub fn flatten_params(table: &toml::Table) -> Vec<(String, String, Option<f64>)> {
-    fn walk(prefix: &str, value: &toml::Value, out: &mut Vec<(String, String, Option<f64>)>) {
-        if let toml::Value::Table(t) = value {
-            for (k, v) in t {
-                let key = if prefix.is_empty() {
-                    k.clone()
-                } else {
-                    format!("{prefix}.{k}")
-                };
-                if key != "sweep" {
-                    walk(&key, v, out);
-                }
-            }
-        } else {
-            let (text, num) = param_value(value);
-            out.push((prefix.to_string(), text, num));
-        }
-    }
-    let mut out = Vec::new();
-    walk("", &toml::Value::Table(table.clone()), &mut out);
-    out
-}
-
-fn param_value(value: &toml::Value) -> (String, Option<f64>) {
-    match value {
-        toml::Value::String(s) => (s.clone(), None),
-        toml::Value::Integer(i) => (i.to_string(), Some(*i as f64)),
-        toml::Value::Float(x) => (x.to_string(), Some(*x)),
-        toml::Value::Boolean(b) => (b.to_string(), Some(*b as i64 as f64)),
-        other => (crate::config::overrides::inline_toml(other), None),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn params_flatten_nested_tables_and_skip_the_sweep() {
-        let t: toml::Table =
-            toml::from_str("lr = 1e-4\nname = 'x'\n[model]\nn_sigma = 2\n[sweep]\nlr = [1, 2]")
-                .unwrap();
-        let p = flatten_params(&t);
-        assert!(p.contains(&("lr".into(), "0.0001".into(), Some(1e-4))));
-        assert!(p.contains(&("model.n_sigma".into(), "2".into(), Some(2.0))));
-        assert!(p.contains(&("name".into(), "x".into(), None)));
-        assert!(!p.iter().any(|(k, _, _)| k.starts_with("sweep")));
-    }
 }

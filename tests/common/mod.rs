@@ -109,3 +109,47 @@ pub fn stdout_json(out: &std::process::Output) -> serde_json::Value {
         )
     })
 }
+
+/// The most recently created run under `root`.
+pub fn newest_run(root: &Path) -> Option<std::path::PathBuf> {
+    let mut runs: Vec<_> = esx::store::query::list_runs(root)
+        .ok()?
+        .into_iter()
+        .filter_map(Result::ok)
+        .collect();
+    runs.sort_by(|a, b| a.created.total_cmp(&b.created));
+    runs.pop().map(|r| r.dir)
+}
+
+/// Starts `esx run --runs RUNS -q ARGS` in `dir` and returns it once its
+/// store holds training step `step`; the caller waits for it.
+#[allow(clippy::zombie_processes)]
+pub fn train_until_step(
+    dir: &Path,
+    runs: &Path,
+    args: &[&str],
+    step: i64,
+) -> (std::process::Child, std::path::PathBuf) {
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("esx"))
+        .current_dir(dir)
+        .args(["run", "--runs", runs.to_str().unwrap(), "-q"])
+        .args(args)
+        .env_remove("ESX_RUNS")
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the run never reached step {step}");
+        }
+        if let Some(d) = newest_run(runs) {
+            if recorded_steps(&d).last().is_some_and(|&s| s >= step) {
+                return (child, d);
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
