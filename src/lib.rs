@@ -22,3 +22,4 @@ pub mod text;
 pub mod train;
 pub mod view;
 pub mod viz;
+pub mod watch;

@@ -302,7 +302,7 @@ fn bad_input_is_one_line_naming_what_is_wrong_and_writes_nothing() {
         (&["report", "empty"], "no runs to report under empty"),
         (
             &["report", "runs", "--runs", "zzzz"],
-            "no run `zzzz` under runs",
+            "no run matches `zzzz` under runs",
         ),
         (
             &["report", "runs", "--sweep", "nope"],

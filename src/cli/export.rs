@@ -3,8 +3,10 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use esx::store::query::{export_rows, resolve_targets};
+use esx::store::query::export_rows;
+use esx::store::select::resolve_targets;
 
+use super::select_args::SelectArgs;
 use super::RunsDir;
 
 #[derive(clap::ValueEnum, Clone, Copy)]
@@ -20,6 +22,8 @@ pub struct Args {
     pub target: Option<String>,
     #[command(flatten)]
     pub runs: RunsDir,
+    #[command(flatten)]
+    pub select: SelectArgs,
     #[arg(long, value_enum, default_value = "csv")]
     pub format: Format,
     /// Write here instead of stdout
@@ -28,8 +32,13 @@ pub struct Args {
 }
 
 pub fn exec(args: Args) -> anyhow::Result<()> {
-    let dirs = resolve_targets(args.target.as_deref(), &args.runs.runs)?;
-    let rows = export_rows(&dirs)?;
+    let target = resolve_targets(args.target.as_deref(), &args.runs.runs)?;
+    let selection = args.select.selection(target.roots, target.runs)?;
+    let found = selection.select()?;
+    for e in &found.unreadable {
+        eprintln!("esx: warning: skipped {e}");
+    }
+    let rows = export_rows(&found.runs)?;
     let text = match args.format {
         Format::Csv => esx::view::metrics_csv(&rows),
         Format::Json => {

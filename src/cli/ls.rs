@@ -2,9 +2,9 @@
 
 use std::path::PathBuf;
 
-use esx::store::filter::{sort_runs, Expr};
-use esx::store::query::list_runs;
+use esx::store::filter::sort_runs;
 
+use super::select_args::SelectArgs;
 use super::{print_json, RunsDir};
 
 /// List runs, newest last
@@ -14,9 +14,8 @@ pub struct Args {
     pub root: Option<PathBuf>,
     #[command(flatten)]
     pub runs: RunsDir,
-    /// Keep runs matching EXPR, e.g. 'params.lr<1e-3 and status=completed'
-    #[arg(long = "where", value_name = "EXPR")]
-    pub filter: Option<String>,
+    #[command(flatten)]
+    pub select: SelectArgs,
     /// Sort by a field (created, name, params.lr, max.val/iou…); prefix - for descending
     #[arg(
         long,
@@ -25,9 +24,6 @@ pub struct Args {
         allow_hyphen_values = true
     )]
     pub sort: String,
-    /// Only the runs of this sweep (id or prefix)
-    #[arg(long, value_name = "ID")]
-    pub sweep: Option<String>,
     /// Print JSON
     #[arg(long)]
     pub json: bool,
@@ -35,30 +31,18 @@ pub struct Args {
 
 pub fn exec(args: Args) -> anyhow::Result<()> {
     let root = args.runs.or(args.root);
-    let filter = args.filter.as_deref().map(Expr::parse).transpose()?;
-    let mut runs = Vec::new();
-    for result in list_runs(&root)? {
-        match result {
-            Ok(run) => runs.push(run),
-            Err(e) => eprintln!("esx: warning: skipped {e}"),
-        }
+    let selection = args.select.selection(vec![root.clone()], vec![])?;
+    let found = selection.select()?;
+    for e in &found.unreadable {
+        eprintln!("esx: warning: skipped {e}");
     }
-    runs.retain(|r| {
-        let in_sweep = match &args.sweep {
-            Some(s) => r
-                .sweep_id
-                .as_deref()
-                .is_some_and(|id| id.starts_with(s.as_str())),
-            None => true,
-        };
-        in_sweep && filter.as_ref().is_none_or(|f| f.matches(r))
-    });
+    let mut runs = found.runs;
     sort_runs(&mut runs, &args.sort);
     if args.json {
         return print_json(&runs);
     }
     if runs.is_empty() {
-        if args.sweep.is_some() || filter.is_some() {
+        if selection.is_narrowed() {
             eprintln!("no run under {} matches", root.display());
         } else {
             eprintln!("no runs under {}", root.display());

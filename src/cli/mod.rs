@@ -11,10 +11,12 @@ mod predict;
 mod prepare;
 mod report;
 mod run;
+mod select_args;
 mod show;
 mod sweep;
 mod synth;
 mod tag;
+mod watch;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -37,6 +39,7 @@ pub enum Command {
     Config(config::Args),
     Ls(ls::Args),
     Show(show::Args),
+    Watch(watch::Args),
     Tag(tag::Args),
     Note(note::Args),
     Export(export::Args),
@@ -58,6 +61,7 @@ impl Command {
             Command::Tag(a) => tag::exec(a),
             Command::Note(a) => note::exec(a),
             Command::Show(a) => show::exec(a),
+            Command::Watch(a) => watch::exec(a),
             Command::Export(a) => export::exec(a),
             Command::Synth(a) => synth::exec(a),
             Command::Prepare(a) => prepare::exec(a),

@@ -1,6 +1,6 @@
 //! `esx note RUN TEXT`: write down what a run taught you, even while it trains.
 
-use esx::store::query::resolve_run;
+use esx::store::select::resolve_run;
 use esx::store::RunWriter;
 
 use super::RunsDir;

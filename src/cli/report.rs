@@ -4,10 +4,10 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use esx::report::{ReportOptions, Selection};
-use esx::store::filter::Expr;
+use esx::report::ReportOptions;
 
 use super::print_json;
+use super::select_args::SelectArgs;
 
 #[derive(clap::ValueEnum, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
@@ -28,12 +28,8 @@ pub struct Args {
     /// Only these runs (ids or unique prefixes; repeat or separate by commas)
     #[arg(long = "runs", visible_alias = "run", value_name = "ID", num_args = 1.., value_delimiter = ',')]
     pub run_ids: Vec<String>,
-    /// Only the runs of this sweep (id or prefix)
-    #[arg(long, value_name = "ID")]
-    pub sweep: Option<String>,
-    /// Only runs matching EXPR, as `esx ls --where`
-    #[arg(long = "where", value_name = "EXPR")]
-    pub filter: Option<String>,
+    #[command(flatten)]
+    pub select: SelectArgs,
     /// EMA weight for the per-step training curves, 0 ≤ A < 1 (0.9: smooth)
     #[arg(long, value_name = "A", default_value_t = 0.0)]
     pub smooth: f64,
@@ -58,15 +54,9 @@ pub fn exec(args: Args) -> anyhow::Result<()> {
     } else {
         args.roots
     };
-    let filter = args.filter.as_deref().map(Expr::parse).transpose()?;
     let out = args.out.unwrap_or_else(|| roots[0].join("report.html"));
     let opts = ReportOptions {
-        selection: Selection {
-            roots,
-            run_ids: args.run_ids,
-            sweep: args.sweep,
-            filter,
-        },
+        selection: args.select.selection(roots, args.run_ids)?,
         out,
         smooth: args.smooth,
         epoch: args.epoch,

@@ -4,7 +4,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use esx::progress::Reporter;
-use esx::store::query::{read_run, resolve_run, RunInfo};
+use esx::store::query::{read_run, RunInfo};
+use esx::store::select::resolve_run;
 use esx::store::{checkpoint_file, RunStatus};
 use esx::sweep::prune::SweepJudge;
 use esx::sweep::{Search, SweepRecord};

@@ -1,6 +1,7 @@
 //! `esx show RUN [--json]`: everything a run recorded.
 
-use esx::store::query::{events, images, read_run, resolve_run};
+use esx::store::query::{events, images, read_run};
+use esx::store::select::resolve_run;
 
 use super::{print_json, RunsDir};
 

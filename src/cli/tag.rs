@@ -1,6 +1,7 @@
 //! `esx tag RUN TAG… [--remove]`: label a run, even while it trains.
 
-use esx::store::query::{read_run, resolve_run};
+use esx::store::query::read_run;
+use esx::store::select::resolve_run;
 use esx::store::tags::check_tag;
 use esx::store::RunWriter;
 

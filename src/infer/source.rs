@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 
 use super::InferError;
 use crate::config::Config;
-use crate::store::query::{read_run, resolve_run};
+use crate::store::query::read_run;
+use crate::store::select::resolve_run;
 use crate::store::{checkpoint_file, CHECKPOINTS};
 
 /// The param under which `esx eval --tune` stores the tuned foreground threshold.

@@ -1,23 +1,10 @@
 //! Which runs a report shows, and what it reads of each.
 
-use std::path::PathBuf;
-
 use rayon::prelude::*;
 
 use super::ReportError;
-use crate::store::filter::Expr;
 use crate::store::query::{self, Curves, ImageInfo, RunInfo};
-
-/// The runs to report on: every run under the roots, narrowed down.
-#[derive(Clone, Debug, Default)]
-pub struct Selection {
-    pub roots: Vec<PathBuf>,
-    /// Run ids (or unique prefixes); empty: all.
-    pub run_ids: Vec<String>,
-    /// A sweep id or prefix.
-    pub sweep: Option<String>,
-    pub filter: Option<Expr>,
-}
+use crate::store::select::Selection;
 
 /// One run with everything the report draws of it.
 pub struct ReportRun {
@@ -121,69 +108,17 @@ impl Ranking {
 }
 
 /// Finds the selected runs, oldest first. Unreadable run databases are
-/// reported through `warn` and left out; a selection that matches nothing is
-/// an error naming what was asked for.
+/// reported through `warn` and left out; a selection that keeps nothing is an
+/// error naming the roots.
 pub fn select(sel: &Selection, warn: &dyn Fn(String)) -> Result<Vec<RunInfo>, ReportError> {
-    let mut runs: Vec<RunInfo> = Vec::new();
-    for root in &sel.roots {
-        for result in query::list_runs(root)? {
-            match result {
-                Ok(run) => runs.push(run),
-                Err(e) => warn(format!("skipped {e}")),
-            }
-        }
+    let found = sel.select()?;
+    for e in found.unreadable {
+        warn(format!("skipped {e}"));
     }
-    // Overlapping roots list a run twice.
-    runs.sort_by(|a, b| a.dir.cmp(&b.dir));
-    runs.dedup_by(|a, b| a.dir == b.dir || a.dir.canonicalize().ok() == b.dir.canonicalize().ok());
-    let roots = || {
-        sel.roots
-            .iter()
-            .map(|r| r.display().to_string())
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    if !sel.run_ids.is_empty() {
-        let mut keep = vec![false; runs.len()];
-        for arg in &sel.run_ids {
-            let hits: Vec<usize> = (0..runs.len())
-                .filter(|&i| runs[i].id.starts_with(arg.as_str()))
-                .collect();
-            match hits.as_slice() {
-                [] => return Err(ReportError::NoSuchRun(arg.clone(), roots())),
-                [i] => keep[*i] = true,
-                _ => {
-                    return Err(ReportError::AmbiguousRun {
-                        id: arg.clone(),
-                        candidates: hits.iter().map(|&i| runs[i].id.clone()).collect(),
-                    })
-                }
-            }
-        }
-        let mut i = 0;
-        runs.retain(|_| {
-            i += 1;
-            keep[i - 1]
-        });
+    if found.runs.is_empty() {
+        return Err(ReportError::NoRuns(sel.roots_text()));
     }
-    if let Some(sweep) = &sel.sweep {
-        runs.retain(|r| {
-            r.sweep_id
-                .as_deref()
-                .is_some_and(|id| id.starts_with(sweep.as_str()))
-        });
-        if runs.is_empty() {
-            return Err(ReportError::NoSuchSweep(sweep.clone(), roots()));
-        }
-    }
-    if let Some(filter) = &sel.filter {
-        runs.retain(|r| filter.matches(r));
-    }
-    if runs.is_empty() {
-        return Err(ReportError::NoRuns(roots()));
-    }
-    runs.sort_by(|a, b| a.created.total_cmp(&b.created).then(a.id.cmp(&b.id)));
-    Ok(runs)
+    Ok(found.runs)
 }
 
 /// Reads every run's curves and picture list, in parallel.

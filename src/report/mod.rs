@@ -20,7 +20,8 @@ use std::sync::Once;
 use plotters::style::RGBColor;
 use serde::Serialize;
 
-pub use collect::{ReportRun, Selection};
+pub use crate::store::select::Selection;
+pub use collect::ReportRun;
 
 use chart::{Figure, LineChart, Look};
 use sweep_charts::SweepPlot;
@@ -29,12 +30,6 @@ use sweep_charts::SweepPlot;
 pub enum ReportError {
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
-    #[error("no run `{0}` under {1}")]
-    NoSuchRun(String, String),
-    #[error("run id `{id}` is ambiguous: {}", .candidates.join(", "))]
-    AmbiguousRun { id: String, candidates: Vec<String> },
-    #[error("no runs of sweep `{0}` under {1}")]
-    NoSuchSweep(String, String),
     #[error("no runs to report under {0} (with the filters given)")]
     NoRuns(String),
     #[error("--smooth {0}: the EMA weight must be at least 0 and below 1")]

@@ -11,6 +11,7 @@ mod params;
 pub mod provenance;
 pub mod query;
 mod schema;
+pub mod select;
 mod summary;
 pub mod tags;
 mod writer;
@@ -114,8 +115,10 @@ pub enum StoreError {
     NoRoot(PathBuf),
     #[error("runs directory {0} is not a directory")]
     RootNotADir(PathBuf),
-    #[error("no run matches `{arg}` under {root}")]
-    NoSuchRun { arg: String, root: PathBuf },
+    #[error("no run matches `{arg}` under {roots}")]
+    NoSuchRun { arg: String, roots: String },
+    #[error("no runs of sweep `{arg}` under {roots}")]
+    NoSuchSweep { arg: String, roots: String },
     #[error("`{arg}` matches several runs: {}; give more of the id", .candidates.join(", "))]
     AmbiguousRun {
         arg: String,

@@ -269,76 +269,12 @@ fn read_with(conn: &Connection, dir: &Path) -> Result<RunInfo, StoreError> {
     Ok(info)
 }
 
-/// Every run directory under `root` (a run directory holds run.db; runs do
-/// not nest, so the walk stops there).
-pub fn scan(root: &Path) -> Result<Vec<PathBuf>, StoreError> {
-    if !root.is_dir() {
-        return Err(if root.exists() {
-            StoreError::RootNotADir(root.to_path_buf())
-        } else {
-            StoreError::NoRoot(root.to_path_buf())
-        });
-    }
-    let mut found = Vec::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        if dir.join(RUN_DB).is_file() {
-            found.push(dir);
-            continue;
-        }
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            if entry.file_type().is_ok_and(|t| t.is_dir()) {
-                stack.push(entry.path());
-            }
-        }
-    }
-    found.sort();
-    Ok(found)
-}
-
 /// Reads every run under `root` in parallel; unreadable ones come back as errors.
 pub fn list_runs(root: &Path) -> Result<Vec<Result<RunInfo, StoreError>>, StoreError> {
-    Ok(scan(root)?.par_iter().map(|d| read_run(d)).collect())
-}
-
-/// RUN on the command line: a run directory, its run.db, or a unique id prefix
-/// of a run under `root`.
-pub fn resolve_run(arg: &str, root: &Path) -> Result<PathBuf, StoreError> {
-    let path = Path::new(arg);
-    if path.is_file() && path.file_name().is_some_and(|n| n == RUN_DB) {
-        return Ok(path.parent().unwrap_or(Path::new(".")).to_path_buf());
-    }
-    if path.join(RUN_DB).is_file() {
-        return Ok(path.to_path_buf());
-    }
-    let matches: Vec<PathBuf> = scan(root)?
-        .into_iter()
-        .filter(|d| dir_id(d).is_some_and(|id| id.starts_with(arg)))
-        .collect();
-    match matches.len() {
-        0 => Err(StoreError::NoSuchRun {
-            arg: arg.to_string(),
-            root: root.to_path_buf(),
-        }),
-        1 => Ok(matches.into_iter().next().expect("one match")),
-        _ => Err(StoreError::AmbiguousRun {
-            arg: arg.to_string(),
-            candidates: matches
-                .iter()
-                .filter_map(|d| dir_id(d))
-                .map(str::to_string)
-                .collect(),
-        }),
-    }
-}
-
-/// The run id a directory name carries (`<id>` or `<index>-<id>` in sweeps).
-pub fn dir_id(dir: &Path) -> Option<&str> {
-    let name = dir.file_name()?.to_str()?;
-    Some(name.rsplit_once('-').map_or(name, |(_, id)| id))
+    Ok(super::select::scan(root)?
+        .par_iter()
+        .map(|d| read_run(d))
+        .collect())
 }
 
 /// Metric points, optionally only some keys, ordered by split, key and step.
@@ -498,23 +434,12 @@ pub fn last_position(dir: &Path) -> Result<(i64, i64), StoreError> {
     )?)
 }
 
-/// RUN|ROOT: a run directory, a directory of runs, or a run id prefix under
-/// `root`; None means every run under `root`.
-pub fn resolve_targets(target: Option<&str>, root: &Path) -> Result<Vec<PathBuf>, StoreError> {
-    let Some(arg) = target else { return scan(root) };
-    let path = Path::new(arg);
-    if path.is_dir() && !path.join(RUN_DB).is_file() {
-        return scan(path);
-    }
-    Ok(vec![resolve_run(arg, root)?])
-}
-
 /// Every metric row of the given runs, each with its run id.
-pub fn export_rows(dirs: &[PathBuf]) -> Result<Vec<(String, MetricPoint)>, StoreError> {
+pub fn export_rows(runs: &[RunInfo]) -> Result<Vec<(String, MetricPoint)>, StoreError> {
     let mut out = Vec::new();
-    for dir in dirs {
-        let id = read_run(dir)?.id;
-        out.extend(metrics(dir, None)?.into_iter().map(|m| (id.clone(), m)));
+    for run in runs {
+        let rows = metrics(&run.dir, None)?;
+        out.extend(rows.into_iter().map(|m| (run.id.clone(), m)));
     }
     Ok(out)
 }

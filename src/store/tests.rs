@@ -1,9 +1,8 @@
 //! Writer → reader round trips.
 
 use super::filter::{sort_runs, Expr};
-use super::query::{
-    events, image_png, images, last_step, list_runs, metrics, read_run, resolve_run,
-};
+use super::query::{events, image_png, images, last_step, list_runs, metrics, read_run};
+use super::select::resolve_run;
 use super::{NewRun, Outcome, RunStatus, RunWriter, StoreError};
 
 fn new_run(name: &str, lr: f64) -> NewRun {
@@ -118,8 +117,17 @@ fn ids_resolve_by_prefix_path_or_not_at_all() {
     ));
     assert!(matches!(
         resolve_run("", root.path()),
+        Err(StoreError::NoSuchRun { .. })
+    ));
+    // A second directory whose id shares a's first three characters.
+    let twin = root.path().join(format!("7-{}zz", &a.id()[..3]));
+    std::fs::create_dir(&twin).unwrap();
+    std::fs::copy(a.dir().join(super::RUN_DB), twin.join(super::RUN_DB)).unwrap();
+    assert!(matches!(
+        resolve_run(&a.id()[..3], root.path()),
         Err(StoreError::AmbiguousRun { .. })
     ));
+    assert_eq!(resolve_run(&a.id()[..4], root.path()).unwrap(), a.dir());
 }
 
 #[test]

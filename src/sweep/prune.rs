@@ -193,7 +193,7 @@ impl crate::train::EpochJudge for SweepJudge {
             return Ok(None);
         };
         let mut text = decision.describe(&self.search);
-        let run_id = crate::store::query::dir_id(run_dir).unwrap_or_default();
+        let run_id = crate::store::select::dir_id(run_dir).unwrap_or_default();
         if let Err(e) = SweepRecord::add_rung(&self.sweep_dir, self.index, run_id, &decision) {
             text += &format!(" (not in sweep.db: {e})");
         }

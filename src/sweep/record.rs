@@ -293,6 +293,23 @@ impl SweepRecord {
         .transpose()
     }
 
+    /// How many points the sweep under `dir` will have: a search's trials,
+    /// else its planned grid (None for a folder without sweep.db).
+    pub fn planned(dir: &Path) -> Result<Option<usize>, SweepError> {
+        if let Some(trials) = Self::search(dir)?.and_then(|s| s.trials) {
+            return Ok(Some(trials));
+        }
+        let path = dir.join(SWEEP_DB);
+        if !path.is_file() {
+            return Ok(None);
+        }
+        let conn = open(&path, true)?;
+        let n: i64 = conn
+            .query_row("SELECT count(*) FROM points", [], |r| r.get(0))
+            .map_err(|e| bad(&path, e))?;
+        Ok(Some(n as usize))
+    }
+
     /// Records a rung decision of point `index`'s run `run_id` (written by
     /// the run itself, wherever it runs).
     pub fn add_rung(

@@ -82,17 +82,25 @@ pub fn point_states(
     id: &str,
     n: usize,
 ) -> Result<Vec<PointState>, SweepError> {
+    let runs = if dir.is_dir() {
+        list_runs(dir)?.into_iter().flatten().collect()
+    } else {
+        Vec::new()
+    };
+    Ok(decide_points(runs, id, n))
+}
+
+/// The state of points `0..n` of the sweep `id` among `runs`.
+pub fn decide_points(runs: Vec<RunInfo>, id: &str, n: usize) -> Vec<PointState> {
     let mut attempts: Vec<Vec<RunInfo>> = vec![Vec::new(); n];
-    if dir.is_dir() {
-        for run in list_runs(dir)?.into_iter().flatten() {
-            let index = match (&run.sweep_id, run.sweep_index) {
-                (Some(s), Some(i)) if s == id && i >= 0 && (i as usize) < n => i as usize,
-                _ => continue,
-            };
-            attempts[index].push(run);
-        }
+    for run in runs {
+        let index = match (&run.sweep_id, run.sweep_index) {
+            (Some(s), Some(i)) if s == id && i >= 0 && (i as usize) < n => i as usize,
+            _ => continue,
+        };
+        attempts[index].push(run);
     }
-    Ok(attempts
+    attempts
         .into_iter()
         .enumerate()
         .map(|(index, mut runs)| {
@@ -121,5 +129,5 @@ pub fn point_states(
                 attempts: count,
             }
         })
-        .collect())
+        .collect()
 }

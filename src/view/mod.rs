@@ -36,7 +36,8 @@ pub fn duration(secs: f64) -> String {
 pub fn number(v: Option<f64>) -> String {
     match v {
         None => "-".into(),
-        Some(x) if x == 0.0 || (1e-3..1e5).contains(&x.abs()) => {
+        Some(0.0) => "0".into(),
+        Some(x) if (1e-3..1e5).contains(&x.abs()) => {
             let digits = (3 - x.abs().log10().floor() as i32).clamp(0, 6) as usize;
             format!("{x:.digits$}")
         }
@@ -57,5 +58,8 @@ mod tests {
         assert_eq!(number(Some(123.456)), "123.5");
         assert_eq!(number(Some(1e-5)), "1.000e-5");
         assert_eq!(number(None), "-");
+        assert_eq!(number(Some(0.0)), "0");
+        assert_eq!(number(Some(-0.0)), "0");
+        assert_eq!(number(Some(99999.0)), "99999");
     }
 }
