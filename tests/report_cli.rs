@@ -8,8 +8,8 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{esx, fails, succeeds, write_files};
-use esx::store::{NewRun, Outcome, RunWriter};
+use common::{as_if_crashed, esx, fails, recorded_run, succeeds, write_files};
+use esx::store::Outcome;
 
 /// Two completed runs of a sweep over seed, with pictures every epoch, and
 /// one run that failed before training (a missing sequence).
@@ -59,7 +59,11 @@ fn report_json(dir: &Path, args: &[&str]) -> serde_json::Value {
 #[test]
 fn the_page_has_a_chart_per_quantity_a_row_per_run_pictures_sweep_plots_and_a_config_diff() {
     let dir = real_runs();
-    let outcome = report_json(dir.path(), &["runs", "--out", "report.html"]);
+    // Each run on its own (the two seeds would otherwise be one group).
+    let outcome = report_json(
+        dir.path(),
+        &["runs", "--out", "report.html", "--group-by", "none"],
+    );
     assert_eq!(outcome["runs"], 3);
     assert_eq!(
         outcome["picture_epoch"], 2,
@@ -111,10 +115,23 @@ fn the_page_has_a_chart_per_quantity_a_row_per_run_pictures_sweep_plots_and_a_co
     let errors = element(&html, "<ul class=\"errors\">", "</ul>");
     assert!(errors.contains("data/tiny/07"), "{errors}");
 
-    // The pictures: seven kinds for each run that has them.
+    // The pictures: seven kinds for each run that has them, and a timeline
+    // of every epoch they recorded behind a slider.
     let pictures = element(&html, "<section id=\"pictures\">", "</section>");
     assert!(pictures.contains("Pictures at epoch 2"));
     assert_eq!(pictures.matches("<img class=\"picture\"").count(), 14);
+    assert_eq!(
+        pictures
+            .matches("<img class=\"picture frame\" hidden")
+            .count(),
+        14
+    );
+    assert_eq!(pictures.matches("class=\"timeline\"").count(), 2);
+    assert_eq!(
+        pictures.matches("data-epochs=\"1,2\"").count(),
+        2,
+        "{pictures}"
+    );
     assert!(
         pictures.contains("no pictures"),
         "the failed run's row says so"
@@ -128,9 +145,10 @@ fn the_page_has_a_chart_per_quantity_a_row_per_run_pictures_sweep_plots_and_a_co
         "embedding",
         "instances",
     ] {
+        // Each run's at epoch 2, and at epoch 1 in its timeline.
         assert_eq!(
             pictures.matches(&format!("alt=\"{kind} of ")).count(),
-            2,
+            4,
             "{kind}"
         );
     }
@@ -158,7 +176,7 @@ fn the_page_has_a_chart_per_quantity_a_row_per_run_pictures_sweep_plots_and_a_co
     };
     let o = report_json(
         dir.path(),
-        &["runs", "--sweep", &sweep_id, "--out", "s.html"],
+        &["runs", "--sweep", &sweep_id[..5], "--out", "s.html"],
     );
     assert_eq!(o["runs"], 2);
     let o = report_json(dir.path(), &["--where", "status=failed", "--out", "f.html"]);
@@ -175,25 +193,132 @@ fn the_page_has_a_chart_per_quantity_a_row_per_run_pictures_sweep_plots_and_a_co
     assert!(dir.path().join("runs/report.html").is_file());
 }
 
-/// A run written through the store, as training writes one.
-fn recorded_run(root: &Path, name: &str, config: &str, losses: &[f64]) -> RunWriter {
-    let mut w = RunWriter::create(
-        root,
-        None,
-        &NewRun {
-            name: name.into(),
-            config_toml: config.into(),
-            ..NewRun::default()
-        },
-    )
-    .unwrap();
-    for (i, &v) in losses.iter().enumerate() {
-        w.log_scalar(i as u64 + 1, 1, "step", "loss", v).unwrap();
+/// The `<polygon …>` elements (bands) of a chart.
+fn polygons(figure: &str) -> Vec<&str> {
+    figure
+        .match_indices("<polygon")
+        .map(|(i, _)| &figure[i..i + figure[i..].find("/>").unwrap()])
+        .collect()
+}
+
+#[test]
+fn seed_groups_are_bands_around_their_mean_with_mean_and_std_in_a_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write_files(
+        d,
+        &[("tiny.toml", &esx::bench::sweep::tiny_experiment(2, 3))],
+    );
+    succeeds(
+        d,
+        &[
+            "sweep",
+            "tiny.toml",
+            "lr=1e-3,3e-3",
+            "seed=1,2",
+            "--jobs",
+            "2",
+            "--quiet",
+        ],
+    );
+    let listed: serde_json::Value = serde_json::from_str(&succeeds(d, &["ls", "--json"])).unwrap();
+    let best_iou = |lr: f64| -> Vec<f64> {
+        listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["params"]["lr"]["num"].as_f64() == Some(lr))
+            .map(|r| {
+                r["summary"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|s| s["split"] == "val" && s["key"] == "iou")
+                    .unwrap()["max"]
+                    .as_f64()
+                    .unwrap()
+            })
+            .collect()
+    };
+
+    succeeds(d, &["report", "runs", "--out", "g.html"]);
+    let html = std::fs::read_to_string(d.join("g.html")).unwrap();
+    let table = element(
+        &html,
+        "<table class=\"sortable\" id=\"groups-table\">",
+        "</table>",
+    );
+    assert_eq!(table.matches("<tr class=\"group-").count(), 2, "{table}");
+    for lr in [1e-3, 3e-3] {
+        let label = format!("lr={lr} (2 seeds)");
+        let row = element(table, &format!("{label}</td>"), "</tr>");
+        // Mean ± sample std of the members' best validation IoU, by hand.
+        let v = best_iou(lr);
+        assert_eq!(v.len(), 2);
+        let mean = (v[0] + v[1]) / 2.0;
+        let std = (v[0] - v[1]).abs() / 2f64.sqrt();
+        let cell = format!(
+            "{} ± {}",
+            esx::view::number(Some(mean)),
+            esx::view::number(Some(std))
+        );
+        assert!(row.contains(&cell), "{cell} in {row}");
     }
-    w.log_scalar(losses.len() as u64, 1, "val", "iou", 0.5)
-        .unwrap();
-    w.flush().unwrap();
-    w
+    // Each group: a band per curve kind (training, validation), its mean
+    // over its runs drawn thin, all in one colour per group.
+    let loss = element(&html, "id=\"chart-loss\"", "</figure>");
+    let minmax = polygons(loss);
+    assert_eq!(minmax.len(), 4, "{loss}");
+    assert!(minmax.iter().all(|p| p.contains("opacity=\"0.2\"")));
+    let colours: std::collections::BTreeSet<&str> = loss
+        .match_indices("stroke=\"#")
+        .map(|(i, _)| &loss[i + 8..i + 15])
+        .filter(|c| *c != "#000000" && !c.starts_with("#5A5A5A") && !c.starts_with("#D7D7D7"))
+        .collect();
+    assert!(
+        colours.len() <= 4,
+        "two group colours and the chrome: {colours:?}"
+    );
+    let legend = element(&html, "<div class=\"legend\">", "</div>");
+    assert_eq!(
+        legend.matches("class=\"entry").count(),
+        2,
+        "one entry a group: {legend}"
+    );
+    assert!(legend.contains("lr=0.001 (2 seeds)") && legend.contains("lr=0.003 (2 seeds)"));
+    // The sweep is drawn by group means: lr alone is an axis, not seed.
+    let sweep = element(&html, "<section id=\"sweep\">", "</section>");
+    assert_eq!(sweep.matches("class=\"chart sweep-scatter\"").count(), 1);
+    assert!(!sweep.contains("vs seed"), "{sweep}");
+
+    // ± std bands are other bands; no groups, no bands; groups by lr.
+    succeeds(d, &["report", "runs", "--out", "s.html", "--band", "std"]);
+    let std_html = std::fs::read_to_string(d.join("s.html")).unwrap();
+    let std_loss = element(&std_html, "id=\"chart-loss\"", "</figure>");
+    assert_eq!(polygons(std_loss).len(), 4);
+    assert_ne!(polygons(std_loss), minmax);
+    succeeds(
+        d,
+        &["report", "runs", "--out", "n.html", "--group-by", "none"],
+    );
+    let none = std::fs::read_to_string(d.join("n.html")).unwrap();
+    assert!(!none.contains("<polygon") && !none.contains("groups-table"));
+    let sweep = element(&none, "<section id=\"sweep\">", "</section>");
+    assert_eq!(sweep.matches("class=\"chart sweep-scatter\"").count(), 2);
+    succeeds(
+        d,
+        &["report", "runs", "--out", "l.html", "--group-by", "lr"],
+    );
+    let by_lr = std::fs::read_to_string(d.join("l.html")).unwrap();
+    assert!(by_lr.contains("lr=0.001 (2 runs)") && by_lr.contains("lr=0.003 (2 runs)"));
+
+    let err = fails(d, &["report", "runs", "--group-by", "nosuchkey"]);
+    assert!(
+        err.contains("--group-by nosuchkey: no run has that parameter"),
+        "{err}"
+    );
+    let err = fails(d, &["report", "runs", "--group-by", "lr,,seed"]);
+    assert!(err.contains("expected KEY[,KEY…]"), "{err}");
 }
 
 #[test]
@@ -212,11 +337,7 @@ fn everything_a_run_recorded_is_escaped_and_failed_and_crashed_runs_still_appear
     // A run whose process died without recording an outcome.
     let w = recorded_run(&root, "crashes", "lr = 0.01\n", &[2.0, 1.5]);
     let crashed = w.dir().to_path_buf();
-    std::mem::forget(w);
-    let db = rusqlite::Connection::open(crashed.join("run.db")).unwrap();
-    db.execute("UPDATE run SET pid = 2147483000, pid_start = NULL", [])
-        .unwrap();
-    drop(db);
+    as_if_crashed(w);
 
     let out = succeeds(dir.path(), &["report", "runs", "--out", "r.html"]);
     assert!(out.contains("2 runs"), "{out}");
@@ -397,14 +518,54 @@ fn the_page_renders_in_headless_chromium_without_errors() {
         "script errors recorded: {dom}"
     );
     let charts = outcome["charts"].as_u64().unwrap() as usize;
+    assert!(dom.matches("<svg").count() >= charts, "every chart");
+    // Its two seeds as two runs: the sweep's plots too.
+    report_json(
+        dir.path(),
+        &["runs", "--out", "ungrouped.html", "--group-by", "none"],
+    );
+    let ungrouped = dir.path().join("ungrouped.html").canonicalize().unwrap();
+    let out = headless(&browser, profile.path(), &["--dump-dom"], &ungrouped);
+    let dom_ungrouped = String::from_utf8_lossy(&out.stdout);
     assert!(
-        dom.matches("<svg").count() >= charts + 2,
+        dom_ungrouped.matches("<svg").count() >= charts + 2,
         "every chart and the two sweep plots"
     );
+    assert!(!dom_ungrouped.contains("data-errors=\""), "{dom_ungrouped}");
     for slug in ["loss", "inst", "var", "seed", "iou", "ap50", "lr"] {
         assert!(dom.contains(&format!("id=\"chart-{slug}\"")), "{slug}");
     }
     assert_eq!(dom.matches("class=\"picture\"").count(), 14);
+    // The two seeds are one group: its table and its bands are in the DOM.
+    assert!(dom.contains("id=\"groups-table\""), "the group table");
+    assert!(dom.matches("<polygon").count() >= 4, "bands in the charts");
+
+    // The timeline: the address's #epoch=1 puts every row at epoch 1.
+    let at_one = format!("{}#epoch=1", page.display());
+    let out = headless(
+        &browser,
+        profile.path(),
+        &["--dump-dom"],
+        Path::new(&at_one),
+    );
+    let dom = String::from_utf8_lossy(&out.stdout);
+    let frames: Vec<&str> = dom
+        .split("<img ")
+        .skip(1)
+        .map(|t| &t[..t.find('>').unwrap()])
+        .filter(|t| t.contains("data-frame="))
+        .collect();
+    assert_eq!(frames.len(), 28, "two epochs of 7 pictures for 2 runs");
+    for tag in &frames {
+        let first_epoch = tag.contains("data-frame=\"0\"");
+        assert_eq!(
+            tag.contains("hidden"),
+            !first_epoch,
+            "{}",
+            &tag[..80.min(tag.len())]
+        );
+    }
+    assert_eq!(dom.matches(">epoch 1</span>").count(), 2, "the rows say so");
 
     // A screenshot that shows something: charts, colours, pictures (tall
     // enough to reach the pictures below the sweep's charts).

@@ -260,3 +260,58 @@ fn array_tasks_obey_the_pruner_and_a_tpe_search_proposes_as_tasks_end() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("give --wait"));
 }
+
+/// `esx watch` follows a sweep's root while Slurm tasks write it: the
+/// frames go from running runs to every point done.
+#[test]
+fn watch_follows_a_sweep_that_slurm_runs() {
+    let work = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let Some(cluster) = Cluster::start(state.path()) else {
+        return;
+    };
+    write_files(
+        work.path(),
+        &[("tiny.toml", &common::tiny_experiment(1, 64, 0))],
+    );
+    let args = [
+        "sweep",
+        "tiny.toml",
+        "seed=1,2",
+        "epochs=3",
+        "--launcher",
+        "slurm",
+        "--cpus-per-task",
+        "1",
+        "--json",
+    ];
+    let out = cluster.esx(work.path(), &args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let id = json(&out)["id"].as_str().unwrap().to_string();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(240);
+    let mut saw_running = false;
+    loop {
+        let out = cluster.esx(
+            work.path(),
+            &["watch", "--once", "--sweep", &id, "--size", "100x30"],
+        );
+        let frame = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(out.status.success() || frame.is_empty(), "{frame}");
+        saw_running |= frame.contains("1 running") || frame.contains("2 running");
+        if frame.contains("2 of 2 done") {
+            assert!(frame.contains("2 runs: 2 completed"), "{frame}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the sweep never finished; last frame:\n{frame}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+    assert!(saw_running, "no frame showed a run mid-way");
+}

@@ -181,7 +181,8 @@ fn a_grid_runs_in_parallel_records_its_points_and_resumes_by_rerunning() {
 
     let listed = succeeds(dir.path(), &["ls", "--sweep", &id[..4]]);
     assert_eq!(listed.lines().count(), 5, "{listed}");
-    succeeds(dir.path(), &["ls", "--sweep", "zzzz"]);
+    let err = common::fails(dir.path(), &["ls", "--sweep", "zzzz"]);
+    assert!(err.contains("no runs of sweep `zzzz` under runs"), "{err}");
 
     // The same command again: the same sweep, nothing to run.
     let (code, again) = sweep_json(dir.path(), &["tiny.toml", "seed=1,2", "--jobs", "2"]);

@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
+use esx::report::groups::{Band, Grouping};
 use esx::report::ReportOptions;
 
 use super::print_json;
@@ -15,6 +16,14 @@ pub enum Format {
     Html,
     /// The page, and every chart as a PNG beside it
     Png,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy)]
+pub enum BandArg {
+    /// From the lowest to the highest run
+    Minmax,
+    /// The mean ± one standard deviation
+    Std,
 }
 
 /// Compare runs in one self-contained HTML page: table, curves, sweep plots, pictures, config diff
@@ -39,6 +48,13 @@ pub struct Args {
     /// Picture rows at most, best runs first
     #[arg(long, value_name = "N", default_value_t = 30)]
     pub pictures: usize,
+    /// Group runs with equal values of these parameters (default: runs that
+    /// differ only in `seed`); `none`: no groups
+    #[arg(long, value_name = "KEY[,KEY…]|none")]
+    pub group_by: Option<String>,
+    /// What a group's band spans around its mean
+    #[arg(long, value_enum, default_value = "minmax")]
+    pub band: BandArg,
     #[arg(long, value_enum, default_value = "html")]
     pub format: Format,
     /// Print what was written as JSON
@@ -62,6 +78,14 @@ pub fn exec(args: Args) -> anyhow::Result<()> {
         epoch: args.epoch,
         png: args.format == Format::Png,
         picture_rows: args.pictures,
+        grouping: match &args.group_by {
+            Some(text) => Grouping::parse(text)?,
+            None => Grouping::Seeds,
+        },
+        band: match args.band {
+            BandArg::Minmax => Band::MinMax,
+            BandArg::Std => Band::Std,
+        },
     };
     let start = Instant::now();
     let outcome = esx::report::write(&opts, &|w| eprintln!("esx: warning: {w}"))?;

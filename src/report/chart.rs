@@ -22,6 +22,19 @@ pub struct Curve {
     pub stroke: Stroke,
     /// The run was pruned: its curve ends in a cross.
     pub pruned: bool,
+    /// A member of a group, drawn thin and pale behind the group's mean.
+    pub thin: bool,
+}
+
+/// A group of runs: its mean curve in a band, in its runs' colour.
+pub struct BandCurve {
+    /// A member run (its colour).
+    pub run: usize,
+    pub label: String,
+    pub mean: Points,
+    pub lo: Points,
+    pub hi: Points,
+    pub stroke: Stroke,
 }
 
 pub struct LineChart {
@@ -30,6 +43,8 @@ pub struct LineChart {
     pub title: String,
     pub x_label: String,
     pub curves: Vec<Curve>,
+    /// Groups' means and bands, drawn over their members' thin curves.
+    pub bands: Vec<BandCurve>,
     /// Whether larger is better (puts the legend where curves rarely go).
     pub higher_is_better: bool,
     /// Allow a log y axis when the values span decades.
@@ -53,7 +68,7 @@ pub struct Look<'a> {
 /// one element per dash (half a megabyte a chart with a hundred runs). In
 /// SVG, dashed curves are drawn as one polyline of this otherwise unused
 /// width and given a dash pattern afterwards.
-const SVG_DASH_MARK: u32 = 3;
+const SVG_DASH_MARK: u32 = 9;
 
 fn dash_svg_polylines(svg: &str) -> String {
     let mark = format!("stroke-width=\"{SVG_DASH_MARK}\"");
@@ -80,9 +95,12 @@ impl LineChart {
             return false;
         }
         let ys = || {
+            let bands = self.bands.iter().flat_map(|b| b.lo.iter().chain(&b.hi));
             self.curves
                 .iter()
-                .flat_map(|c| c.points.iter().map(|p| p.1))
+                .flat_map(|c| c.points.iter())
+                .chain(bands)
+                .map(|p| p.1)
         };
         let min = ys().fold(f64::INFINITY, f64::min);
         let max = ys().fold(f64::NEG_INFINITY, f64::max);
@@ -129,19 +147,24 @@ impl Figure for LineChart {
         root.fill(&WHITE).map_err(e)?;
         let log = self.log_y();
         let to_y = |y: f64| if log { y.log10() } else { y };
+        let transform = |points: &Points| -> Points {
+            points
+                .iter()
+                .map(|&(x, y)| (x, to_y(y)))
+                .filter(|p| p.0.is_finite() && p.1.is_finite())
+                .collect()
+        };
         let curves: Vec<(&Curve, Points)> = self
             .curves
             .iter()
-            .map(|c| {
-                let pts: Points = c
-                    .points
-                    .iter()
-                    .map(|&(x, y)| (x, to_y(y)))
-                    .filter(|p| p.0.is_finite() && p.1.is_finite())
-                    .collect();
-                (c, pts)
-            })
+            .map(|c| (c, transform(&c.points)))
             .filter(|(_, p)| !p.is_empty())
+            .collect();
+        let bands: Vec<(&BandCurve, [Points; 3])> = self
+            .bands
+            .iter()
+            .map(|b| (b, [transform(&b.mean), transform(&b.lo), transform(&b.hi)]))
+            .filter(|(_, [m, lo, hi])| !m.is_empty() && lo.len() == m.len() && hi.len() == m.len())
             .collect();
         let caption = (FONT, 17).into_font();
         if curves.is_empty() {
@@ -155,7 +178,14 @@ impl Figure for LineChart {
             return Ok(());
         }
         let bounds = |f: fn(&(f64, f64)) -> f64| {
-            let values = curves.iter().flat_map(|(_, p)| p.iter().map(f));
+            let band_points = bands
+                .iter()
+                .flat_map(|(_, [_, lo, hi])| lo.iter().chain(hi));
+            let values = curves
+                .iter()
+                .flat_map(|(_, p)| p.iter())
+                .chain(band_points)
+                .map(f);
             let (lo, hi) = values.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
                 (lo.min(v), hi.max(v))
             });
@@ -197,9 +227,22 @@ impl Figure for LineChart {
             .max(50);
         let width = if look.colours.len() <= 10 { 2 } else { 1 };
         let mut labelled = vec![false; look.colours.len()];
-        for (curve, points) in &curves {
-            let colour = look.colours[curve.run];
-            let style = ShapeStyle::from(&colour).stroke_width(width);
+        // Groups' members first, thin and pale, then the bands, then the rest.
+        let mut order: Vec<&(&Curve, Points)> = curves.iter().filter(|c| c.0.thin).collect();
+        order.extend(curves.iter().filter(|c| !c.0.thin));
+        let first_solid = order.iter().position(|c| !c.0.thin).unwrap_or(order.len());
+        for (n, (curve, points)) in order.into_iter().enumerate() {
+            if n == first_solid {
+                draw_bands(&mut chart, &bands, look, buckets, &mut labelled).map_err(e)?;
+            }
+            let full = look.colours[curve.run];
+            let colour = if curve.thin {
+                full.mix(0.45)
+            } else {
+                full.mix(1.0)
+            };
+            let width = if curve.thin { 1 } else { width };
+            let style = colour.stroke_width(width);
             let points = min_max_buckets(points, buckets);
             let end = points.last().copied().filter(|_| curve.pruned);
             let drawn = match curve.stroke {
@@ -208,13 +251,13 @@ impl Figure for LineChart {
                     .map_err(e)?,
                 Stroke::Dashed => {
                     // A dot per evaluation while they stay apart.
-                    if points.len() <= MAX_MARKERS && look.colours.len() <= 10 {
+                    if !curve.thin && points.len() <= MAX_MARKERS && look.colours.len() <= 10 {
                         chart
                             .draw_series(points.iter().map(|&p| Circle::new(p, 3, colour.filled())))
                             .map_err(e)?;
                     }
                     if look.svg {
-                        let mark = ShapeStyle::from(&colour).stroke_width(SVG_DASH_MARK);
+                        let mark = colour.stroke_width(SVG_DASH_MARK);
                         chart
                             .draw_series(LineSeries::new(points, mark))
                             .map_err(e)?
@@ -225,13 +268,13 @@ impl Figure for LineChart {
                     }
                 }
             };
-            if let Some(labels) = look.legend {
+            if let Some(labels) = look.legend.filter(|_| !curve.thin) {
                 if !labelled[curve.run] {
                     labelled[curve.run] = true;
                     drawn
                         .label(labels[curve.run].as_str())
                         .legend(move |(x, y)| {
-                            PathElement::new(vec![(x, y), (x + 18, y)], colour.stroke_width(2))
+                            PathElement::new(vec![(x, y), (x + 18, y)], full.stroke_width(2))
                         });
                 }
             }
@@ -240,6 +283,9 @@ impl Figure for LineChart {
                     .draw_series(std::iter::once(Cross::new(end, 5, colour.stroke_width(2))))
                     .map_err(e)?;
             }
+        }
+        if first_solid == curves.len() {
+            draw_bands(&mut chart, &bands, look, buckets, &mut labelled).map_err(e)?;
         }
         if look.legend.is_some() {
             chart
@@ -257,6 +303,49 @@ impl Figure for LineChart {
         }
         Ok(())
     }
+}
+
+type Cartesian<'a, DB> = ChartContext<
+    'a,
+    DB,
+    Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>,
+>;
+
+/// Each group's band (its runs' colour, pale) and its mean (full, thick),
+/// labelled with the group. Only bands whose run has no legend entry yet
+/// are labelled, so a group is named once per chart.
+fn draw_bands<DB: DrawingBackend>(
+    chart: &mut Cartesian<'_, DB>,
+    bands: &[(&BandCurve, [Points; 3])],
+    look: &Look,
+    buckets: usize,
+    labelled: &mut [bool],
+) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
+    for (band, [mean, lo, hi]) in bands {
+        let colour = look.colours[band.run];
+        let mut outline: Points = hi.clone();
+        outline.extend(lo.iter().rev());
+        chart.draw_series(std::iter::once(Polygon::new(
+            outline,
+            colour.mix(0.2).filled(),
+        )))?;
+        let mean = min_max_buckets(mean, buckets);
+        let style = colour.stroke_width(3);
+        let drawn = match band.stroke {
+            Stroke::Solid => chart.draw_series(LineSeries::new(mean, style))?,
+            Stroke::Dashed if look.svg => {
+                chart.draw_series(LineSeries::new(mean, colour.stroke_width(SVG_DASH_MARK)))?
+            }
+            Stroke::Dashed => chart.draw_series(DashedLineSeries::new(mean, 6, 4, style))?,
+        };
+        if look.legend.is_some() && !labelled[band.run] {
+            labelled[band.run] = true;
+            drawn.label(band.label.as_str()).legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 18, y)], colour.stroke_width(3))
+            });
+        }
+    }
+    Ok(())
 }
 
 /// A tick label: short, and in scientific notation only when it must be.
@@ -301,10 +390,65 @@ mod tests {
             title: "loss <b>".into(),
             x_label: "step".into(),
             curves,
+            bands: Vec::new(),
             higher_is_better: false,
             log_allowed: true,
             x_range: None,
         }
+    }
+
+    fn svg_with_legend(c: &LineChart, colours: &[RGBColor], labels: &[&str]) -> String {
+        let labels: Vec<String> = labels.iter().map(|l| l.to_string()).collect();
+        c.svg(&Look {
+            colours,
+            legend: Some(&labels),
+            size: (560, 320),
+            svg: false,
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn a_group_is_a_pale_band_with_its_mean_over_thin_member_curves() {
+        super::super::fonts();
+        let colours = vec![RGBColor(200, 0, 0); 2];
+        let member = |run: usize, k: f64| Curve {
+            run,
+            points: (0..20).map(|i| (i as f64, k * i as f64)).collect(),
+            stroke: Stroke::Solid,
+            pruned: false,
+            thin: true,
+        };
+        let mut c = chart(vec![member(0, 1.0), member(1, 3.0)]);
+        c.log_allowed = false;
+        c.bands.push(BandCurve {
+            run: 0,
+            label: "lr=0.001 (2 seeds)".into(),
+            mean: (0..20).map(|i| (i as f64, 2.0 * i as f64)).collect(),
+            lo: (0..20).map(|i| (i as f64, i as f64)).collect(),
+            hi: (0..20).map(|i| (i as f64, 3.0 * i as f64)).collect(),
+            stroke: Stroke::Solid,
+        });
+        let svg = svg_with_legend(&c, &colours, &["run a", "run b"]);
+        assert_eq!(svg.matches("<polygon").count(), 1, "one band");
+        assert!(svg.contains("opacity=\"0.2\""), "a pale band");
+        assert!(
+            svg.contains("lr=0.001 (2 seeds)"),
+            "the group in the legend"
+        );
+        assert!(
+            !svg.contains("run a") && !svg.contains("run b"),
+            "members unlabelled"
+        );
+        // Two thin pale members; the mean (and its legend line) thick.
+        let lines: Vec<&str> = svg
+            .lines()
+            .filter(|l| l.starts_with("<polyline") && l.contains("stroke=\"#C80000\""))
+            .collect();
+        let thin = lines.iter().filter(|l| l.contains("opacity=\"0.45\""));
+        assert_eq!(thin.count(), 2, "{lines:#?}");
+        let thick = lines.iter().filter(|l| l.contains("stroke-width=\"3\""));
+        assert_eq!(thick.count(), 2, "{lines:#?}");
     }
 
     #[test]
@@ -330,6 +474,7 @@ mod tests {
                     .collect(),
                 stroke: Stroke::Solid,
                 pruned: false,
+                thin: false,
             },
             Curve {
                 run: 1,
@@ -338,24 +483,18 @@ mod tests {
                     .collect(),
                 stroke: Stroke::Solid,
                 pruned: false,
+                thin: false,
             },
             Curve {
                 run: 1,
                 points: vec![(1000.0, 0.01), (2000.0, 0.005)],
                 stroke: Stroke::Dashed,
                 pruned: false,
+                thin: false,
             },
         ]);
         assert!(c.log_y());
-        let labels = vec!["a".to_string(), "<script>".to_string()];
-        let svg = c
-            .svg(&Look {
-                colours: &colours,
-                legend: Some(&labels),
-                size: (560, 320),
-                svg: false,
-            })
-            .unwrap();
+        let svg = svg_with_legend(&c, &colours, &["a", "<script>"]);
         assert!(svg.contains("loss &lt;b&gt;"));
         assert!(svg.contains("&lt;script&gt;") && !svg.contains("<script>"));
         let run1 = hex(colours[1]);

@@ -2,8 +2,9 @@
 //! training step. Training curves are the per-step values (smoothed when
 //! asked), validation curves the per-epoch values at the epoch's last step.
 
-use super::chart::{Curve, LineChart, Stroke};
+use super::chart::{BandCurve, Curve, LineChart, Stroke};
 use super::collect::ReportRun;
+use super::groups::{spread, Band, Group};
 use super::series::ema;
 
 struct Quantity {
@@ -71,8 +72,17 @@ fn points(curve: &[(i64, i64, f64)]) -> Vec<(f64, f64)> {
 }
 
 /// The charts, in reading order. `smooth` is the EMA weight for the
-/// per-step training curves (0: raw).
-pub fn metric_charts(runs: &[ReportRun], smooth: f64) -> Vec<LineChart> {
+/// per-step training curves (0: raw); each group's runs are drawn thin
+/// behind the group's mean and band.
+pub fn metric_charts(
+    runs: &[ReportRun],
+    smooth: f64,
+    groups: &[Group],
+    band: Band,
+) -> Vec<LineChart> {
+    let grouped: Vec<bool> = (0..runs.len())
+        .map(|i| groups.iter().any(|g| g.members.contains(&i)))
+        .collect();
     let mut charts = Vec::new();
     for q in QUANTITIES {
         let mut curves = Vec::new();
@@ -94,6 +104,7 @@ pub fn metric_charts(runs: &[ReportRun], smooth: f64) -> Vec<LineChart> {
                     points: pts,
                     stroke: Stroke::Solid,
                     pruned,
+                    thin: grouped[i],
                 });
             }
             if q.val {
@@ -103,6 +114,7 @@ pub fn metric_charts(runs: &[ReportRun], smooth: f64) -> Vec<LineChart> {
                         points: points(c),
                         stroke: Stroke::Dashed,
                         pruned,
+                        thin: grouped[i],
                     });
                 }
             }
@@ -110,11 +122,13 @@ pub fn metric_charts(runs: &[ReportRun], smooth: f64) -> Vec<LineChart> {
         if q.optional && curves.is_empty() {
             continue;
         }
+        let bands = group_bands(groups, &curves, band);
         charts.push(LineChart {
             slug: q.key.to_string(),
             title: q.title.to_string(),
             x_label: "step".into(),
             curves,
+            bands,
             higher_is_better: q.higher_is_better,
             log_allowed: q.log_allowed,
             x_range: None,
@@ -132,4 +146,33 @@ pub fn metric_charts(runs: &[ReportRun], smooth: f64) -> Vec<LineChart> {
         }
     }
     charts
+}
+
+/// Each group's mean and band, one per stroke (training solid, validation
+/// dashed), from its members' curves as drawn.
+fn group_bands(groups: &[Group], curves: &[Curve], band: Band) -> Vec<BandCurve> {
+    let mut out = Vec::new();
+    for g in groups {
+        for stroke in [Stroke::Solid, Stroke::Dashed] {
+            let members: Vec<&[(f64, f64)]> = curves
+                .iter()
+                .filter(|c| c.stroke == stroke && g.members.contains(&c.run))
+                .map(|c| c.points.as_slice())
+                .collect();
+            if members.len() < 2 {
+                continue;
+            }
+            if let Some(s) = spread(&members, band) {
+                out.push(BandCurve {
+                    run: g.members[0],
+                    label: g.label.clone(),
+                    mean: s.mean,
+                    lo: s.lo,
+                    hi: s.hi,
+                    stroke,
+                });
+            }
+        }
+    }
+    out
 }

@@ -6,6 +6,7 @@
 pub mod chart;
 pub mod collect;
 pub mod curves;
+pub mod groups;
 pub mod html;
 pub mod palette;
 pub mod pictures;
@@ -32,6 +33,8 @@ pub enum ReportError {
     Store(#[from] crate::store::StoreError),
     #[error("no runs to report under {0} (with the filters given)")]
     NoRuns(String),
+    #[error("--group-by {text}: {why}")]
+    BadGroupBy { text: String, why: String },
     #[error("--smooth {0}: the EMA weight must be at least 0 and below 1")]
     BadSmooth(f64),
     #[error("--epoch {epoch}: no run in the report has pictures of that epoch (epochs with pictures: {recorded})")]
@@ -65,6 +68,9 @@ pub struct ReportOptions {
     pub png: bool,
     /// Picture rows at most, best runs first (pictures weigh ~250 kB a run).
     pub picture_rows: usize,
+    /// Which runs are one experiment repeated, and what their band spans.
+    pub grouping: groups::Grouping,
+    pub band: groups::Band,
 }
 
 /// What was written.
@@ -82,6 +88,8 @@ pub struct ReportOutcome {
 /// Everything the page shows, ready to render.
 pub struct Report {
     pub runs: Vec<ReportRun>,
+    /// Seed groups (two or more runs each); their runs share a colour.
+    pub groups: Vec<groups::Group>,
     pub colours: Vec<RGBColor>,
     pub labels: Vec<String>,
     pub charts: Vec<LineChart>,
@@ -120,15 +128,17 @@ impl Report {
         fonts();
         let infos = collect::select(&opts.selection, warn)?;
         let runs = collect::load(infos)?;
-        let colours = palette::run_colours(runs.len());
+        let groups = groups::find(&runs, &opts.grouping)?;
+        let colours = group_colours(runs.len(), &groups);
         let labels = runs.iter().map(ReportRun::label).collect();
-        let charts = curves::metric_charts(&runs, opts.smooth);
-        let sweeps = sweep_charts::sweep_plots(&runs);
+        let charts = curves::metric_charts(&runs, opts.smooth, &groups, opts.band);
+        let sweeps = sweep_charts::sweep_plots(&runs, &groups);
         let mut shown: Vec<usize> = html::ranked(&runs);
         shown.truncate(opts.picture_rows);
         let pictures = pictures::load(&runs, &shown, opts.epoch)?;
         Ok(Report {
             runs,
+            groups,
             colours,
             labels,
             charts,
@@ -183,6 +193,28 @@ impl Report {
         }
         Ok(out)
     }
+}
+
+/// One colour per group and per run outside groups; a group's runs share
+/// its colour, so its thin curves, table rows and pictures match its band.
+fn group_colours(runs: usize, groups: &[groups::Group]) -> Vec<RGBColor> {
+    let mut unit = vec![usize::MAX; runs];
+    let mut units = 0;
+    for i in 0..runs {
+        if unit[i] != usize::MAX {
+            continue;
+        }
+        let members = groups
+            .iter()
+            .find(|g| g.members.contains(&i))
+            .map_or(vec![i], |g| g.members.clone());
+        for m in members {
+            unit[m] = units;
+        }
+        units += 1;
+    }
+    let colours = palette::run_colours(units);
+    unit.into_iter().map(|u| colours[u]).collect()
 }
 
 /// The parallel-coordinates chart widens with its axes.

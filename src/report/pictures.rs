@@ -1,5 +1,6 @@
 //! The picture grid: one row per run, one column per kind of training
-//! picture, all at one epoch.
+//! picture, all at one epoch; and each row's timeline, the other epochs it
+//! recorded, as many as the page's size budget allows (best runs first).
 
 use super::collect::ReportRun;
 use super::ReportError;
@@ -23,6 +24,19 @@ pub struct PictureRow {
     pub epoch: Option<i64>,
     /// PNG bytes per kind; None where that picture is missing.
     pub cells: Vec<Option<Vec<u8>>>,
+    /// Every epoch the timeline has, the shown one included, ascending;
+    /// empty when the run recorded one epoch of pictures or none fit.
+    pub timeline: Vec<Frame>,
+    /// Epochs with pictures the run recorded (the timeline may hold fewer).
+    pub recorded: usize,
+}
+
+/// One epoch of a row's timeline.
+pub struct Frame {
+    pub epoch: i64,
+    /// As `PictureRow::cells`; the shown epoch's frame holds none (the
+    /// row's cells are that frame).
+    pub cells: Vec<Option<Vec<u8>>>,
 }
 
 pub struct Pictures {
@@ -31,6 +45,10 @@ pub struct Pictures {
     pub epoch: Option<i64>,
     pub rows: Vec<PictureRow>,
 }
+
+/// Bytes of PNG the timelines of one page may add (base64 makes them 4/3
+/// larger): with `esx bench report`'s 100 runs the page stays under 20 MB.
+pub const TIMELINE_BUDGET: u64 = 3_500_000;
 
 fn epochs(run: &ReportRun) -> Vec<i64> {
     let mut e: Vec<i64> = run.images.iter().map(|i| i.epoch).collect();
@@ -76,31 +94,98 @@ pub fn load(
     }
     let epoch = epoch.or_else(|| common_epoch(runs));
     let mut rows = Vec::with_capacity(shown.len());
-    for &i in shown {
+    let mut budget = TIMELINE_BUDGET;
+    for (n, &i) in shown.iter().enumerate() {
         let run = &runs[i];
         let at = epoch.or_else(|| epochs(run).last().copied());
-        let ids: Vec<Option<i64>> = KINDS
-            .iter()
-            .map(|(kind, _)| {
-                let e = at?;
-                let im = run
-                    .images
-                    .iter()
-                    .rev()
-                    .find(|im| im.epoch == e && im.kind == *kind)?;
-                Some(im.id)
-            })
-            .collect();
-        let found: Vec<i64> = ids.iter().flatten().copied().collect();
-        let mut pngs = query::image_pngs(&run.info.dir, &found)?.into_iter();
-        let cells: Vec<Option<Vec<u8>>> =
-            ids.iter().map(|id| id.and_then(|_| pngs.next())).collect();
+        let cells = match at {
+            Some(e) => cells_at(run, e)?,
+            None => vec![None; KINDS.len()],
+        };
         let any = cells.iter().any(Option::is_some);
+        let at = at.filter(|_| any);
+        let recorded = epochs(run);
+        let share = budget / (shown.len() - n) as u64;
+        let others = timeline_epochs(run, &recorded, at, share);
+        let mut timeline = Vec::new();
+        if !others.is_empty() {
+            for e in recorded.iter().copied() {
+                if Some(e) == at {
+                    timeline.push(Frame {
+                        epoch: e,
+                        cells: vec![None; KINDS.len()],
+                    });
+                } else if others.contains(&e) {
+                    let cells = cells_at(run, e)?;
+                    let bytes: usize = cells.iter().flatten().map(Vec::len).sum();
+                    budget = budget.saturating_sub(bytes as u64);
+                    timeline.push(Frame { epoch: e, cells });
+                }
+            }
+        }
         rows.push(PictureRow {
             run: i,
-            epoch: at.filter(|_| any),
+            epoch: at,
             cells,
+            timeline,
+            recorded: recorded.len(),
         });
     }
     Ok(Pictures { epoch, rows })
+}
+
+/// The image id of each kind at epoch `e` (the latest, if written twice).
+fn ids_at(run: &ReportRun, e: i64) -> Vec<Option<&query::ImageInfo>> {
+    KINDS
+        .iter()
+        .map(|(kind, _)| {
+            run.images
+                .iter()
+                .rev()
+                .find(|im| im.epoch == e && im.kind == *kind)
+        })
+        .collect()
+}
+
+fn cells_at(run: &ReportRun, e: i64) -> Result<Vec<Option<Vec<u8>>>, ReportError> {
+    let ids = ids_at(run, e);
+    let found: Vec<i64> = ids.iter().flatten().map(|im| im.id).collect();
+    let mut pngs = query::image_pngs(&run.info.dir, &found)?.into_iter();
+    Ok(ids.iter().map(|id| id.and_then(|_| pngs.next())).collect())
+}
+
+/// The epochs besides `shown` a row's timeline gets within `share` bytes:
+/// all of them when they fit, else as many as fit, evenly spread over the
+/// run (its first and last epochs first).
+fn timeline_epochs(run: &ReportRun, recorded: &[i64], shown: Option<i64>, share: u64) -> Vec<i64> {
+    let others: Vec<i64> = recorded
+        .iter()
+        .copied()
+        .filter(|&e| Some(e) != shown)
+        .collect();
+    if shown.is_none() || others.is_empty() {
+        return Vec::new();
+    }
+    let bytes = |e: i64| -> u64 {
+        ids_at(run, e)
+            .iter()
+            .flatten()
+            .map(|im| im.bytes as u64)
+            .sum()
+    };
+    let each = others.iter().map(|&e| bytes(e)).max().unwrap_or(0).max(1);
+    let fit = (share / each) as usize;
+    if fit >= others.len() {
+        return others;
+    }
+    if fit == 0 {
+        return Vec::new();
+    }
+    if fit == 1 {
+        return vec![others[0]];
+    }
+    let last = others.len() - 1;
+    let mut picked: Vec<i64> = (0..fit).map(|k| others[k * last / (fit - 1)]).collect();
+    picked.dedup();
+    picked
 }

@@ -10,6 +10,7 @@ use plotters::style::text_anchor;
 
 use super::chart::{tick, Figure, Look, FONT};
 use super::collect::{Ranking, ReportRun};
+use super::groups::{mean_std, Group};
 use super::palette::viridis;
 
 #[derive(Clone, Debug, PartialEq)]
@@ -134,8 +135,10 @@ fn text(value: &serde_json::Value) -> String {
     }
 }
 
-/// One plot per sweep that has at least two runs in the report.
-pub fn sweep_plots(runs: &[ReportRun]) -> Vec<SweepPlot> {
+/// One plot per sweep that has at least two runs in the report and a swept
+/// key its groups differ in. A seed group of the sweep is one point: its
+/// runs' mean, on the axes its runs share (the seed axis goes).
+pub fn sweep_plots(runs: &[ReportRun], groups: &[Group]) -> Vec<SweepPlot> {
     let mut by_sweep: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
     for (i, r) in runs.iter().enumerate() {
         if let Some(id) = &r.info.sweep_id {
@@ -145,11 +148,28 @@ pub fn sweep_plots(runs: &[ReportRun]) -> Vec<SweepPlot> {
     by_sweep
         .into_iter()
         .filter(|(_, members)| members.len() >= 2)
-        .map(|(id, members)| plot(id, &members, runs))
+        .map(|(id, members)| plot(id, &members, runs, groups))
+        .filter(|p| !p.axes.is_empty())
         .collect()
 }
 
-fn plot(id: &str, members: &[usize], runs: &[ReportRun]) -> SweepPlot {
+/// The sweep's members as the points the plots show: each group wholly in
+/// the sweep is one unit, every other run its own.
+fn units(members: &[usize], groups: &[Group]) -> Vec<Vec<usize>> {
+    let mut out: Vec<Vec<usize>> = Vec::new();
+    for &i in members {
+        if out.iter().any(|u| u.contains(&i)) {
+            continue;
+        }
+        let group = groups
+            .iter()
+            .find(|g| g.members.contains(&i) && g.members.iter().all(|m| members.contains(m)));
+        out.push(group.map_or(vec![i], |g| g.members.clone()));
+    }
+    out
+}
+
+fn plot(id: &str, members: &[usize], runs: &[ReportRun], groups: &[Group]) -> SweepPlot {
     let swept = |i: usize| runs[i].info.swept.clone().unwrap_or_default();
     let mut keys: Vec<String> = members
         .iter()
@@ -157,6 +177,14 @@ fn plot(id: &str, members: &[usize], runs: &[ReportRun]) -> SweepPlot {
         .collect();
     keys.sort();
     keys.dedup();
+    let units = units(members, groups);
+    // A key a group's runs differ in (its seed) is not an axis of its mean.
+    keys.retain(|k| {
+        units.iter().all(|u| {
+            let first = swept(u[0]).get(k).cloned();
+            u.iter().all(|&i| swept(i).get(k).cloned() == first)
+        })
+    });
     let axes: Vec<Axis> = keys
         .iter()
         .map(|key| {
@@ -170,8 +198,10 @@ fn plot(id: &str, members: &[usize], runs: &[ReportRun]) -> SweepPlot {
     let judge = Judge::of(members, runs);
     let mut points = Vec::new();
     let mut without_metric = Vec::new();
-    for &i in members {
-        let metric = judge.value(&runs[i]);
+    for unit in &units {
+        let i = unit[0];
+        let values: Vec<f64> = unit.iter().filter_map(|&m| judge.value(&runs[m])).collect();
+        let metric = mean_std(&values).map(|(mean, _)| mean);
         let values = swept(i);
         let positions: Option<Vec<f64>> = axes
             .iter()
@@ -183,9 +213,11 @@ fn plot(id: &str, members: &[usize], runs: &[ReportRun]) -> SweepPlot {
                 positions,
                 metric,
                 trial: runs[i].info.sweep_index.unwrap_or(0).max(0) as usize,
-                pruned: runs[i].info.status == crate::store::RunStatus::Pruned,
+                pruned: unit
+                    .iter()
+                    .all(|&m| runs[m].info.status == crate::store::RunStatus::Pruned),
             }),
-            _ => without_metric.push(i),
+            _ => without_metric.extend(unit),
         }
     }
     SweepPlot {

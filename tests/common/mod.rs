@@ -6,6 +6,7 @@ pub mod slurm;
 use std::path::Path;
 
 use assert_cmd::Command;
+use esx::store::{NewRun, RunWriter};
 
 /// The built `esx` binary, run in `dir`.
 pub fn esx(dir: &Path) -> Command {
@@ -152,4 +153,36 @@ pub fn train_until_step(
         }
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
+}
+
+/// A run under `root` with `losses` as its per-step training loss and one
+/// validation IoU of 0.5, flushed; the writer stays open.
+pub fn recorded_run(root: &Path, name: &str, config: &str, losses: &[f64]) -> RunWriter {
+    let mut w = RunWriter::create(
+        root,
+        None,
+        &NewRun {
+            name: name.into(),
+            config_toml: config.into(),
+            ..NewRun::default()
+        },
+    )
+    .unwrap();
+    for (i, &v) in losses.iter().enumerate() {
+        w.log_scalar(i as u64 + 1, 1, "step", "loss", v).unwrap();
+    }
+    w.log_scalar(losses.len() as u64, 1, "val", "iou", 0.5)
+        .unwrap();
+    w.flush().unwrap();
+    w
+}
+
+/// Leaves the run as a process that died mid-run leaves it: recorded as
+/// running, by a process that no longer exists.
+pub fn as_if_crashed(w: RunWriter) {
+    let dir = w.dir().to_path_buf();
+    std::mem::forget(w);
+    let db = rusqlite::Connection::open(dir.join("run.db")).unwrap();
+    db.execute("UPDATE run SET pid = 2147483000, pid_start = NULL", [])
+        .unwrap();
 }

@@ -26,6 +26,21 @@
       document.querySelectorAll('input[data-run="'+run+'"]').forEach(function(b){b.checked=box.checked;b.parentNode.classList.toggle('off',!box.checked);});
     });
   });
+  function frame(slider,j){
+    var row=slider.closest('tr'),epochs=slider.getAttribute('data-epochs').split(',');
+    slider.value=j;
+    row.querySelectorAll('img[data-frame]').forEach(function(im){im.hidden=im.getAttribute('data-frame')!==String(j);});
+    row.querySelector('.epoch-label').textContent='epoch '+epochs[j];
+  }
+  var sliders=document.querySelectorAll('input.timeline');
+  sliders.forEach(function(s){s.addEventListener('input',function(){frame(s,Number(s.value));});});
+  // report.html#epoch=E: every timeline at epoch E, or the nearest it has.
+  var asked=/epoch=(\d+)/.exec(location.hash);
+  if(asked)sliders.forEach(function(s){
+    var e=Number(asked[1]),epochs=s.getAttribute('data-epochs').split(',').map(Number),best=0;
+    epochs.forEach(function(x,i){if(Math.abs(x-e)<Math.abs(epochs[best]-e))best=i;});
+    frame(s,best);
+  });
   var only=document.getElementById('only-diff');
   if(only)only.addEventListener('change',function(){document.getElementById('config-table').classList.toggle('only-diff',only.checked);});
   document.body.setAttribute('data-ready','1');

@@ -10,7 +10,7 @@ use crate::store::RunStatus;
 use crate::view::{duration, local_time, number};
 
 /// A metric column of the runs table.
-struct Column {
+pub(super) struct Column {
     title: &'static str,
     split: &'static str,
     key: &'static str,
@@ -18,7 +18,7 @@ struct Column {
     higher_is_better: bool,
 }
 
-const COLUMNS: &[Column] = &[
+pub(super) const COLUMNS: &[Column] = &[
     Column {
         title: "best val IoU",
         split: "val",
@@ -98,6 +98,43 @@ const COLUMNS: &[Column] = &[
     },
 ];
 
+impl Column {
+    /// Its heading, sorting ascending first where lower is better.
+    pub fn th(&self) -> String {
+        let asc = if self.higher_is_better {
+            ""
+        } else {
+            " data-asc"
+        };
+        format!("<th{asc}>{}</th>", self.title)
+    }
+
+    /// The run's value in this column, if finite.
+    pub fn value(&self, r: &ReportRun) -> Option<f64> {
+        let v = if self.best {
+            if self.higher_is_better {
+                r.max(self.split, self.key)
+            } else {
+                r.min(self.split, self.key)
+            }
+        } else {
+            r.last(self.split, self.key)
+        };
+        v.filter(|v| v.is_finite())
+    }
+}
+
+/// The metric columns some run has a value for.
+pub(super) fn present_columns(runs: &[ReportRun]) -> Vec<&'static Column> {
+    COLUMNS
+        .iter()
+        .filter(|c| {
+            runs.iter()
+                .any(|r| r.info.summary(c.split, c.key).is_some())
+        })
+        .collect()
+}
+
 /// At most this many differing parameters get their own column.
 const MAX_PARAM_COLUMNS: usize = 12;
 
@@ -105,25 +142,8 @@ pub(super) fn runs_section(page: &mut String, report: &Report) {
     let runs = &report.runs;
     let params = differing_params(runs);
     let shown_params = &params[..params.len().min(MAX_PARAM_COLUMNS)];
-    let columns: Vec<&Column> = COLUMNS
-        .iter()
-        .filter(|c| {
-            runs.iter()
-                .any(|r| r.info.summary(c.split, c.key).is_some())
-        })
-        .collect();
-    let value = |r: &ReportRun, c: &Column| {
-        let v = if c.best {
-            if c.higher_is_better {
-                r.max(c.split, c.key)
-            } else {
-                r.min(c.split, c.key)
-            }
-        } else {
-            r.last(c.split, c.key)
-        };
-        v.filter(|v| v.is_finite())
-    };
+    let columns = present_columns(runs);
+    let value = |r: &ReportRun, c: &Column| c.value(r);
     let top: Vec<Option<f64>> = columns
         .iter()
         .map(|c| {
@@ -136,18 +156,14 @@ pub(super) fn runs_section(page: &mut String, report: &Report) {
         })
         .collect();
     page.push_str("<section id=\"runs\"><h2>Runs</h2>");
+    super::groups::groups_table(page, report, &columns);
     page.push_str("<p class=\"note\">Best first. Click a column to sort; click a run's colour to hide it in every chart. Parameters shown are those that differ between the runs.</p>");
     page.push_str("<div class=\"scroll tall\"><table class=\"sortable\" id=\"runs-table\"><thead><tr><th></th><th>id</th><th>name</th><th>status</th><th data-asc>started</th><th>duration</th>");
     for p in shown_params {
         let _ = write!(page, "<th class=\"param\">{}</th>", esc(p));
     }
     for c in &columns {
-        let _ = write!(
-            page,
-            "<th{}>{}</th>",
-            if c.higher_is_better { "" } else { " data-asc" },
-            c.title
-        );
+        page.push_str(&c.th());
     }
     page.push_str("</tr></thead><tbody>\n");
     for &i in &ranked(runs) {

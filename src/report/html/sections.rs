@@ -8,7 +8,7 @@ use base64::Engine;
 
 use super::{differing_params, esc, swatch};
 use crate::report::chart::{Figure, Look};
-use crate::report::pictures::KINDS;
+use crate::report::pictures::{PictureRow, KINDS};
 use crate::report::{parallel_size, Report, ReportError, CHART_SIZE, SWEEP_SIZE};
 
 pub(super) fn curves_section(page: &mut String, report: &Report) -> Result<(), ReportError> {
@@ -23,7 +23,12 @@ pub(super) fn curves_section(page: &mut String, report: &Report) -> Result<(), R
     let _ = write!(
         page,
         "<section id=\"curves\"><h2>Curves</h2><p class=\"note\">Solid: training, every step{smooth}. \
-         Dashed: validation, every epoch. A y axis spanning decades is logarithmic.</p>"
+         Dashed: validation, every epoch. A y axis spanning decades is logarithmic.{}</p>",
+        if report.groups.is_empty() {
+            ""
+        } else {
+            " A group of runs is its mean (thick) in a band, its runs thin behind it."
+        }
     );
     legend(page, report);
     page.push_str("<div class=\"charts\">");
@@ -58,11 +63,18 @@ fn legend(page: &mut String, report: &Report) {
     }
     page.push_str("<div class=\"legend\">");
     for i in 0..report.runs.len() {
+        // A group is one entry (its runs share its colour), at its first run.
+        let group = report.groups.iter().find(|g| g.members.contains(&i));
+        let label = match group {
+            Some(g) if g.members[0] != i => continue,
+            Some(g) => &g.label,
+            None => &report.labels[i],
+        };
         let _ = write!(
             page,
             "<span class=\"entry run-{i}\">{}{}</span>",
             swatch(report, i, true),
-            esc(&report.labels[i])
+            esc(label)
         );
     }
     page.push_str("</div>");
@@ -174,6 +186,29 @@ pub(super) fn sweep_section(page: &mut String, report: &Report) -> Result<(), Re
     Ok(())
 }
 
+/// A row's epoch slider (none without a timeline), and what the page's size
+/// budget left out of it.
+fn timeline_slider(row: &PictureRow, n: usize, shown: Option<usize>) -> String {
+    let Some(shown) = shown.filter(|_| row.timeline.len() >= 2) else {
+        return String::new();
+    };
+    let epochs: Vec<String> = row.timeline.iter().map(|f| f.epoch.to_string()).collect();
+    let mut html = format!(
+        "<br><input type=\"range\" class=\"timeline\" id=\"timeline-{n}\" min=\"0\" max=\"{}\" value=\"{shown}\" data-epochs=\"{}\" title=\"the pictures of every recorded epoch\">",
+        row.timeline.len() - 1,
+        epochs.join(",")
+    );
+    if row.timeline.len() < row.recorded {
+        let _ = write!(
+            html,
+            "<br><span class=\"note\">{} of {} epochs (page size)</span>",
+            row.timeline.len(),
+            row.recorded
+        );
+    }
+    html
+}
+
 pub(super) fn pictures_section(page: &mut String, report: &Report) {
     let pictures = &report.pictures;
     let heading = match pictures.epoch {
@@ -184,7 +219,9 @@ pub(super) fn pictures_section(page: &mut String, report: &Report) {
         page,
         "<section id=\"pictures\"><h2>{heading}</h2><p class=\"note\">One validation crop per run, fixed at the start of training. \
          Offsets: hue is the direction towards the cell centre; offset x and y on a blue–red scale. \
-         Embedded pixels: each pixel drawn where its embedding lands, coloured by its cell; crosses mark the centres.</p>"
+         Embedded pixels: each pixel drawn where its embedding lands, coloured by its cell; crosses mark the centres. \
+         The slider under a run's name steps through every epoch it recorded pictures of (as many as the page's size allows); \
+         <code>#epoch=E</code> at the end of the page's address opens every row at epoch E.</p>"
     );
     let left_out = report.runs.len() - pictures.rows.len();
     if left_out > 0 {
@@ -204,32 +241,55 @@ pub(super) fn pictures_section(page: &mut String, report: &Report) {
     }
     page.push_str("</tr></thead><tbody>\n");
     let engine = base64::engine::general_purpose::STANDARD;
-    for row in &pictures.rows {
+    for (n, row) in pictures.rows.iter().enumerate() {
         let r = &report.runs[row.run];
         let at = match row.epoch {
             Some(e) => format!("epoch {e}"),
             None => "no pictures".into(),
         };
+        let shown = row.timeline.iter().position(|f| Some(f.epoch) == row.epoch);
         let _ = write!(
             page,
-            "<tr class=\"run-{}\"><td>{}<b>{}</b><br><code>{}</code><br><span class=\"note\">{at}</span></td>",
+            "<tr class=\"run-{}\"><td>{}<b>{}</b><br><code>{}</code><br><span class=\"note epoch-label\">{at}</span>{}</td>",
             row.run,
             swatch(report, row.run, false),
             esc(&r.info.name),
-            esc(&r.info.id)
+            esc(&r.info.id),
+            timeline_slider(row, n, shown)
         );
-        for ((kind, _), cell) in KINDS.iter().zip(&row.cells) {
-            match cell {
-                Some(png) => {
+        for (k, ((kind, _), cell)) in KINDS.iter().zip(&row.cells).enumerate() {
+            let Some(png) = cell else {
+                page.push_str("<td class=\"missing\">—</td>");
+                continue;
+            };
+            let frame = |j: usize| {
+                shown
+                    .map(|_| format!(" data-frame=\"{j}\""))
+                    .unwrap_or_default()
+            };
+            let _ = write!(
+                page,
+                "<td><img class=\"picture\"{} alt=\"{kind} of {}\" src=\"data:image/png;base64,{}\">",
+                frame(shown.unwrap_or(0)),
+                esc(&r.info.id),
+                engine.encode(png)
+            );
+            for (j, f) in row.timeline.iter().enumerate() {
+                if Some(j) == shown {
+                    continue;
+                }
+                if let Some(png) = &f.cells[k] {
                     let _ = write!(
                         page,
-                        "<td><img class=\"picture\" alt=\"{kind} of {}\" src=\"data:image/png;base64,{}\"></td>",
+                        "<img class=\"picture frame\" hidden{} alt=\"{kind} of {} at epoch {}\" src=\"data:image/png;base64,{}\">",
+                        frame(j),
                         esc(&r.info.id),
+                        f.epoch,
                         engine.encode(png)
                     );
                 }
-                None => page.push_str("<td class=\"missing\">—</td>"),
             }
+            page.push_str("</td>");
         }
         page.push_str("</tr>\n");
     }
