@@ -211,6 +211,8 @@ impl Tmux {
         let name = format!("esx-watch-{}", std::process::id());
         let status = Command::new("tmux")
             .current_dir(dir)
+            // CI runs without a terminal of its own.
+            .env("TERM", "xterm-256color")
             .args([
                 "new-session",
                 "-d",
