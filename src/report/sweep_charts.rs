@@ -9,9 +9,10 @@ use plotters::prelude::*;
 use plotters::style::text_anchor;
 
 use super::chart::{tick, Figure, Look, FONT};
-use super::collect::{Ranking, ReportRun};
+use super::collect::ReportRun;
 use super::groups::{mean_std, Group};
 use super::palette::viridis;
+use judge::Judge;
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum Scale {
@@ -78,54 +79,6 @@ pub struct SweepPlot {
     pub runs: Vec<usize>,
     /// The search as its sweep.db records it, when it is not a plain grid.
     pub search: Option<String>,
-}
-
-/// What a sweep's runs are judged by: the objective of its search when it
-/// has one (TPE, or pruning), else the report's ranking.
-struct Judge {
-    title: String,
-    higher_is_better: bool,
-    search: Option<String>,
-    objective: Option<crate::sweep::Search>,
-    ranking: Ranking,
-}
-
-impl Judge {
-    fn of(members: &[usize], runs: &[ReportRun]) -> Judge {
-        let ranking = Ranking::for_runs(members.iter().map(|&i| &runs[i]));
-        let search = members
-            .first()
-            .and_then(|&i| runs[i].info.dir.parent())
-            .and_then(|dir| crate::sweep::SweepRecord::search(dir).ok().flatten())
-            .filter(|s| !s.is_plain_grid());
-        match search {
-            Some(s) => Judge {
-                title: format!("best {}", s.objective),
-                higher_is_better: s.direction == crate::sweep::search::Direction::Max,
-                search: Some(s.describe()),
-                objective: Some(s),
-                ranking,
-            },
-            None => Judge {
-                title: ranking.title.to_string(),
-                higher_is_better: ranking.higher_is_better,
-                search: None,
-                objective: None,
-                ranking,
-            },
-        }
-    }
-
-    fn value(&self, run: &ReportRun) -> Option<f64> {
-        match &self.objective {
-            Some(s) => run
-                .curve(&s.objective.split, &s.objective.key)?
-                .iter()
-                .map(|p| p.2)
-                .reduce(|a, b| if s.better(b, a) { b } else { a }),
-            None => self.ranking.value(run),
-        }
-    }
 }
 
 fn text(value: &serde_json::Value) -> String {
@@ -520,30 +473,6 @@ impl Figure for Parallel<'_> {
     }
 }
 
+mod judge;
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    #[test]
-    fn axes_pick_their_scale() {
-        let a = axis("lr", &[&json!(1e-4), &json!(1e-3), &json!(1e-2)]);
-        assert_eq!(a.scale, Scale::Log);
-        assert!((a.lo + 4.0).abs() < 1e-12 && (a.hi + 2.0).abs() < 1e-12);
-        assert_eq!(position(&a, &json!(1e-3)), Some(-3.0));
-        let b = axis("sigma", &[&json!(0.5), &json!(1.5)]);
-        assert_eq!(b.scale, Scale::Linear);
-        assert_eq!(b.unit(1.0), 0.5);
-        let c = axis(
-            "data",
-            &[&json!("hela"), &json!("synthetic"), &json!("hela")],
-        );
-        assert_eq!(
-            c.scale,
-            Scale::Categories(vec!["hela".into(), "synthetic".into()])
-        );
-        assert_eq!(position(&c, &json!("synthetic")), Some(1.0));
-        assert_eq!(c.label(1.0), "synthetic");
-        assert_eq!(c.label(0.5), "");
-    }
-}
+mod tests;

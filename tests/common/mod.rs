@@ -186,3 +186,13 @@ pub fn as_if_crashed(w: RunWriter) {
     db.execute("UPDATE run SET pid = 2147483000, pid_start = NULL", [])
         .unwrap();
 }
+
+/// The text of the element that starts with `start` up to its closing tag
+/// `end` (the first after it).
+pub fn element<'a>(html: &'a str, start: &str, end: &str) -> &'a str {
+    let i = html
+        .find(start)
+        .unwrap_or_else(|| panic!("no {start} in the page"));
+    let j = html[i..].find(end).expect("closed") + i;
+    &html[i..j]
+}
