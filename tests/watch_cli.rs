@@ -230,36 +230,30 @@ impl Tmux {
         Tmux { name }
     }
 
-    fn screen(&self) -> String {
+    /// `tmux VERB -t SESSION ARGS…`, which must succeed; its stdout.
+    fn tmux(&self, verb: &str, args: &[&str]) -> String {
         let out = Command::new("tmux")
-            .args(["capture-pane", "-p", "-t", &self.name])
+            .args([verb, "-t", &self.name])
+            .args(args)
             .output()
             .unwrap();
+        assert!(out.status.success(), "tmux {verb} {args:?}");
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    fn screen(&self) -> String {
+        self.tmux("capture-pane", &["-p"])
+    }
+
     fn keys(&self, keys: &str) {
-        let ok = Command::new("tmux")
-            .args(["send-keys", "-t", &self.name, keys])
-            .status()
-            .unwrap();
-        assert!(ok.success());
+        self.tmux("send-keys", &[keys]);
     }
 
     fn resize(&self, cols: u16, rows: u16) {
-        let ok = Command::new("tmux")
-            .args([
-                "resize-window",
-                "-t",
-                &self.name,
-                "-x",
-                &cols.to_string(),
-                "-y",
-                &rows.to_string(),
-            ])
-            .status()
-            .unwrap();
-        assert!(ok.success());
+        self.tmux(
+            "resize-window",
+            &["-x", &cols.to_string(), "-y", &rows.to_string()],
+        );
     }
 
     /// Waits for the screen to satisfy `ready`, at most `secs`.

@@ -42,11 +42,7 @@ pub fn exec(args: Args) -> anyhow::Result<()> {
         return print_json(&runs);
     }
     if runs.is_empty() {
-        if selection.is_narrowed() {
-            eprintln!("no run under {} matches", root.display());
-        } else {
-            eprintln!("no runs under {}", root.display());
-        }
+        eprintln!("{}", selection.nothing_found());
         return Ok(());
     }
     print!("{}", esx::view::runs_table(&runs));

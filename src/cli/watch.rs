@@ -54,11 +54,7 @@ pub fn exec(args: Args) -> anyhow::Result<()> {
         eprintln!("esx: warning: skipped {e}");
     }
     if board.rows.is_empty() {
-        if selection.is_narrowed() {
-            eprintln!("no run under {} matches", root.display());
-        } else {
-            eprintln!("no runs under {}", root.display());
-        }
+        eprintln!("{}", selection.nothing_found());
         return Ok(());
     }
     print!("{}", esx::watch::snapshot(&board, &view, cols, rows));

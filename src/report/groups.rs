@@ -141,14 +141,9 @@ fn label(runs: &[ReportRun], members: &[usize], how: &Grouping) -> String {
         }
         _ => {
             let swept: Vec<String> = first
-                .swept
-                .iter()
-                .flatten()
-                .filter(|(k, _)| k.as_str() != "seed")
-                .map(|(k, v)| match v {
-                    serde_json::Value::String(s) => format!("{k}={s}"),
-                    v => format!("{k}={v}"),
-                })
+                .swept_values()
+                .filter(|(k, _)| *k != "seed")
+                .map(|(k, v)| format!("{k}={v}"))
                 .collect();
             let what = if swept.is_empty() {
                 first.name.clone()
@@ -183,27 +178,21 @@ pub struct Spread {
 }
 
 pub fn spread(curves: &[&[(f64, f64)]], band: Band) -> Option<Spread> {
-    let mut at: BTreeMap<i64, (f64, Vec<f64>)> = BTreeMap::new();
+    // x is a step or an epoch: a whole number, exact as a key.
+    let mut at: BTreeMap<i64, Vec<f64>> = BTreeMap::new();
     for curve in curves {
-        for &(x, y) in curve.iter() {
-            if y.is_finite() {
-                // x is a step or an epoch: whole numbers, exact as keys.
-                at.entry(x.to_bits() as i64)
-                    .or_insert((x, Vec::new()))
-                    .1
-                    .push(y);
-            }
+        for &(x, y) in curve.iter().filter(|p| p.1.is_finite()) {
+            at.entry(x as i64).or_default().push(y);
         }
     }
-    let mut rows: Vec<(f64, Vec<f64>)> = at.into_values().collect();
-    rows.sort_by(|a, b| a.0.total_cmp(&b.0));
-    if rows.is_empty() {
+    if at.is_empty() {
         return None;
     }
+    let rows = at.into_iter().map(|(x, ys)| (x as f64, ys));
     let mut s = Spread {
-        mean: Vec::with_capacity(rows.len()),
-        lo: Vec::with_capacity(rows.len()),
-        hi: Vec::with_capacity(rows.len()),
+        mean: Vec::new(),
+        lo: Vec::new(),
+        hi: Vec::new(),
     };
     for (x, ys) in rows {
         let (mean, std) = mean_std(&ys)?;

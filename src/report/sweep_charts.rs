@@ -12,6 +12,7 @@ use super::chart::{tick, Figure, Look, FONT};
 use super::collect::ReportRun;
 use super::groups::{mean_std, Group};
 use super::palette::viridis;
+use crate::store::query::value_text;
 use judge::Judge;
 
 #[derive(Clone, Debug, PartialEq)]
@@ -79,13 +80,6 @@ pub struct SweepPlot {
     pub runs: Vec<usize>,
     /// The search as its sweep.db records it, when it is not a plain grid.
     pub search: Option<String>,
-}
-
-fn text(value: &serde_json::Value) -> String {
-    match value {
-        serde_json::Value::String(s) => s.clone(),
-        other => other.to_string(),
-    }
 }
 
 /// One plot per sweep that has at least two runs in the report and a swept
@@ -208,7 +202,7 @@ fn axis(key: &str, values: &[&serde_json::Value]) -> Axis {
             }
         }
         _ => {
-            let mut names: Vec<String> = values.iter().map(|v| text(v)).collect();
+            let mut names: Vec<String> = values.iter().map(|v| value_text(v)).collect();
             names.sort();
             names.dedup();
             Axis {
@@ -227,7 +221,7 @@ fn position(axis: &Axis, value: &serde_json::Value) -> Option<f64> {
         Scale::Log => value.as_f64().filter(|x| *x > 0.0).map(f64::log10),
         Scale::Categories(names) => names
             .iter()
-            .position(|n| *n == text(value))
+            .position(|n| *n == value_text(value))
             .map(|i| i as f64),
     }
 }

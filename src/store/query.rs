@@ -1,5 +1,6 @@
-//! Reading runs: every command that shows runs (ls, show, export, report)
-//! goes through here. Readers open databases read-only and never block the writer.
+//! Reading runs: every command that shows runs (ls, show, export, report, watch)
+//! reads through here (which runs: `select`). Readers open databases
+//! read-only and never block the writer.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -109,10 +110,26 @@ impl RunInfo {
         (end - self.created).max(0.0)
     }
 
+    /// The swept keys and this run's values as text (`lr`, `0.001`).
+    pub fn swept_values(&self) -> impl Iterator<Item = (&str, String)> {
+        self.swept
+            .iter()
+            .flatten()
+            .map(|(k, v)| (k.as_str(), value_text(v)))
+    }
+
     pub fn summary(&self, split: &str, key: &str) -> Option<&Summary> {
         self.summary
             .iter()
             .find(|s| s.split == split && s.key == key)
+    }
+}
+
+/// A recorded JSON value as a user wrote it: strings without quotes.
+pub fn value_text(value: &serde_json::Value) -> String {
+    match value {
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
     }
 }
 

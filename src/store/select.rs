@@ -105,6 +105,15 @@ impl Selection {
         Ok(selected)
     }
 
+    /// What to say when the selection found no run.
+    pub fn nothing_found(&self) -> String {
+        if self.is_narrowed() {
+            format!("no run under {} matches", self.roots_text())
+        } else {
+            format!("no runs under {}", self.roots_text())
+        }
+    }
+
     /// The roots as error messages name them.
     pub fn roots_text(&self) -> String {
         self.roots

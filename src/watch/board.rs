@@ -217,13 +217,8 @@ fn row(info: RunInfo, objective: &Objective) -> Row {
             }
         });
     let swept = info
-        .swept
-        .iter()
-        .flatten()
-        .map(|(k, v)| match v {
-            serde_json::Value::String(s) => format!("{k}={s}"),
-            v => format!("{k}={v}"),
-        })
+        .swept_values()
+        .map(|(k, v)| format!("{k}={v}"))
         .collect::<Vec<_>>()
         .join(" ");
     Row {

@@ -192,18 +192,10 @@ fn header(page: &mut String, report: &Report) {
 /// `lr=0.001 model.sigma_init=0.5` for a sweep's run.
 fn swept_text(run: &ReportRun) -> String {
     run.info
-        .swept
-        .as_ref()
-        .map(|m| {
-            m.iter()
-                .map(|(k, v)| match v {
-                    serde_json::Value::String(s) => format!("{k}={s}"),
-                    other => format!("{k}={other}"),
-                })
-                .collect::<Vec<_>>()
-                .join(" ")
-        })
-        .unwrap_or_default()
+        .swept_values()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 #[cfg(test)]
