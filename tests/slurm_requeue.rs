@@ -3,7 +3,8 @@
 //! checkpoint and requeue its job, a requeued task continues its run, and
 //! every step is recorded once. Slurm holds a requeued job for two minutes
 //! before it may start again (BeginTime); the tests, like an impatient
-//! administrator, release it at once with `scontrol update StartTime=now`.
+//! administrator, release it a few seconds later with `scontrol update
+//! StartTime=now`.
 
 mod common;
 
@@ -31,14 +32,23 @@ fn slurm(cluster: &Cluster, tool: &str, args: &[&str]) -> String {
 }
 
 /// Waits until no task of `job` is pending or running, releasing requeued
-/// tasks held for their BeginTime; returns how many releases it made.
-fn follow(cluster: &Cluster, job: &str, limit: Duration) -> usize {
+/// tasks held for their BeginTime; returns how many releases it made and
+/// what squeue said along the way.
+/// "Not active" must hold for a few seconds, so that a task between its
+/// requeue and its pending state is not taken for ended.
+fn follow(cluster: &Cluster, job: &str, limit: Duration) -> (usize, String) {
+    const QUIET: Duration = Duration::from_secs(5);
+    const HOLD: Duration = Duration::from_secs(3);
+    let mut held: std::collections::HashMap<String, Instant> = Default::default();
     let deadline = Instant::now() + limit;
     let mut released = 0;
+    let mut quiet_since: Option<Instant> = None;
+    let mut seen: Vec<String> = Vec::new();
     loop {
         assert!(
             Instant::now() < deadline,
-            "job {job} did not end in {limit:?}"
+            "job {job} did not end in {limit:?}; squeue said, in turn:\n{}",
+            seen.join("\n")
         );
         // Every state (`-t all`): a task being requeued passes through
         // states squeue hides by default, and both tasks of a sweep are
@@ -48,23 +58,37 @@ fn follow(cluster: &Cluster, job: &str, limit: Duration) -> usize {
             "squeue",
             &["-h", "-j", job, "-r", "-t", "all", "-o", "%i %T %r"],
         );
+        let snapshot = states.split_whitespace().collect::<Vec<_>>().join(" ");
+        if seen.last() != Some(&snapshot) {
+            seen.push(snapshot);
+        }
         let active = states.lines().any(|l| {
             l.split_whitespace()
                 .nth(1)
                 .is_some_and(esx::store::heartbeat::slurm_state_is_active)
         });
-        if !states.trim().is_empty() && !active {
-            return released;
+        if states.trim().is_empty() || active {
+            quiet_since = None;
+        } else if quiet_since.get_or_insert_with(Instant::now).elapsed() >= QUIET {
+            return (released, seen.join("\n"));
         }
         for line in states.lines() {
             let fields: Vec<&str> = line.split_whitespace().collect();
             if let [task, "PENDING", "BeginTime"] = fields[..] {
-                slurm(
-                    cluster,
-                    "scontrol",
-                    &["update", &format!("JobId={task}"), "StartTime=now"],
-                );
-                released += 1;
+                // Not in the second of the requeue: the node revokes the
+                // job's credential as it ends, and a start within the same
+                // second is refused ("Job credential revoked": the task
+                // fails; seen in CI).
+                let since = *held.entry(task.to_string()).or_insert_with(Instant::now);
+                if since.elapsed() >= HOLD {
+                    slurm(
+                        cluster,
+                        "scontrol",
+                        &["update", &format!("JobId={task}"), "StartTime=now"],
+                    );
+                    held.remove(task);
+                    released += 1;
+                }
             }
         }
         std::thread::sleep(Duration::from_millis(500));
@@ -167,7 +191,7 @@ fn tasks_past_their_time_limit_requeue_themselves_and_complete_every_step_once()
         assert!(script.contains(line), "{line:?} not in\n{script}");
     }
 
-    let released = follow(&cluster, &job, Duration::from_secs(480));
+    let (released, squeue) = follow(&cluster, &job, Duration::from_secs(480));
     assert!(
         released >= 2,
         "both tasks were requeued ({released} releases)"
@@ -184,9 +208,10 @@ fn tasks_past_their_time_limit_requeue_themselves_and_complete_every_step_once()
         let log = std::fs::read_to_string(sweep_dir.join(format!("slurm/{job}_{index}.out")))
             .unwrap_or_default();
         let what = format!(
-            "run {} (#{index}), events {:?}, log:\n{log}",
+            "run {} (#{index}), events {:?}, squeue said, in turn:\n{squeue}\nlog:\n{log}\nSlurm's logs:\n{}",
             run.id,
-            event_kinds(&run.dir)
+            event_kinds(&run.dir),
+            cluster.log_about(&job)
         );
         assert_eq!(run.status, RunStatus::Completed, "{what}: {:?}", run.error);
         assert_eq!(

@@ -90,6 +90,27 @@ impl Cluster {
     }
 }
 
+impl Cluster {
+    /// The controller's and the node's log lines that mention `job`, for a
+    /// failing test to show what Slurm did.
+    pub fn log_about(&self, job: &str) -> String {
+        let mut out = String::new();
+        for name in ["slurmctld.log", "slurmd.log"] {
+            let text = std::fs::read_to_string(self.dir.join("log").join(name)).unwrap_or_default();
+            out.push_str(&format!("-- {name}\n"));
+            let mentions = format!("JobId={job}");
+            for line in text
+                .lines()
+                .filter(|l| l.contains(&mentions) || l.contains(&format!("{job}_")))
+            {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+        out
+    }
+}
+
 impl Drop for Cluster {
     fn drop(&mut self) {
         let _ = Command::new("bash")
