@@ -34,15 +34,11 @@ fn slurm(cluster: &Cluster, tool: &str, args: &[&str]) -> String {
 /// Waits until no task of `job` is pending or running, releasing requeued
 /// tasks held for their BeginTime; returns how many releases it made and
 /// what squeue said along the way.
-/// "Not active" must hold for a few seconds, so that a task between its
-/// requeue and its pending state is not taken for ended.
 fn follow(cluster: &Cluster, job: &str, limit: Duration) -> (usize, String) {
-    const QUIET: Duration = Duration::from_secs(5);
     const HOLD: Duration = Duration::from_secs(3);
     let mut held: std::collections::HashMap<String, Instant> = Default::default();
     let deadline = Instant::now() + limit;
     let mut released = 0;
-    let mut quiet_since: Option<Instant> = None;
     let mut seen: Vec<String> = Vec::new();
     loop {
         assert!(
@@ -67,9 +63,7 @@ fn follow(cluster: &Cluster, job: &str, limit: Duration) -> (usize, String) {
                 .nth(1)
                 .is_some_and(esx::store::heartbeat::slurm_state_is_active)
         });
-        if states.trim().is_empty() || active {
-            quiet_since = None;
-        } else if quiet_since.get_or_insert_with(Instant::now).elapsed() >= QUIET {
+        if !states.trim().is_empty() && !active {
             return (released, seen.join("\n"));
         }
         for line in states.lines() {

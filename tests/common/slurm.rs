@@ -88,9 +88,7 @@ impl Cluster {
             .output()
             .unwrap()
     }
-}
 
-impl Cluster {
     /// The controller's and the node's log lines that mention `job`, for a
     /// failing test to show what Slurm did.
     pub fn log_about(&self, job: &str) -> String {
@@ -98,10 +96,10 @@ impl Cluster {
         for name in ["slurmctld.log", "slurmd.log"] {
             let text = std::fs::read_to_string(self.dir.join("log").join(name)).unwrap_or_default();
             out.push_str(&format!("-- {name}\n"));
-            let mentions = format!("JobId={job}");
+            let (whole, task) = (format!("JobId={job}"), format!("{job}_"));
             for line in text
                 .lines()
-                .filter(|l| l.contains(&mentions) || l.contains(&format!("{job}_")))
+                .filter(|l| l.contains(&whole) || l.contains(&task))
             {
                 out.push_str(line);
                 out.push('\n');
