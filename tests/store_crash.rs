@@ -128,10 +128,10 @@ impl Readers {
         Readers { children, stop }
     }
 
-    /// Stops the readers; each must have succeeded and read a few times.
-    fn finish(self) -> u64 {
+    /// Stops the readers, each of which must have succeeded; their counts of reads.
+    fn finish(self) -> Vec<u64> {
         std::fs::write(&self.stop, "").unwrap();
-        let mut total = 0;
+        let mut counts = Vec::new();
         for c in self.children {
             let out = c.wait_with_output().unwrap();
             let stdout = String::from_utf8_lossy(&out.stdout);
@@ -144,9 +144,9 @@ impl Readers {
                 .split_once("reads ")
                 .and_then(|(_, r)| r.split_whitespace().next()?.parse().ok())
                 .expect("the reader printed its reads");
-            total += reads;
+            counts.push(reads);
         }
-        total
+        counts
     }
 }
 
@@ -205,7 +205,7 @@ fn a_writer_killed_at_random_moments_keeps_every_committed_row_in_both_journal_m
             writer.wait().unwrap();
             // The readers go on a moment over the dead writer's files.
             std::thread::sleep(Duration::from_millis(100));
-            let reads = readers.finish();
+            let reads: u64 = readers.finish().iter().sum();
             let what = format!("{journal} round {round}, killed after {committed} rows");
             assert!(reads > 0, "{what}: the readers read");
 
@@ -251,10 +251,12 @@ fn readers_in_other_processes_never_fail_while_a_writer_writes_in_both_journal_m
             .strip_prefix("committed ")
             .and_then(|n| n.parse().ok())
             .unwrap_or(0);
+        // Progress, not speed (a loaded machine reads a growing table slowly):
+        // no reader is starved by the writer, nor the writer by them.
         assert!(
-            reads > 9 && committed > 0,
-            "{journal}: readers made progress ({reads} reads) and so did the writer ({committed} rows)"
+            reads.iter().all(|&n| n > 0) && committed > 0,
+            "{journal}: every reader read ({reads:?}) and the writer wrote ({committed} rows)"
         );
-        eprintln!("{journal}: {reads} reads by 3 readers while the writer committed {committed} rows in 3 s");
+        eprintln!("{journal}: {reads:?} reads by 3 readers while the writer committed {committed} rows in 3 s");
     }
 }

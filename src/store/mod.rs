@@ -10,6 +10,7 @@ pub mod journal;
 mod params;
 pub mod provenance;
 pub mod query;
+pub(crate) mod read_db;
 mod schema;
 pub mod select;
 mod summary;

@@ -4,16 +4,14 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use rayon::prelude::*;
-use rusqlite::{Connection, OpenFlags, OptionalExtension};
+use rusqlite::{Connection, OptionalExtension};
 use serde::Serialize;
 
 use super::heartbeat::{self, Recorded};
 use super::provenance::now;
-use super::schema::check_readable;
-use super::{RunStatus, StoreError, RUN_DB};
+use super::{read_db, RunStatus, StoreError};
 
 /// One run as recorded, with the derived status (crashed) and summaries.
 #[derive(Clone, Debug, Serialize)]
@@ -133,42 +131,9 @@ pub fn value_text(value: &serde_json::Value) -> String {
     }
 }
 
-/// Opens a run's database to read it. A writer killed mid-transaction in
-/// rollback mode leaves a hot journal that a read-only connection may not
-/// roll back; the reader then opens it read-write once, which rolls it back
-/// (SQLite does so only when no writer holds the database).
-pub fn open_read(dir: &Path) -> Result<Connection, StoreError> {
-    let path = dir.join(RUN_DB);
-    let open = |flags| -> Result<Connection, StoreError> {
-        let conn =
-            Connection::open_with_flags(&path, flags).map_err(|e| StoreError::open(&path, e))?;
-        conn.busy_timeout(Duration::from_secs(10))?;
-        Ok(conn)
-    };
-    let conn = open(OpenFlags::SQLITE_OPEN_READ_ONLY)?;
-    match check_readable(&conn) {
-        Err(StoreError::Sqlite(e)) if needs_rollback(&e) => {
-            drop(conn);
-            let conn = open(OpenFlags::SQLITE_OPEN_READ_WRITE)?;
-            check_readable(&conn).map_err(|e| e.at(&path))?;
-            Ok(conn)
-        }
-        Err(e) => Err(e.at(&path)),
-        Ok(()) => Ok(conn),
-    }
-}
-
-fn needs_rollback(e: &rusqlite::Error) -> bool {
-    matches!(
-        e.sqlite_error().map(|f| f.extended_code),
-        Some(rusqlite::ffi::SQLITE_READONLY_ROLLBACK | rusqlite::ffi::SQLITE_READONLY_RECOVERY)
-    )
-}
-
 /// Reads one run's record.
 pub fn read_run(dir: &Path) -> Result<RunInfo, StoreError> {
-    let conn = open_read(dir)?;
-    read_with(&conn, dir).map_err(|e| e.at(&dir.join(RUN_DB)))
+    read_db::read(dir, |conn| read_with(conn, dir))
 }
 
 fn read_with(conn: &Connection, dir: &Path) -> Result<RunInfo, StoreError> {
@@ -296,28 +261,29 @@ pub fn list_runs(root: &Path) -> Result<Vec<Result<RunInfo, StoreError>>, StoreE
 
 /// Metric points, optionally only some keys, ordered by split, key and step.
 pub fn metrics(dir: &Path, keys: Option<&[&str]>) -> Result<Vec<MetricPoint>, StoreError> {
-    let conn = open_read(dir)?;
-    let mut stmt = conn.prepare(
-        "SELECT step, epoch, split, key, value, wall FROM metrics ORDER BY split, key, step, rowid",
-    )?;
-    let rows = stmt.query_map([], |r| {
-        Ok(MetricPoint {
-            step: r.get(0)?,
-            epoch: r.get(1)?,
-            split: r.get(2)?,
-            key: r.get(3)?,
-            value: r.get(4)?,
-            wall: r.get(5)?,
-        })
-    })?;
-    let mut out = Vec::new();
-    for row in rows {
-        let row = row?;
-        if keys.is_none_or(|k| k.contains(&row.key.as_str())) {
-            out.push(row);
+    read_db::read(dir, |conn| {
+        let mut stmt = conn.prepare(
+            "SELECT step, epoch, split, key, value, wall FROM metrics ORDER BY split, key, step, rowid",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok(MetricPoint {
+                step: r.get(0)?,
+                epoch: r.get(1)?,
+                split: r.get(2)?,
+                key: r.get(3)?,
+                value: r.get(4)?,
+                wall: r.get(5)?,
+            })
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let row = row?;
+            if keys.is_none_or(|k| k.contains(&row.key.as_str())) {
+                out.push(row);
+            }
         }
-    }
-    Ok(out)
+        Ok(out)
+    })
 }
 
 /// (epoch, value) pairs, epochs ascending.
@@ -331,28 +297,29 @@ pub fn metric_by_epoch(
     split: &str,
     key: &str,
 ) -> Result<(EpochValues, Vec<String>), StoreError> {
-    let conn = open_read(dir)?;
-    let mut stmt = conn.prepare(
-        "SELECT epoch, value FROM metrics WHERE split = ?1 AND key = ?2 AND value IS NOT NULL
-         ORDER BY epoch, step, rowid",
-    )?;
-    let mut values: Vec<(u32, f64)> = Vec::new();
-    for row in stmt.query_map([split, key], |r| {
-        Ok((r.get::<_, i64>(0)?, r.get::<_, f64>(1)?))
-    })? {
-        let (epoch, value) = row?;
-        let epoch = epoch.max(0) as u32;
-        match values.last_mut() {
-            Some(last) if last.0 == epoch => last.1 = value,
-            _ => values.push((epoch, value)),
+    read_db::read(dir, |conn| {
+        let mut stmt = conn.prepare(
+            "SELECT epoch, value FROM metrics WHERE split = ?1 AND key = ?2 AND value IS NOT NULL
+             ORDER BY epoch, step, rowid",
+        )?;
+        let mut values: Vec<(u32, f64)> = Vec::new();
+        for row in stmt.query_map([split, key], |r| {
+            Ok((r.get::<_, i64>(0)?, r.get::<_, f64>(1)?))
+        })? {
+            let (epoch, value) = row?;
+            let epoch = epoch.max(0) as u32;
+            match values.last_mut() {
+                Some(last) if last.0 == epoch => last.1 = value,
+                _ => values.push((epoch, value)),
+            }
         }
-    }
-    let mut keys_stmt =
-        conn.prepare("SELECT split || '/' || key FROM summary ORDER BY split, key")?;
-    let keys = keys_stmt
-        .query_map([], |r| r.get::<_, String>(0))?
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok((values, keys))
+        let mut keys_stmt =
+            conn.prepare("SELECT split || '/' || key FROM summary ORDER BY split, key")?;
+        let keys = keys_stmt
+            .query_map([], |r| r.get::<_, String>(0))?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok((values, keys))
+    })
 }
 
 /// One metric's (step, epoch, value) points in step order.
@@ -364,47 +331,49 @@ pub type Curves = BTreeMap<(String, String), Curve>;
 /// Every metric as curves, NaN (stored as NULL) left out. Reads the rows
 /// without allocating per row, for reports over many long runs.
 pub fn curves(dir: &Path) -> Result<Curves, StoreError> {
-    let conn = open_read(dir)?;
-    let mut stmt = conn.prepare(
-        "SELECT split, key, step, epoch, value FROM metrics WHERE value IS NOT NULL
-         ORDER BY split, key, step, rowid",
-    )?;
-    let mut rows = stmt.query([])?;
-    let mut out = Curves::new();
-    let mut current: Option<((String, String), Curve)> = None;
-    while let Some(row) = rows.next()? {
-        let split = row.get_ref(0)?.as_str().map_err(rusqlite::Error::from)?;
-        let key = row.get_ref(1)?.as_str().map_err(rusqlite::Error::from)?;
-        let point = (row.get(2)?, row.get(3)?, row.get(4)?);
-        match &mut current {
-            Some(((s, k), points)) if s == split && k == key => points.push(point),
-            _ => {
-                if let Some((name, points)) = current.take() {
-                    out.insert(name, points);
+    read_db::read(dir, |conn| {
+        let mut stmt = conn.prepare(
+            "SELECT split, key, step, epoch, value FROM metrics WHERE value IS NOT NULL
+             ORDER BY split, key, step, rowid",
+        )?;
+        let mut rows = stmt.query([])?;
+        let mut out = Curves::new();
+        let mut current: Option<((String, String), Curve)> = None;
+        while let Some(row) = rows.next()? {
+            let split = row.get_ref(0)?.as_str().map_err(rusqlite::Error::from)?;
+            let key = row.get_ref(1)?.as_str().map_err(rusqlite::Error::from)?;
+            let point = (row.get(2)?, row.get(3)?, row.get(4)?);
+            match &mut current {
+                Some(((s, k), points)) if s == split && k == key => points.push(point),
+                _ => {
+                    if let Some((name, points)) = current.take() {
+                        out.insert(name, points);
+                    }
+                    current = Some(((split.to_string(), key.to_string()), vec![point]));
                 }
-                current = Some(((split.to_string(), key.to_string()), vec![point]));
             }
         }
-    }
-    if let Some((name, points)) = current {
-        out.insert(name, points);
-    }
-    Ok(out)
+        if let Some((name, points)) = current {
+            out.insert(name, points);
+        }
+        Ok(out)
+    })
 }
 
 pub fn images(dir: &Path) -> Result<Vec<ImageInfo>, StoreError> {
-    let conn = open_read(dir)?;
-    let mut stmt =
-        conn.prepare("SELECT id, epoch, kind, length(png) FROM images ORDER BY epoch, id")?;
-    let rows = stmt.query_map([], |r| {
-        Ok(ImageInfo {
-            id: r.get(0)?,
-            epoch: r.get(1)?,
-            kind: r.get(2)?,
-            bytes: r.get(3)?,
-        })
-    })?;
-    Ok(rows.collect::<Result<_, _>>()?)
+    read_db::read(dir, |conn| {
+        let mut stmt =
+            conn.prepare("SELECT id, epoch, kind, length(png) FROM images ORDER BY epoch, id")?;
+        let rows = stmt.query_map([], |r| {
+            Ok(ImageInfo {
+                id: r.get(0)?,
+                epoch: r.get(1)?,
+                kind: r.get(2)?,
+                bytes: r.get(3)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    })
 }
 
 pub fn image_png(dir: &Path, id: i64) -> Result<Vec<u8>, StoreError> {
@@ -413,42 +382,46 @@ pub fn image_png(dir: &Path, id: i64) -> Result<Vec<u8>, StoreError> {
 
 /// Several pictures of one run, in the order of `ids`, through one connection.
 pub fn image_pngs(dir: &Path, ids: &[i64]) -> Result<Vec<Vec<u8>>, StoreError> {
-    let conn = open_read(dir)?;
-    let mut stmt = conn.prepare("SELECT png FROM images WHERE id = ?1")?;
-    ids.iter()
-        .map(|&id| Ok(stmt.query_row([id], |r| r.get(0))?))
-        .collect()
+    read_db::read(dir, |conn| {
+        let mut stmt = conn.prepare("SELECT png FROM images WHERE id = ?1")?;
+        ids.iter()
+            .map(|&id| Ok(stmt.query_row([id], |r| r.get(0))?))
+            .collect()
+    })
 }
 
 pub fn events(dir: &Path) -> Result<Vec<Event>, StoreError> {
-    let conn = open_read(dir)?;
-    let mut stmt =
-        conn.prepare("SELECT wall, kind, coalesce(detail, '') FROM events ORDER BY id")?;
-    let rows = stmt.query_map([], |r| {
-        Ok(Event {
-            wall: r.get(0)?,
-            kind: r.get(1)?,
-            detail: r.get(2)?,
-        })
-    })?;
-    Ok(rows.collect::<Result<_, _>>()?)
+    read_db::read(dir, |conn| {
+        let mut stmt =
+            conn.prepare("SELECT wall, kind, coalesce(detail, '') FROM events ORDER BY id")?;
+        let rows = stmt.query_map([], |r| {
+            Ok(Event {
+                wall: r.get(0)?,
+                kind: r.get(1)?,
+                detail: r.get(2)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    })
 }
 
 /// The last recorded step of a run, for resuming without duplicates.
 pub fn last_step(dir: &Path) -> Result<Option<i64>, StoreError> {
-    let conn = open_read(dir)?;
-    Ok(conn.query_row("SELECT max(step) FROM metrics", [], |r| r.get(0))?)
+    read_db::read(dir, |conn| {
+        Ok(conn.query_row("SELECT max(step) FROM metrics", [], |r| r.get(0))?)
+    })
 }
 
 /// The last recorded (step, epoch) of a run: where results computed after
 /// training are filed.
 pub fn last_position(dir: &Path) -> Result<(i64, i64), StoreError> {
-    let conn = open_read(dir)?;
-    Ok(conn.query_row(
-        "SELECT coalesce(max(step), 0), coalesce(max(epoch), 0) FROM metrics WHERE split != 'test'",
-        [],
-        |r| Ok((r.get(0)?, r.get(1)?)),
-    )?)
+    read_db::read(dir, |conn| {
+        Ok(conn.query_row(
+            "SELECT coalesce(max(step), 0), coalesce(max(epoch), 0) FROM metrics WHERE split != 'test'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?)
+    })
 }
 
 /// Every metric row of the given runs, each with its run id.

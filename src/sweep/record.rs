@@ -239,16 +239,13 @@ impl SweepRecord {
         if !path.is_file() {
             return Ok(Vec::new());
         }
-        let conn = open(&path, true)?;
-        let mut stmt = conn
-            .prepare("SELECT idx, swept FROM points ORDER BY idx")
-            .map_err(|e| bad(&path, e))?;
-        let rows = stmt
-            .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))
-            .map_err(|e| bad(&path, e))?;
+        let rows = read(&path, |conn| {
+            let mut stmt = conn.prepare("SELECT idx, swept FROM points ORDER BY idx")?;
+            let rows = stmt.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))?;
+            rows.collect::<Result<Vec<_>, _>>()
+        })?;
         let mut points = Vec::new();
-        for row in rows {
-            let (idx, swept) = row.map_err(|e| bad(&path, e))?;
+        for (idx, swept) in rows {
             let swept: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&swept)
                 .map_err(|e| SweepError::BadRecord {
                     path: path.clone(),
@@ -272,18 +269,19 @@ impl SweepRecord {
         if !path.is_file() {
             return Ok(None);
         }
-        let conn = open(&path, true)?;
-        let text: Option<String> = conn
-            .query_row("SELECT settings FROM search WHERE id = 1", [], |r| r.get(0))
-            .optional()
-            .or_else(|e| match e {
-                // A sweep.db from before searches: a plain sweep.
-                rusqlite::Error::SqliteFailure(_, Some(ref m)) if m.contains("no such table") => {
-                    Ok(None)
-                }
-                e => Err(e),
-            })
-            .map_err(|e| bad(&path, e))?;
+        let text: Option<String> = read(&path, |conn| {
+            conn.query_row("SELECT settings FROM search WHERE id = 1", [], |r| r.get(0))
+                .optional()
+                .or_else(|e| match e {
+                    // A sweep.db from before searches: a plain sweep.
+                    rusqlite::Error::SqliteFailure(_, Some(ref m))
+                        if m.contains("no such table") =>
+                    {
+                        Ok(None)
+                    }
+                    e => Err(e),
+                })
+        })?;
         text.map(|t| {
             serde_json::from_str(&t).map_err(|e| SweepError::BadRecord {
                 path: path.clone(),
@@ -303,10 +301,9 @@ impl SweepRecord {
         if !path.is_file() {
             return Ok(None);
         }
-        let conn = open(&path, true)?;
-        let n: i64 = conn
-            .query_row("SELECT count(*) FROM points", [], |r| r.get(0))
-            .map_err(|e| bad(&path, e))?;
+        let n: i64 = read(&path, |conn| {
+            conn.query_row("SELECT count(*) FROM points", [], |r| r.get(0))
+        })?;
         Ok(Some(n as usize))
     }
 
@@ -341,12 +338,11 @@ impl SweepRecord {
     /// Every rung decision so far, oldest first.
     pub fn rungs(dir: &Path) -> Result<Vec<RungRecord>, SweepError> {
         let path = dir.join(SWEEP_DB);
-        let conn = open(&path, true)?;
-        let mut stmt = conn
-            .prepare("SELECT idx, run_id, epoch, value, threshold, others, decision FROM rungs ORDER BY id")
-            .map_err(|e| bad(&path, e))?;
-        let rows = stmt
-            .query_map([], |r| {
+        read(&path, |conn| {
+            let mut stmt = conn.prepare(
+                "SELECT idx, run_id, epoch, value, threshold, others, decision FROM rungs ORDER BY id",
+            )?;
+            let rows = stmt.query_map([], |r| {
                 Ok(RungRecord {
                     index: r.get::<_, i64>(0)? as usize,
                     run_id: r.get(1)?,
@@ -356,29 +352,27 @@ impl SweepRecord {
                     others: r.get::<_, i64>(5)? as usize,
                     pruned: r.get::<_, String>(6)? == "prune",
                 })
-            })
-            .map_err(|e| bad(&path, e))?;
-        rows.collect::<Result<_, _>>().map_err(|e| bad(&path, e))
+            })?;
+            rows.collect()
+        })
     }
 
     /// How each proposed point came to be, by index.
     pub fn proposals(dir: &Path) -> Result<Vec<Proposal>, SweepError> {
         let path = dir.join(SWEEP_DB);
-        let conn = open(&path, true)?;
-        let mut stmt = conn
-            .prepare("SELECT idx, how, finished, running FROM proposals ORDER BY idx")
-            .map_err(|e| bad(&path, e))?;
-        let rows = stmt
-            .query_map([], |r| {
+        read(&path, |conn| {
+            let mut stmt =
+                conn.prepare("SELECT idx, how, finished, running FROM proposals ORDER BY idx")?;
+            let rows = stmt.query_map([], |r| {
                 Ok(Proposal {
                     index: r.get::<_, i64>(0)? as usize,
                     how: r.get(1)?,
                     finished: r.get::<_, i64>(2)? as usize,
                     running: r.get::<_, i64>(3)? as usize,
                 })
-            })
-            .map_err(|e| bad(&path, e))?;
-        rows.collect::<Result<_, _>>().map_err(|e| bad(&path, e))
+            })?;
+            rows.collect()
+        })
     }
 
     /// Records how point `index` ended and the best point so far.
@@ -412,12 +406,10 @@ impl SweepRecord {
     /// Every launch so far, oldest first.
     pub fn launches(&self) -> Result<Vec<Launch>, SweepError> {
         let path = self.dir.join(SWEEP_DB);
-        let conn = open(&path, true)?;
-        let mut stmt = conn
-            .prepare("SELECT wall, launcher, job_id, points FROM launches ORDER BY id")
-            .map_err(|e| bad(&path, e))?;
-        let rows = stmt
-            .query_map([], |r| {
+        read(&path, |conn| {
+            let mut stmt =
+                conn.prepare("SELECT wall, launcher, job_id, points FROM launches ORDER BY id")?;
+            let rows = stmt.query_map([], |r| {
                 let points: String = r.get(3)?;
                 Ok(Launch {
                     wall: r.get(0)?,
@@ -425,9 +417,9 @@ impl SweepRecord {
                     job_id: r.get(2)?,
                     points: serde_json::from_str(&points).unwrap_or_default(),
                 })
-            })
-            .map_err(|e| bad(&path, e))?;
-        rows.collect::<Result<_, _>>().map_err(|e| bad(&path, e))
+            })?;
+            rows.collect()
+        })
     }
 
     /// What a run of this sweep records about itself: the sweep id and the
@@ -444,18 +436,17 @@ impl SweepRecord {
                 why: format!("it has no {SWEEP_DB}"),
             });
         }
-        let conn = open(&path, true)?;
-        let id: String = conn
-            .query_row("SELECT id FROM sweep", [], |r| r.get(0))
-            .map_err(|e| bad(&path, e))?;
-        let swept: Option<String> = conn
-            .query_row(
-                "SELECT swept FROM points WHERE idx = ?1",
-                [index as i64],
-                |r| r.get(0),
-            )
-            .optional()
-            .map_err(|e| bad(&path, e))?;
+        let (id, swept): (String, Option<String>) = read(&path, |conn| {
+            let id = conn.query_row("SELECT id FROM sweep", [], |r| r.get(0))?;
+            let swept = conn
+                .query_row(
+                    "SELECT swept FROM points WHERE idx = ?1",
+                    [index as i64],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            Ok((id, swept))
+        })?;
         let swept = swept.ok_or_else(|| SweepError::BadRecord {
             path: path.clone(),
             why: format!("sweep {id} has no point {index}"),
@@ -489,10 +480,21 @@ fn open(path: &Path, read_only: bool) -> Result<Connection, SweepError> {
         OpenFlags::SQLITE_OPEN_READ_WRITE
     };
     let conn = Connection::open_with_flags(path, flags).map_err(|e| bad(path, e))?;
-    conn.busy_timeout(Duration::from_secs(30))
-        .map_err(|e| bad(path, e))?;
+    conn.busy_timeout(BUSY).map_err(|e| bad(path, e))?;
     Ok(conn)
 }
+
+/// Reads sweep.db from any process, as runs' databases are read (one
+/// transaction; a dead writer's journal rolled back).
+fn read<T>(
+    path: &Path,
+    read: impl Fn(&Connection) -> rusqlite::Result<T>,
+) -> Result<T, SweepError> {
+    crate::store::read_db::read_file(path, BUSY, |e| e, |e: &rusqlite::Error| Some(e), read)
+        .map_err(|e| bad(path, e))
+}
+
+const BUSY: Duration = Duration::from_secs(30);
 
 fn bad(path: &Path, e: rusqlite::Error) -> SweepError {
     SweepError::BadRecord {
