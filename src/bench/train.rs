@@ -285,7 +285,7 @@ pub fn setup(name: &str, device: &Device) -> Figure {
 pub fn gemm_kernels() -> &'static str {
     #[cfg(target_arch = "x86_64")]
     {
-        if std::is_x86_feature_detected!("avx512f") {
+        if cfg!(feature = "avx512") && std::is_x86_feature_detected!("avx512f") {
             return "AVX-512 (x86-v4)";
         }
         if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {

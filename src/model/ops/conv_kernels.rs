@@ -7,7 +7,7 @@ use rayon::prelude::*;
 use super::elem::{relu, Elem};
 use super::im2col::{col2im, im2col, Geom};
 use super::matmul::{matmul, matmul_wide, Mat};
-use super::{shifted, shifted_weight};
+use super::{shifted, shifted_weight, winograd};
 
 /// The sizes of one convolution: input N×C×H×W, output N×O×OH×OW.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -102,6 +102,16 @@ impl<'a, T: Elem> Around<'a, T> {
         }
     }
 
+    /// Columns [a, b) of row `row` already holding conv + bias: adds the
+    /// residual and applies the ReLU.
+    pub fn complete(&self, row: usize, segment: &mut [T], a: usize, p: usize) {
+        if let Some(r) = self.residual {
+            let r = &r[row * p + a..row * p + a + segment.len()];
+            segment.iter_mut().zip(r).for_each(|(v, &x)| *v += x);
+        }
+        self.finish(segment);
+    }
+
     /// The same columns after the product.
     pub fn finish(&self, segment: &mut [T]) {
         if self.relu {
@@ -121,6 +131,10 @@ pub fn forward<T: Elem>(x: &[T], weight: &[T], around: Around<T>, d: &Dims, g: &
     per_image(&mut out, d.n, |i, out_i, threads| {
         let xi = &x[i * d.c * d.h * d.w..(i + 1) * d.c * d.h * d.w];
         let around = around.image(i, d.o, p);
+        if winograd::applies(g, d.h, d.w) {
+            winograd::forward_image(xi, weight, out_i, (d.c, d.h, d.w), d.o, g, threads, &around);
+            return;
+        }
         if shifted::applies(g, d.h, d.w) {
             shifted::forward_image(xi, weight, out_i, (d.c, d.h, d.w), d.o, g, threads, &around);
             return;
@@ -156,6 +170,10 @@ pub fn grad_input<T: Elem>(grad: &[T], weight: &[T], d: &Dims, g: &Geom) -> Vec<
     let mut gx = vec![T::zero(); d.n * d.c * d.h * d.w];
     per_image(&mut gx, d.n, |i, gx_i, threads| {
         let gi = &grad[i * d.o * p..(i + 1) * d.o * p];
+        if winograd::applies(g, d.h, d.w) {
+            winograd::grad_input_image(gi, weight, gx_i, (d.c, d.h, d.w), d.o, g, threads);
+            return;
+        }
         if shifted::applies(g, d.h, d.w) {
             shifted::grad_input_image(gi, weight, gx_i, (d.c, d.h, d.w), d.o, g, threads);
             return;

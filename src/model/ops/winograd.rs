@@ -1,0 +1,560 @@
+//! Three-tap stride-1 convolutions that keep the image's size (ERFNet's 3×1
+//! and 1×3, dilated or not) by 1D Winograd F(4, 3) (Lavin & Gray, arXiv
+//! 1509.09308): per tile of four outputs along the kernel's axis, six
+//! products of transformed inputs and weights instead of twelve, so half the
+//! multiply-adds of the direct convolution, done as six gemms per chunk of
+//! tiles.
+//!
+//! A tile is four outputs d apart along the axis (d the dilation) and reads
+//! the six inputs d apart from one before its first output to two after its
+//! last, zero outside the image. Tiles start at 4d·k + r (r < d) along the
+//! axis, at every position across it; outputs past the image's edge are
+//! computed and dropped, so the scheme is taken only where they are at most a
+//! quarter of the image.
+//!
+//! Per chunk of tiles: U_i = (Bᵀ d)_i (C × T), M_i = V_i · U_i with V_i =
+//! (G g)_i (O × C), out = Aᵀ M, each output written once (bias, residual and
+//! ReLU as it is). The input gradient is the same with the kernel mirrored
+//! and transposed; the weight gradient dg = Gᵀ Σ_tiles (A grad) ⊙ (Bᵀ d).
+
+use std::any::Any;
+use std::cell::RefCell;
+
+use rayon::prelude::*;
+
+use super::conv_kernels::Around;
+use super::elem::Elem;
+use super::im2col::Geom;
+use super::matmul::{matmul, Mat, SendPtr};
+
+/// The kernel transform G (6 × 3).
+const G: [[f64; 3]; 6] = [
+    [1.0 / 4.0, 0.0, 0.0],
+    [-1.0 / 6.0, -1.0 / 6.0, -1.0 / 6.0],
+    [-1.0 / 6.0, 1.0 / 6.0, -1.0 / 6.0],
+    [1.0 / 24.0, 1.0 / 12.0, 1.0 / 6.0],
+    [1.0 / 24.0, -1.0 / 12.0, 1.0 / 6.0],
+    [0.0, 0.0, 1.0],
+];
+
+/// Tiles per chunk: the chunk's transformed inputs and products stay in L2.
+const CHUNK_TILES: usize = 256;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Axis {
+    /// A 3×1 kernel: tiles run down the columns.
+    Rows,
+    /// A 1×3 kernel: tiles run along the rows.
+    Cols,
+}
+
+/// Where one image's tiles lie.
+struct Tiling {
+    axis: Axis,
+    d: usize,
+    h: usize,
+    w: usize,
+    /// Tile starts along the axis: 4d·k + r, r < d, inside the image.
+    starts: Vec<usize>,
+}
+
+impl Tiling {
+    fn new(g: &Geom, h: usize, w: usize) -> Option<Tiling> {
+        if g.sh != 1 || g.sw != 1 || h == 0 || w == 0 {
+            return None;
+        }
+        let (axis, d, n) = match (g.kh, g.kw) {
+            (3, 1) if g.ph == g.dh && g.pw == 0 => (Axis::Rows, g.dh, h),
+            (1, 3) if g.pw == g.dw && g.ph == 0 => (Axis::Cols, g.dw, w),
+            _ => return None,
+        };
+        let span = 4 * d;
+        if d == 0 || n.div_ceil(span) * span * 4 > n * 5 {
+            return None;
+        }
+        let starts = (0..n)
+            .step_by(span)
+            .flat_map(|b| (b..b + d).filter(move |&s| s < n))
+            .collect();
+        Some(Tiling {
+            axis,
+            d,
+            h,
+            w,
+            starts,
+        })
+    }
+
+    /// Lines of tiles (a chunk is whole lines): for 3×1 one per tile start
+    /// (a row of tiles, one per column), for 1×3 one per image row.
+    fn lines(&self) -> usize {
+        match self.axis {
+            Axis::Rows => self.starts.len(),
+            Axis::Cols => self.h,
+        }
+    }
+
+    /// Lines per chunk: about CHUNK_TILES tiles.
+    fn lines_per_chunk(&self) -> usize {
+        CHUNK_TILES.div_ceil(self.per_line()).max(1)
+    }
+
+    fn per_line(&self) -> usize {
+        match self.axis {
+            Axis::Rows => self.w,
+            Axis::Cols => self.starts.len(),
+        }
+    }
+}
+
+/// Whether the Winograd scheme takes `g` on h × w images.
+pub fn applies(g: &Geom, h: usize, w: usize) -> bool {
+    Tiling::new(g, h, w).is_some()
+}
+
+fn cast<T: Elem>(v: f64) -> T {
+    T::from(v).unwrap_or(T::zero())
+}
+
+/// u = Bᵀ d for six inputs.
+#[inline(always)]
+fn input_transform<T: Elem>(d: [T; 6]) -> [T; 6] {
+    let (two, four, five) = (cast::<T>(2.0), cast::<T>(4.0), cast::<T>(5.0));
+    [
+        four * d[0] - five * d[2] + d[4],
+        d[3] + d[4] - four * (d[1] + d[2]),
+        four * (d[1] - d[2]) - d[3] + d[4],
+        two * (d[3] - d[1]) - d[2] + d[4],
+        two * (d[1] - d[3]) - d[2] + d[4],
+        four * d[1] - five * d[3] + d[5],
+    ]
+}
+
+/// y = Aᵀ m: the four outputs of a tile.
+#[inline(always)]
+fn output_transform<T: Elem>(m: [T; 6]) -> [T; 4] {
+    let (two, four, eight) = (cast::<T>(2.0), cast::<T>(4.0), cast::<T>(8.0));
+    let (s12, d12) = (m[1] + m[2], m[1] - m[2]);
+    let (s34, d34) = (m[3] + m[4], m[3] - m[4]);
+    [
+        m[0] + s12 + s34,
+        d12 + two * d34,
+        s12 + four * s34,
+        d12 + eight * d34 + m[5],
+    ]
+}
+
+/// The transformed kernel V (6 × rows × cols): V_i[r][c] = Σ_k G[i][k]·tap(r, c, k).
+fn kernel_transform<T: Elem>(
+    rows: usize,
+    cols: usize,
+    tap: impl Fn(usize, usize, usize) -> T,
+) -> Vec<T> {
+    let g: Vec<[T; 3]> = G.iter().map(|r| r.map(cast::<T>)).collect();
+    let mut v = vec![T::zero(); 6 * rows * cols];
+    for r in 0..rows {
+        for c in 0..cols {
+            let k = [tap(r, c, 0), tap(r, c, 1), tap(r, c, 2)];
+            for (i, gi) in g.iter().enumerate() {
+                v[(i * rows + r) * cols + c] = gi[0] * k[0] + gi[1] * k[1] + gi[2] * k[2];
+            }
+        }
+    }
+    v
+}
+
+/// Six disjoint `len`-long slices of `u`, `stride` apart from `base`.
+#[inline(always)]
+fn six<T>(u: &mut [T], base: usize, stride: usize, len: usize) -> [&mut [T]; 6] {
+    let (a, r) = u[base..].split_at_mut(stride);
+    let (b, r) = r.split_at_mut(stride);
+    let (c, r) = r.split_at_mut(stride);
+    let (d, r) = r.split_at_mut(stride);
+    let (e, f) = r.split_at_mut(stride);
+    [
+        &mut a[..len],
+        &mut b[..len],
+        &mut c[..len],
+        &mut d[..len],
+        &mut e[..len],
+        &mut f[..len],
+    ]
+}
+
+/// Runs `$body` compiled for AVX2 and FMA when the CPU has them (the
+/// transforms are elementwise loops that the baseline's SSE2 runs at half
+/// the width), else as the baseline.
+macro_rules! with_avx2 {
+    ($body:expr) => {{
+        #[cfg(target_arch = "x86_64")]
+        {
+            #[target_feature(enable = "avx2,fma")]
+            unsafe fn avx2<R>(f: impl FnOnce() -> R) -> R {
+                f()
+            }
+            if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+                // SAFETY: the CPU has AVX2 and FMA.
+                return unsafe {
+                    avx2(
+                        #[inline(always)]
+                        || $body,
+                    )
+                };
+            }
+        }
+        $body
+    }};
+}
+
+/// Bᵀ d of every tile of lines [l0, l1) of image `src` (ch × H·W), into
+/// `u` (6 × ch × T), a line's tiles after the line before's.
+fn transform_inputs<T: Elem>(t: &Tiling, src: &[T], ch: usize, lines: (usize, usize), u: &mut [T]) {
+    match t.axis {
+        Axis::Rows => with_avx2!(rows_inputs(t, src, ch, lines, u)),
+        Axis::Cols => with_avx2!(cols_inputs(t, src, ch, lines, u)),
+    }
+}
+
+#[inline(always)]
+fn rows_inputs<T: Elem>(t: &Tiling, src: &[T], ch: usize, (l0, l1): (usize, usize), u: &mut [T]) {
+    let (h, w, d) = (t.h, t.w, t.d);
+    let p = h * w;
+    let tiles = (l1 - l0) * w;
+    let zeros = vec![T::zero(); w];
+    for c in 0..ch {
+        let plane = &src[c * p..(c + 1) * p];
+        for (li, line) in (l0..l1).enumerate() {
+            let y = t.starts[line] as isize;
+            let row = |i: isize| {
+                let r = y + (i - 1) * d as isize;
+                if r < 0 || r >= h as isize {
+                    &zeros[..w]
+                } else {
+                    &plane[r as usize * w..(r as usize + 1) * w]
+                }
+            };
+            let s = [row(0), row(1), row(2), row(3), row(4), row(5)];
+            let [u0, u1, u2, u3, u4, u5] = six(u, c * tiles + li * w, ch * tiles, w);
+            for x in 0..w {
+                let v = input_transform([s[0][x], s[1][x], s[2][x], s[3][x], s[4][x], s[5][x]]);
+                (u0[x], u1[x], u2[x], u3[x], u4[x], u5[x]) = (v[0], v[1], v[2], v[3], v[4], v[5]);
+            }
+        }
+    }
+}
+
+/// Along a row, tile k·d + r starts at 4d·k + r: the row is first split
+/// into its four quarters of every block, Q_j[k·d + r] = row[4d·k + j·d + r],
+/// so that each of the tiles' six inputs is one contiguous run:
+/// Q_3 one block back, Q_0..Q_3, Q_0 one block on.
+#[inline(always)]
+fn cols_inputs<T: Elem>(t: &Tiling, src: &[T], ch: usize, (l0, l1): (usize, usize), u: &mut [T]) {
+    let (h, w, d) = (t.h, t.w, t.d);
+    let p = h * w;
+    let per = t.per_line();
+    let tiles = (l1 - l0) * per;
+    let len = per + 2 * d;
+    // Q_j at quarters[j·len + d + τ]; d zeros before and after each.
+    let mut quarters = vec![T::zero(); 4 * len];
+    let mut row = vec![T::zero(); w.div_ceil(4 * d) * 4 * d];
+    for c in 0..ch {
+        let plane = &src[c * p..(c + 1) * p];
+        for (li, line) in (l0..l1).enumerate() {
+            row[..w].copy_from_slice(&plane[line * w..(line + 1) * w]);
+            split_quarters(&row, d, per, &mut quarters, len);
+            let q = |j: usize, shift: usize| &quarters[j * len + shift..j * len + shift + per];
+            let s = [q(3, 0), q(0, d), q(1, d), q(2, d), q(3, d), q(0, 2 * d)];
+            let [u0, u1, u2, u3, u4, u5] = six(u, c * tiles + li * per, ch * tiles, per);
+            for x in 0..per {
+                let v = input_transform([s[0][x], s[1][x], s[2][x], s[3][x], s[4][x], s[5][x]]);
+                (u0[x], u1[x], u2[x], u3[x], u4[x], u5[x]) = (v[0], v[1], v[2], v[3], v[4], v[5]);
+            }
+        }
+    }
+}
+
+/// Q_j[d + k·d + r] = row[4d·k + j·d + r] for the `per` tiles k·d + r.
+#[inline(always)]
+fn split_quarters<T: Elem>(row: &[T], d: usize, per: usize, quarters: &mut [T], len: usize) {
+    let (q0, rest) = quarters.split_at_mut(len);
+    let (q1, rest) = rest.split_at_mut(len);
+    let (q2, q3) = rest.split_at_mut(len);
+    let qs = [
+        &mut q0[d..d + per],
+        &mut q1[d..d + per],
+        &mut q2[d..d + per],
+        &mut q3[d..d + per],
+    ];
+    let [q0, q1, q2, q3] = qs;
+    if d == 1 {
+        for (k, quad) in row.chunks_exact(4).enumerate().take(per) {
+            (q0[k], q1[k], q2[k], q3[k]) = (quad[0], quad[1], quad[2], quad[3]);
+        }
+        return;
+    }
+    for (k, block) in row.chunks_exact(4 * d).enumerate() {
+        let run = d.min(per - k * d);
+        let at = k * d..k * d + run;
+        q0[at.clone()].copy_from_slice(&block[..run]);
+        q1[at.clone()].copy_from_slice(&block[d..d + run]);
+        q2[at.clone()].copy_from_slice(&block[2 * d..2 * d + run]);
+        q3[at].copy_from_slice(&block[3 * d..3 * d + run]);
+    }
+}
+
+/// out (rows × H·W) at lines [l0, l1) = around(Aᵀ m) from `m` (6 × rows × T).
+fn transform_outputs<T: Elem>(
+    t: &Tiling,
+    m: &[T],
+    rows: usize,
+    lines: (usize, usize),
+    out: &SendPtr<T>,
+    around: &Around<T>,
+) {
+    match t.axis {
+        Axis::Rows => with_avx2!(rows_outputs(t, m, rows, lines, out, around)),
+        Axis::Cols => with_avx2!(cols_outputs(t, m, rows, lines, out, around)),
+    }
+}
+
+/// Output row y of channel o.
+///
+/// # Safety
+/// No other live slice may cover that row: lines are disjoint sets of output
+/// rows (3×1: rows start + k·d; 1×3: one image row), each chunk holds whole
+/// lines, and a chunk's rows are taken one at a time or as distinct rows.
+#[inline(always)]
+unsafe fn row_of<'a, T>(out: &SendPtr<T>, t: &Tiling, o: usize, y: usize) -> &'a mut [T] {
+    std::slice::from_raw_parts_mut(out.0.add((o * t.h + y) * t.w), t.w)
+}
+
+#[inline(always)]
+fn rows_outputs<T: Elem>(
+    t: &Tiling,
+    m: &[T],
+    rows: usize,
+    (l0, l1): (usize, usize),
+    out: &SendPtr<T>,
+    around: &Around<T>,
+) {
+    let (h, w, d) = (t.h, t.w, t.d);
+    let p = h * w;
+    let tiles = (l1 - l0) * w;
+    // Rows past the image's bottom are written here and dropped.
+    let mut spare = vec![T::zero(); 3 * w];
+    for o in 0..rows {
+        let bias = around.bias.map_or(T::zero(), |b| b[o]);
+        for (li, line) in (l0..l1).enumerate() {
+            let at = |i: usize| (i * rows + o) * tiles + li * w;
+            let ms: [&[T]; 6] = std::array::from_fn(|i| &m[at(i)..at(i) + w]);
+            let y0 = t.starts[line];
+            let mut spares = spare.chunks_mut(w);
+            // SAFETY: four distinct rows of this chunk's lines.
+            let [r0, r1, r2, r3]: [&mut [T]; 4] = std::array::from_fn(|k| {
+                let y = y0 + k * d;
+                if y < h {
+                    unsafe { row_of(out, t, o, y) }
+                } else {
+                    spares.next().expect("a spare row for each missing one")
+                }
+            });
+            let (r0, r1, r2, r3) = (&mut r0[..w], &mut r1[..w], &mut r2[..w], &mut r3[..w]);
+            for x in 0..w {
+                let ys =
+                    output_transform([ms[0][x], ms[1][x], ms[2][x], ms[3][x], ms[4][x], ms[5][x]]);
+                (r0[x], r1[x], r2[x], r3[x]) =
+                    (ys[0] + bias, ys[1] + bias, ys[2] + bias, ys[3] + bias);
+            }
+            for y in (y0..h).step_by(d).take(4) {
+                // SAFETY: the rows above are no longer used.
+                around.complete(o, unsafe { row_of(out, t, o, y) }, y * w, p);
+            }
+        }
+    }
+}
+
+/// The tiles' four outputs as four contiguous quarters, then woven back
+/// into the row (the inverse of `split_quarters`).
+#[inline(always)]
+fn cols_outputs<T: Elem>(
+    t: &Tiling,
+    m: &[T],
+    rows: usize,
+    (l0, l1): (usize, usize),
+    out: &SendPtr<T>,
+    around: &Around<T>,
+) {
+    let (h, w, d) = (t.h, t.w, t.d);
+    let p = h * w;
+    let per = t.per_line();
+    let tiles = (l1 - l0) * per;
+    let mut quarters = vec![T::zero(); 4 * per];
+    let mut row = vec![T::zero(); w.div_ceil(4 * d) * 4 * d];
+    for o in 0..rows {
+        let bias = around.bias.map_or(T::zero(), |b| b[o]);
+        for (li, line) in (l0..l1).enumerate() {
+            let at = |i: usize| (i * rows + o) * tiles + li * per;
+            let ms: [&[T]; 6] = std::array::from_fn(|i| &m[at(i)..at(i) + per]);
+            {
+                let (y0, rest) = quarters.split_at_mut(per);
+                let (y1, rest) = rest.split_at_mut(per);
+                let (y2, y3) = rest.split_at_mut(per);
+                for x in 0..per {
+                    let ys = output_transform([
+                        ms[0][x], ms[1][x], ms[2][x], ms[3][x], ms[4][x], ms[5][x],
+                    ]);
+                    (y0[x], y1[x], y2[x], y3[x]) =
+                        (ys[0] + bias, ys[1] + bias, ys[2] + bias, ys[3] + bias);
+                }
+            }
+            let q = |j: usize| &quarters[j * per..(j + 1) * per];
+            let (q0, q1, q2, q3) = (q(0), q(1), q(2), q(3));
+            if d == 1 {
+                for (k, quad) in row.chunks_exact_mut(4).enumerate().take(per) {
+                    (quad[0], quad[1], quad[2], quad[3]) = (q0[k], q1[k], q2[k], q3[k]);
+                }
+            } else {
+                for (k, block) in row.chunks_exact_mut(4 * d).enumerate() {
+                    let run = d.min(per - k * d);
+                    let at = k * d..k * d + run;
+                    block[..run].copy_from_slice(&q0[at.clone()]);
+                    block[d..d + run].copy_from_slice(&q1[at.clone()]);
+                    block[2 * d..2 * d + run].copy_from_slice(&q2[at.clone()]);
+                    block[3 * d..3 * d + run].copy_from_slice(&q3[at]);
+                }
+            }
+            // SAFETY: one row of this chunk's lines at a time.
+            let dst = unsafe { row_of(out, t, o, line) };
+            dst.copy_from_slice(&row[..w]);
+            around.complete(o, dst, line * w, p);
+        }
+    }
+}
+
+/// Runs `f` on `len` elements of a buffer this thread keeps between calls:
+/// zeroing a fresh one for every convolution took 8 % of inference. Its
+/// contents are stale; `f` writes before it reads.
+fn with_scratch<T: Elem, R>(len: usize, f: impl FnOnce(&mut [T]) -> R) -> R {
+    thread_local! {
+        static F32: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+        static F64: RefCell<Vec<f64>> = const { RefCell::new(Vec::new()) };
+    }
+    fn kept<T: Elem, U: 'static, R>(
+        cell: &RefCell<Vec<U>>,
+        len: usize,
+        f: &mut Option<impl FnOnce(&mut [T]) -> R>,
+    ) -> Option<R> {
+        let mut held = cell.try_borrow_mut().ok()?;
+        let v = (&mut *held as &mut dyn Any).downcast_mut::<Vec<T>>()?;
+        if v.len() < len {
+            v.resize(len, T::zero());
+        }
+        Some(f.take()?(&mut v[..len]))
+    }
+    let mut f = Some(f);
+    if let Some(r) = F32.with(|c| kept(c, len, &mut f)) {
+        return r;
+    }
+    if let Some(r) = F64.with(|c| kept(c, len, &mut f)) {
+        return r;
+    }
+    let f = f.expect("not taken: neither buffer was used");
+    f(&mut vec![T::zero(); len])
+}
+
+/// out (out_ch × H·W) = around(Σ taps) over one image `src` (in_ch × H·W),
+/// with the transformed kernel `v` (6 × out_ch × in_ch); lines split over
+/// `threads`, chunk by chunk.
+#[allow(clippy::too_many_arguments)]
+fn apply<T: Elem>(
+    t: &Tiling,
+    src: &[T],
+    in_ch: usize,
+    v: &[T],
+    out: &mut [T],
+    out_ch: usize,
+    threads: usize,
+    around: &Around<T>,
+) {
+    let p = t.h * t.w;
+    assert_eq!(src.len(), in_ch * p);
+    assert_eq!(out.len(), out_ch * p);
+    let dst = SendPtr(out.as_mut_ptr());
+    let dst = &dst;
+    let per = t.per_line();
+    let lines_per_chunk = t.lines_per_chunk();
+    let run = |(a, b): (usize, usize)| {
+        let most = lines_per_chunk.min(b - a) * per;
+        with_scratch(6 * (in_ch + out_ch) * most, |buffer: &mut [T]| {
+            let (u, m) = buffer.split_at_mut(6 * in_ch * most);
+            let mut l0 = a;
+            while l0 < b {
+                let l1 = (l0 + lines_per_chunk).min(b);
+                let tiles = (l1 - l0) * per;
+                let (u, m) = (&mut u[..6 * in_ch * tiles], &mut m[..6 * out_ch * tiles]);
+                transform_inputs(t, src, in_ch, (l0, l1), u);
+                for i in 0..6 {
+                    matmul(
+                        &mut m[i * out_ch * tiles..(i + 1) * out_ch * tiles],
+                        Mat::new(
+                            &v[i * out_ch * in_ch..(i + 1) * out_ch * in_ch],
+                            out_ch,
+                            in_ch,
+                        ),
+                        Mat::new(&u[i * in_ch * tiles..(i + 1) * in_ch * tiles], in_ch, tiles),
+                        false,
+                        1,
+                    );
+                }
+                transform_outputs(t, m, out_ch, (l0, l1), dst, around);
+                l0 = l1;
+            }
+        });
+    };
+    let lines = t.lines();
+    let parts = threads.min(lines.div_ceil(lines_per_chunk)).max(1);
+    if parts == 1 {
+        run((0, lines));
+    } else {
+        (0..parts)
+            .into_par_iter()
+            .for_each(|k| run((lines * k / parts, lines * (k + 1) / parts)));
+    }
+}
+
+/// out (O × H·W) = around(conv(x)) for one image x (C × H·W), weight (O, C, 3).
+#[allow(clippy::too_many_arguments)]
+pub fn forward_image<T: Elem>(
+    x: &[T],
+    weight: &[T],
+    out: &mut [T],
+    (c, h, w): (usize, usize, usize),
+    o: usize,
+    g: &Geom,
+    threads: usize,
+    around: &Around<T>,
+) {
+    let t = Tiling::new(g, h, w).expect("winograd::applies was checked");
+    let v = kernel_transform(o, c, |r, ci, k| weight[(r * c + ci) * 3 + k]);
+    apply(&t, x, c, &v, out, o, threads, around);
+}
+
+/// gx (C × H·W) = the input gradient of one image from grad (O × H·W).
+#[allow(clippy::too_many_arguments)]
+pub fn grad_input_image<T: Elem>(
+    grad: &[T],
+    weight: &[T],
+    gx: &mut [T],
+    (c, h, w): (usize, usize, usize),
+    o: usize,
+    g: &Geom,
+    threads: usize,
+) {
+    let t = Tiling::new(g, h, w).expect("winograd::applies was checked");
+    let v = kernel_transform(c, o, |ci, r, k| weight[(r * c + ci) * 3 + 2 - k]);
+    apply(&t, grad, o, &v, gx, c, threads, &Around::bias(None));
+}
+
+#[cfg(test)]
+#[path = "winograd_tests.rs"]
+mod tests;
