@@ -198,6 +198,10 @@ pub fn grad_weight<T: Elem>(x: &[T], grad: &[T], d: &Dims, g: &Geom) -> Vec<T> {
         let xi = &x[i * d.c * d.h * d.w..(i + 1) * d.c * d.h * d.w];
         let gi = &grad[i * d.o * p..(i + 1) * d.o * p];
         // Single-threaded: only when the images themselves go in parallel.
+        if threads == 1 && winograd::applies(g, d.h, d.w) {
+            winograd::grad_weight_image(xi, gi, acc, (d.c, d.h, d.w), d.o, g);
+            return;
+        }
         if threads == 1 && shifted::applies(g, d.h, d.w) {
             shifted_weight::grad_weight_image(xi, gi, acc, (d.c, d.h, d.w), d.o, g);
             return;

@@ -26,7 +26,7 @@ fn geometries() -> Vec<Geom> {
 }
 
 #[test]
-fn winograd_equals_im2col_forward_with_bias_residual_relu_and_input_gradient() {
+fn winograd_equals_im2col_forward_with_bias_residual_relu_and_both_gradients() {
     let mut checked = 0;
     for (c, o) in [(3, 4), (17, 9)] {
         for g in geometries() {
@@ -80,6 +80,22 @@ fn winograd_equals_im2col_forward_with_bias_residual_relu_and_input_gradient() {
                 grad_input_image(&grad, &wt, &mut gx, (c, h, w), o, &g, 2);
                 let err = max_diff(&want_gx, &gx);
                 assert!(err < 1e-12, "grad input {g:?} {h}×{w}: {err}");
+
+                // Weight gradient, added to what gw holds: grad · im2col(x)ᵀ.
+                im2col(&x, c, h, w, &g, &mut cols);
+                let before = values(o * ck, 6);
+                let mut want_gw = before.clone();
+                matmul(
+                    &mut want_gw,
+                    Mat::new(&grad, o, p),
+                    Mat::new(&cols, ck, p).t(),
+                    true,
+                    1,
+                );
+                let mut gw = before;
+                grad_weight_image(&x, &grad, &mut gw, (c, h, w), o, &g);
+                let err = max_diff(&want_gw, &gw);
+                assert!(err < 1e-11, "grad weight {g:?} {h}×{w}: {err}");
             }
         }
     }
