@@ -126,7 +126,17 @@ fn conv2d_gradients_match_finite_differences() {
         (Geom::kernel(3, 3).stride(2).pad(1, 1), [2, 3, 7, 6]),
         (Geom::kernel(3, 1).pad(2, 0).dilate(2, 1), [1, 2, 9, 5]),
         (Geom::kernel(1, 3).pad(0, 4).dilate(1, 4), [3, 2, 5, 11]),
+        // Images of a multiple of 4d along the kernel's axis.
+        (Geom::kernel(3, 1).pad(1, 0), [2, 3, 8, 6]),
+        (Geom::kernel(1, 3).pad(0, 2).dilate(1, 2), [2, 2, 5, 8]),
     ] {
+        // The last two take the Winograd path, the others do not.
+        let winograd = shape[2] == 8 || shape[3] == 8;
+        assert_eq!(
+            super::winograd::applies(&g, shape[2], shape[3]),
+            winograd,
+            "{g:?}"
+        );
         let x = Var::from_tensor(&rand_tensor(&shape, 10)).unwrap();
         let w = Var::from_tensor(&rand_tensor(&[4, shape[1], g.kh, g.kw], 11)).unwrap();
         let b = Var::from_tensor(&rand_tensor(&[4], 12)).unwrap();
