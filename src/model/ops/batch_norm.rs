@@ -13,16 +13,26 @@
 //!   dx  = γ/√(σ²+ε) · g_y                         (eval)
 //! The batch statistics are handed back through `stats` for the running update.
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
-use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
+use candle_core::{
+    CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor,
+};
 use num_traits::Zero;
 use rayon::prelude::*;
 
-use super::elem::{dispatch, relu, Elem};
+use super::elem::{dispatch, filled_planes, relu, Elem};
+use super::sums::{map_and_sums, plane_sum};
 
 /// Batch mean and biased variance of the last training forward, per channel.
 pub type Stats = Arc<Mutex<Option<(Vec<f64>, Vec<f64>)>>>;
+
+/// Per channel (μ, σ²).
+type Stats2 = (Vec<f64>, Vec<f64>);
+
+/// Per channel (μ, 1/√(σ² + ε)) as a forward pass used them, kept by its op
+/// for the backward.
+type Norm = (Vec<f64>, Vec<f64>);
 
 #[derive(Clone)]
 pub struct BnConfig {
@@ -35,9 +45,19 @@ pub struct BnConfig {
     pub stats: Stats,
 }
 
+impl BnConfig {
+    fn mask(&self, plane: usize) -> f64 {
+        self.mask.as_ref().map_or(1.0, |m| m[plane])
+    }
+}
+
 /// y = act(bn(x)); `gb` is cat([γ, β]) of shape (2, C).
 pub fn batch_norm_act(x: &Tensor, gb: &Tensor, cfg: BnConfig) -> Result<Tensor> {
-    x.contiguous()?.apply_op2(&gb.contiguous()?, BnAct { cfg })
+    let op = BnAct {
+        cfg,
+        norm: OnceLock::new(),
+    };
+    x.contiguous()?.apply_op2(&gb.contiguous()?, op)
 }
 
 /// y = relu(bn(x)·mask + residual).
@@ -47,50 +67,67 @@ pub fn batch_norm_add_relu(
     residual: &Tensor,
     cfg: BnConfig,
 ) -> Result<Tensor> {
-    x.contiguous()?.apply_op3(
-        &gb.contiguous()?,
-        &residual.contiguous()?,
-        BnAddRelu { cfg },
-    )
+    let op = BnAddRelu {
+        cfg,
+        norm: OnceLock::new(),
+    };
+    x.contiguous()?
+        .apply_op3(&gb.contiguous()?, &residual.contiguous()?, op)
 }
 
-/// Per-channel (mean, 1/√(var + eps)) for x of (n, c, hw).
-fn channel_stats<T: Elem>(
-    x: &[T],
-    n: usize,
-    c: usize,
-    hw: usize,
-    cfg: &BnConfig,
-) -> (Vec<f64>, Vec<f64>) {
-    let (mean, var): (Vec<f64>, Vec<f64>) = match &cfg.running {
-        Some((m, v)) => (m.clone(), v.clone()),
-        None => (0..c)
-            .into_par_iter()
-            .map(|ch| {
-                let mut sum = 0.0f64;
-                for i in 0..n {
-                    let s = &x[(i * c + ch) * hw..(i * c + ch + 1) * hw];
-                    sum += s.iter().map(|v| v.to_f64().unwrap_or(0.0)).sum::<f64>();
-                }
-                let m = n * hw;
-                let mean = sum / m as f64;
-                let mut sq = 0.0f64;
-                for i in 0..n {
-                    let s = &x[(i * c + ch) * hw..(i * c + ch + 1) * hw];
-                    sq += s
-                        .iter()
-                        .map(|v| (v.to_f64().unwrap_or(0.0) - mean).powi(2))
-                        .sum::<f64>();
-                }
-                (mean, sq / m as f64)
-            })
-            .unzip(),
-    };
-    if cfg.running.is_none() {
-        *cfg.stats.lock().expect("bn stats lock") = Some((mean.clone(), var.clone()));
+/// Σ over the images of f(plane) for each channel: the planes in parallel,
+/// each channel's added in image order (the same result whatever the timing).
+fn per_channel(n: usize, c: usize, f: impl Fn(usize) -> f64 + Sync) -> Vec<f64> {
+    let planes: Vec<f64> = (0..n * c).into_par_iter().map(&f).collect();
+    (0..c)
+        .map(|ch| (0..n).map(|i| planes[i * c + ch]).sum())
+        .collect()
+}
+
+fn elem<T: Elem>(v: f64) -> T {
+    T::from(v).unwrap_or(T::zero())
+}
+
+/// The batch's mean and biased variance per channel of x of (n, c, hw), in
+/// two passes (the mean, then the squared deviations from it), or the
+/// running statistics.
+fn channel_stats<T: Elem>(x: &[T], n: usize, c: usize, hw: usize, cfg: &BnConfig) -> Stats2 {
+    if let Some(running) = &cfg.running {
+        return running.clone();
     }
-    let invstd = var.iter().map(|v| 1.0 / (v + cfg.eps).sqrt()).collect();
+    let plane = |p: usize| &x[p * hw..(p + 1) * hw];
+    let count = (n * hw) as f64;
+    let sums = per_channel(n, c, |p| plane_sum(plane(p), |v| v));
+    let mean: Vec<f64> = sums.iter().map(|s| s / count).collect();
+    let squares = per_channel(n, c, |p| {
+        let mu = elem::<T>(mean[p % c]);
+        plane_sum(plane(p), move |v| (v - mu) * (v - mu))
+    });
+    (mean, squares.iter().map(|s| s / count).collect())
+}
+
+fn norm_of((mean, var): Stats2, eps: f64) -> Norm {
+    let invstd = var.iter().map(|v| 1.0 / (v + eps).sqrt()).collect();
     (mean, invstd)
+}
+
+/// The forward's normalisation, kept in `slot` for the backward; the batch
+/// statistics also go to `stats` for the running update.
+fn forward_norm<'a, T: Elem>(
+    slot: &'a OnceLock<Norm>,
+    x: &[T],
+    shape: &Shape,
+    cfg: &BnConfig,
+) -> Result<&'a Norm> {
+    if let Some(norm) = slot.get() {
+        return Ok(norm);
+    }
+    let (n, c, h, w) = shape.dims4()?;
+    let stats = channel_stats(x, n, c, h * w, cfg);
+    if cfg.running.is_none() {
+        *cfg.stats.lock().expect("bn stats lock") = Some(stats.clone());
+    }
+    Ok(slot.get_or_init(|| norm_of(stats, cfg.eps)))
 }
 
 fn forward<T: Elem>(
@@ -99,18 +136,17 @@ fn forward<T: Elem>(
     residual: Option<&[T]>,
     shape: &Shape,
     cfg: &BnConfig,
+    (mean, invstd): &Norm,
 ) -> Result<Vec<T>> {
-    let (n, c, h, w) = shape.dims4()?;
+    let (_, c, h, w) = shape.dims4()?;
     let hw = h * w;
-    let (mean, invstd) = channel_stats(x, n, c, hw, cfg);
-    let mut out = vec![T::zero(); x.len()];
-    out.par_chunks_mut(hw).enumerate().for_each(|(plane, o)| {
-        let (i, ch) = (plane / c, plane % c);
+    let out = filled_planes(x.len(), hw, |plane, o| {
+        let ch = plane % c;
         let gamma = gb[ch].to_f64().unwrap_or(0.0);
         let beta = gb[c + ch].to_f64().unwrap_or(0.0);
-        let m = cfg.mask.as_ref().map_or(1.0, |m| m[i * c + ch]);
-        let scale = T::from(gamma * invstd[ch] * m).unwrap_or(T::zero());
-        let shift = T::from((beta - gamma * invstd[ch] * mean[ch]) * m).unwrap_or(T::zero());
+        let m = cfg.mask(plane);
+        let scale = elem::<T>(gamma * invstd[ch] * m);
+        let shift = elem::<T>((beta - gamma * invstd[ch] * mean[ch]) * m);
         let src = &x[plane * hw..(plane + 1) * hw];
         match residual {
             Some(r) => {
@@ -134,158 +170,115 @@ fn forward<T: Elem>(
     Ok(out)
 }
 
-/// (dx, dγβ) from the (already ReLU-gated) gradient g.
-fn backward<T: Elem>(
-    x: &[T],
-    gb: &[T],
-    g: &[T],
-    shape: &Shape,
-    cfg: &BnConfig,
-) -> Result<(Vec<T>, Vec<T>)> {
-    let (n, c, h, w) = shape.dims4()?;
-    let hw = h * w;
-    let m = (n * hw) as f64;
-    // The statistics the forward pass used (without touching `stats`).
-    let quiet = BnConfig {
-        stats: Arc::new(Mutex::new(None)),
-        ..cfg.clone()
-    };
-    let (mean, invstd) = channel_stats(x, n, c, hw, &quiet);
-    let mask = |i: usize, ch: usize| cfg.mask.as_ref().map_or(1.0, |mk| mk[i * c + ch]);
-    // Per channel: Σ g_y and Σ g_y·x̂.
-    let sums: Vec<(f64, f64)> = (0..c)
-        .into_par_iter()
-        .map(|ch| {
-            let (mut sg, mut sgx) = (0.0f64, 0.0f64);
-            for i in 0..n {
-                let mk = mask(i, ch);
-                let base = (i * c + ch) * hw;
-                for j in 0..hw {
-                    let gy = g[base + j].to_f64().unwrap_or(0.0) * mk;
-                    let xh = (x[base + j].to_f64().unwrap_or(0.0) - mean[ch]) * invstd[ch];
-                    sg += gy;
-                    sgx += gy * xh;
-                }
-            }
-            (sg, sgx)
-        })
-        .collect();
-    let mut dx = vec![T::zero(); x.len()];
-    let train = cfg.running.is_none();
-    dx.par_chunks_mut(hw).enumerate().for_each(|(plane, d)| {
-        let (i, ch) = (plane / c, plane % c);
-        let k = gb[ch].to_f64().unwrap_or(0.0) * invstd[ch];
-        let mk = mask(i, ch);
-        let (sg, sgx) = sums[ch];
-        let base = plane * hw;
-        for (j, dv) in d.iter_mut().enumerate() {
-            let gy = g[base + j].to_f64().unwrap_or(0.0) * mk;
-            let v = if train {
-                let xh = (x[base + j].to_f64().unwrap_or(0.0) - mean[ch]) * invstd[ch];
-                k * (gy - sg / m - xh * sgx / m)
-            } else {
-                k * gy
-            };
-            *dv = T::from(v).unwrap_or(T::zero());
-        }
-    });
-    let mut dgb = vec![T::zero(); 2 * c];
-    for ch in 0..c {
-        dgb[ch] = T::from(sums[ch].1).unwrap_or(T::zero());
-        dgb[c + ch] = T::from(sums[ch].0).unwrap_or(T::zero());
-    }
-    Ok((dx, dgb))
-}
-
-/// dx and dγβ through the BnBackward op.
-fn bn_grads(x: &Tensor, gb: &Tensor, g: &Tensor, cfg: &BnConfig) -> Result<(Tensor, Tensor)> {
-    let packed = x.apply_op3_no_bwd(gb, g, &BnBackward { cfg: cfg.clone() })?;
-    let n = x.elem_count();
-    let dx = packed.narrow(0, 0, n)?.reshape(x.shape())?;
-    let dgb = packed.narrow(0, n, gb.elem_count())?.reshape(gb.shape())?;
-    Ok((dx, dgb))
-}
-
-struct BnAct {
-    cfg: BnConfig,
-}
-
-impl CustomOp2 for BnAct {
-    fn name(&self) -> &'static str {
-        "esx-batch-norm-act"
-    }
-
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        dispatch!(s1, self.name(), T => {
-            let out = forward::<T>(T::slice(s1, l1)?, T::slice(s2, l2)?, None, l1.shape(), &self.cfg)?;
-            Ok((T::into_storage(out), l1.shape().clone()))
-        })
-    }
-
-    fn bwd(
-        &self,
-        x: &Tensor,
-        gb: &Tensor,
-        res: &Tensor,
-        grad: &Tensor,
-    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        let g = if self.cfg.relu {
-            relu_gate(grad, res)?
-        } else {
-            grad.contiguous()?
-        };
-        let (dx, dgb) = bn_grads(x, gb, &g, &self.cfg)?;
-        Ok((Some(dx), Some(dgb)))
-    }
-}
-
-struct BnAddRelu {
-    cfg: BnConfig,
-}
-
-impl CustomOp3 for BnAddRelu {
-    fn name(&self) -> &'static str {
-        "esx-batch-norm-add-relu"
-    }
-
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-        s3: &CpuStorage,
-        l3: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        dispatch!(s1, self.name(), T => {
-            let out = forward::<T>(T::slice(s1, l1)?, T::slice(s2, l2)?, Some(T::slice(s3, l3)?), l1.shape(), &self.cfg)?;
-            Ok((T::into_storage(out), l1.shape().clone()))
-        })
-    }
-
-    fn bwd(
-        &self,
-        x: &Tensor,
-        gb: &Tensor,
-        _r: &Tensor,
-        res: &Tensor,
-        grad: &Tensor,
-    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let g = relu_gate(grad, res)?;
-        let (dx, dgb) = bn_grads(x, gb, &g, &self.cfg)?;
-        Ok((Some(dx), Some(dgb), Some(g)))
-    }
-}
-
-/// Inputs x, γβ, g (gated gradient); output cat([dx, dγβ]) flattened.
+/// The backward of one batch norm from the incoming gradient and, where a
+/// ReLU follows, the forward's output y (g = grad·[y > 0]).
 struct BnBackward {
     cfg: BnConfig,
+    norm: Norm,
+    /// γ per channel.
+    gamma: Vec<f64>,
+    gate: bool,
+    /// Whether g itself is an output (the residual's gradient).
+    keep_gate: bool,
+}
+
+impl BnBackward {
+    /// cat([dx, g if kept, dγ, dβ]), flat.
+    fn run<T: Elem>(&self, x: &[T], grad: &[T], y: &[T], shape: &Shape) -> Result<Vec<T>> {
+        let (n, c, h, w) = shape.dims4()?;
+        let (hw, len) = (h * w, x.len());
+        let (mean, invstd) = &self.norm;
+        let mut out = vec![T::zero(); len * (1 + usize::from(self.keep_gate)) + 2 * c];
+        let (dx, rest) = out.split_at_mut(len);
+        let (kept, dgb) = rest.split_at_mut(len * usize::from(self.keep_gate));
+        let gated: &mut [T] = if self.keep_gate { &mut *kept } else { &mut *dx };
+        // Pass 1, per plane: g, Σ g and Σ g·(x − μ).
+        let planes: Vec<(f64, f64)> = gated
+            .par_chunks_mut(hw)
+            .enumerate()
+            .map(|(p, g)| {
+                let span = p * hw..(p + 1) * hw;
+                let (grad, y, x) = (&grad[span.clone()], &y[span.clone()], &x[span]);
+                let mu = elem::<T>(mean[p % c]);
+                let centred = move |v: T| v - mu;
+                let (s, sx) = if self.gate {
+                    let gate = |g: T, y: T| if y > T::zero() { g } else { T::zero() };
+                    map_and_sums(grad, y, x, g, gate, centred)
+                } else {
+                    map_and_sums(grad, y, x, g, |g, _| g, centred)
+                };
+                let mk = self.cfg.mask(p);
+                (s * mk, sx * mk)
+            })
+            .collect();
+        // Per channel: Σ g_y and Σ g_y·x̂, images in order.
+        let sums: Vec<(f64, f64)> = (0..c)
+            .map(|ch| {
+                let (s, sx) = (0..n).fold((0.0, 0.0), |(a, b), i| {
+                    (a + planes[i * c + ch].0, b + planes[i * c + ch].1)
+                });
+                (s, sx * invstd[ch])
+            })
+            .collect();
+        // Pass 2: dx = k·(g_y − Σg_y/M − x̂·Σg_y x̂/M), k = γ/√(σ²+ε).
+        let count = (n * hw) as f64;
+        let train = self.cfg.running.is_none();
+        let coefficients = |p: usize| {
+            let ch = p % c;
+            let k = self.gamma[ch] * invstd[ch];
+            let (s, sxh) = sums[ch];
+            let (b, c0) = if train {
+                (-k * invstd[ch] * sxh / count, -k * s / count)
+            } else {
+                (0.0, 0.0)
+            };
+            let mu = elem::<T>(mean[ch]);
+            (
+                elem::<T>(k * self.cfg.mask(p)),
+                elem::<T>(b),
+                elem::<T>(c0),
+                mu,
+            )
+        };
+        let plane_x = |p: usize| &x[p * hw..(p + 1) * hw];
+        if self.keep_gate {
+            let kept = &*kept;
+            dx.par_chunks_mut(hw)
+                .zip(kept.par_chunks(hw))
+                .enumerate()
+                .for_each(|(p, (d, g))| {
+                    let (a, b, c0, mu) = coefficients(p);
+                    for ((d, &g), &x) in d.iter_mut().zip(g).zip(plane_x(p)) {
+                        *d = a * g + b * (x - mu) + c0;
+                    }
+                });
+        } else {
+            dx.par_chunks_mut(hw).enumerate().for_each(|(p, d)| {
+                let (a, b, c0, mu) = coefficients(p);
+                for (d, &x) in d.iter_mut().zip(plane_x(p)) {
+                    *d = a * *d + b * (x - mu) + c0;
+                }
+            });
+        }
+        for (ch, &(s, sxh)) in sums.iter().enumerate() {
+            dgb[ch] = elem(sxh);
+            dgb[c + ch] = elem(s);
+        }
+        Ok(out)
+    }
+
+    /// (dx, [g,] dγβ) from the op's flat output.
+    fn apply(&self, x: &Tensor, grad: &Tensor, y: &Tensor) -> Result<Vec<Tensor>> {
+        let packed = x.apply_op3_no_bwd(&grad.contiguous()?, &y.contiguous()?, self)?;
+        let (len, c) = (x.elem_count(), self.gamma.len());
+        let mut parts = vec![packed.narrow(0, 0, len)?.reshape(x.shape())?];
+        if self.keep_gate {
+            parts.push(packed.narrow(0, len, len)?.reshape(x.shape())?);
+        }
+        let at = len * parts.len();
+        parts.push(packed.narrow(0, at, 2 * c)?.reshape((2, c))?);
+        Ok(parts)
+    }
 }
 
 impl CustomOp3 for BnBackward {
@@ -303,11 +296,118 @@ impl CustomOp3 for BnBackward {
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         dispatch!(s1, self.name(), T => {
-            let (mut dx, dgb) = backward::<T>(T::slice(s1, l1)?, T::slice(s2, l2)?, T::slice(s3, l3)?, l1.shape(), &self.cfg)?;
-            dx.extend(dgb);
-            let len = dx.len();
-            Ok((T::into_storage(dx), Shape::from(len)))
+            let out = self.run::<T>(T::slice(s1, l1)?, T::slice(s2, l2)?, T::slice(s3, l3)?, l1.shape())?;
+            let len = out.len();
+            Ok((T::into_storage(out), Shape::from(len)))
         })
+    }
+}
+
+/// The backward op for a forward that normalised with `norm` (recomputed
+/// from x if the forward kept none).
+fn backward_op(
+    cfg: &BnConfig,
+    norm: &OnceLock<Norm>,
+    x: &Tensor,
+    gb: &Tensor,
+    keep_gate: bool,
+) -> Result<BnBackward> {
+    let norm = match norm.get() {
+        Some(norm) => norm.clone(),
+        None => {
+            let (n, c, h, w) = x.dims4()?;
+            let host = x.flatten_all()?.to_dtype(DType::F64)?.to_vec1::<f64>()?;
+            norm_of(channel_stats(&host, n, c, h * w, cfg), cfg.eps)
+        }
+    };
+    Ok(BnBackward {
+        cfg: cfg.clone(),
+        norm,
+        gamma: gb.get(0)?.to_dtype(DType::F64)?.to_vec1()?,
+        gate: cfg.relu || keep_gate,
+        keep_gate,
+    })
+}
+
+struct BnAct {
+    cfg: BnConfig,
+    norm: OnceLock<Norm>,
+}
+
+impl CustomOp2 for BnAct {
+    fn name(&self) -> &'static str {
+        "esx-batch-norm-act"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        dispatch!(s1, self.name(), T => {
+            let x = T::slice(s1, l1)?;
+            let norm = forward_norm(&self.norm, x, l1.shape(), &self.cfg)?;
+            let out = forward::<T>(x, T::slice(s2, l2)?, None, l1.shape(), &self.cfg, norm)?;
+            Ok((T::into_storage(out), l1.shape().clone()))
+        })
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        gb: &Tensor,
+        res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let op = backward_op(&self.cfg, &self.norm, x, gb, false)?;
+        // Without a ReLU there is no gate: y is not read.
+        let y = if self.cfg.relu { res } else { grad };
+        let mut parts = op.apply(x, grad, y)?.into_iter();
+        Ok((parts.next(), parts.next()))
+    }
+}
+
+struct BnAddRelu {
+    cfg: BnConfig,
+    norm: OnceLock<Norm>,
+}
+
+impl CustomOp3 for BnAddRelu {
+    fn name(&self) -> &'static str {
+        "esx-batch-norm-add-relu"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        dispatch!(s1, self.name(), T => {
+            let x = T::slice(s1, l1)?;
+            let norm = forward_norm(&self.norm, x, l1.shape(), &self.cfg)?;
+            let out = forward::<T>(x, T::slice(s2, l2)?, Some(T::slice(s3, l3)?), l1.shape(), &self.cfg, norm)?;
+            Ok((T::into_storage(out), l1.shape().clone()))
+        })
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        gb: &Tensor,
+        _r: &Tensor,
+        res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let op = backward_op(&self.cfg, &self.norm, x, gb, true)?;
+        let mut parts = op.apply(x, grad, res)?.into_iter();
+        let (dx, g, dgb) = (parts.next(), parts.next(), parts.next());
+        Ok((dx, dgb, g))
     }
 }
 
@@ -356,12 +456,8 @@ impl CustomOp1 for ChannelSum {
         let hw = h * w;
         dispatch!(s, self.name(), T => {
             let x = T::slice(s, l)?;
-            let sums: Vec<T> = (0..c)
-                .into_par_iter()
-                .map(|ch| {
-                    (0..n).map(|i| x[(i * c + ch) * hw..(i * c + ch + 1) * hw].iter().copied().sum::<T>()).sum()
-                })
-                .collect();
+            let sums = per_channel(n, c, |p| plane_sum(&x[p * hw..(p + 1) * hw], |v| v));
+            let sums: Vec<T> = sums.into_iter().map(elem).collect();
             Ok((T::into_storage(sums), Shape::from(c)))
         })
     }

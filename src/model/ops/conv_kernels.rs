@@ -128,11 +128,12 @@ impl<'a, T: Elem> Around<'a, T> {
 pub fn forward<T: Elem>(x: &[T], weight: &[T], around: Around<T>, d: &Dims, g: &Geom) -> Vec<T> {
     let (ck, p) = (d.ck(g), d.p());
     let mut out = vec![T::zero(); d.n * d.o * p];
+    let wino = winograd::applies(g, d.h, d.w).then(|| winograd::forward_kernel(weight, d.c, d.o));
     per_image(&mut out, d.n, |i, out_i, threads| {
         let xi = &x[i * d.c * d.h * d.w..(i + 1) * d.c * d.h * d.w];
         let around = around.image(i, d.o, p);
-        if winograd::applies(g, d.h, d.w) {
-            winograd::forward_image(xi, weight, out_i, (d.c, d.h, d.w), d.o, g, threads, &around);
+        if let Some(v) = &wino {
+            winograd::forward_image(xi, v, out_i, (d.c, d.h, d.w), d.o, g, threads, &around);
             return;
         }
         if shifted::applies(g, d.h, d.w) {
@@ -168,10 +169,12 @@ pub fn forward<T: Elem>(x: &[T], weight: &[T], around: Around<T>, d: &Dims, g: &
 pub fn grad_input<T: Elem>(grad: &[T], weight: &[T], d: &Dims, g: &Geom) -> Vec<T> {
     let (ck, p) = (d.ck(g), d.p());
     let mut gx = vec![T::zero(); d.n * d.c * d.h * d.w];
+    let wino =
+        winograd::applies(g, d.h, d.w).then(|| winograd::grad_input_kernel(weight, d.c, d.o));
     per_image(&mut gx, d.n, |i, gx_i, threads| {
         let gi = &grad[i * d.o * p..(i + 1) * d.o * p];
-        if winograd::applies(g, d.h, d.w) {
-            winograd::grad_input_image(gi, weight, gx_i, (d.c, d.h, d.w), d.o, g, threads);
+        if let Some(v) = &wino {
+            winograd::grad_input_image(gi, v, gx_i, (d.c, d.h, d.w), d.o, g, threads);
             return;
         }
         if shifted::applies(g, d.h, d.w) {

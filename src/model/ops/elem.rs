@@ -1,7 +1,10 @@
 //! The element types the custom ops run on (f32 for training, f64 for
 //! gradient checks) and access to candle's CPU storage.
 
+use std::mem::MaybeUninit;
+
 use candle_core::{bail, CpuStorage, Layout, Result};
+use rayon::prelude::*;
 
 pub trait Elem:
     num_traits::Float + std::iter::Sum + std::ops::AddAssign + Send + Sync + Copy + Default + 'static
@@ -60,6 +63,34 @@ macro_rules! dispatch {
     };
 }
 pub(crate) use dispatch;
+
+/// A vector of `len` elements made plane by plane (planes of `plane`
+/// elements, in parallel) by `fill`, which is to write every element of the
+/// plane it is given: the buffer is not zeroed first (a memset of every
+/// output was ~4 % of a training step).
+pub fn filled_planes<T: Elem>(
+    len: usize,
+    plane: usize,
+    fill: impl Fn(usize, &mut [T]) + Sync,
+) -> Vec<T> {
+    let mut v: Vec<T> = Vec::with_capacity(len);
+    v.spare_capacity_mut()[..len]
+        .par_chunks_mut(plane.max(1))
+        .enumerate()
+        .for_each(|(p, dst)| {
+            // Zeroing a plane that stays in cache is cheap; the saving is
+            // the separate pass over the whole buffer.
+            for d in dst.iter_mut() {
+                d.write(T::zero());
+            }
+            // SAFETY: every element of dst was just written.
+            let dst = unsafe { &mut *(dst as *mut [MaybeUninit<T>] as *mut [T]) };
+            fill(p, dst);
+        });
+    // SAFETY: the first len elements were all written above.
+    unsafe { v.set_len(len) };
+    v
+}
 
 /// PyTorch's ReLU: NaN stays NaN (f32::max would turn it into 0 and hide
 /// corrupt input).

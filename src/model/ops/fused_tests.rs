@@ -172,3 +172,70 @@ fn conv_with_fused_relu_matches_conv_then_relu() {
         assert_close(gf.get(v).unwrap(), gr.get(v).unwrap(), "gradient");
     }
 }
+
+/// The f32 path (lane sums, f32 arithmetic per element) against the same op
+/// in f64, on planes longer than one summation block.
+#[test]
+fn batch_norm_in_f32_stays_at_rounding_level_of_f64() {
+    use candle_core::DType;
+    let shape = [2, 3, 40, 37];
+    let x = rand_tensor(&shape, 20).affine(3.0, 5.0).unwrap();
+    let r = rand_tensor(&shape, 21);
+    let gb = (rand_tensor(&[2, 3], 22) + 1.0).unwrap();
+    let weights = rand_tensor(&shape, 23);
+    let mask = vec![1.0 / 0.7, 0.0, 1.0 / 0.7, 1.0 / 0.7, 1.0 / 0.7, 1.0 / 0.7];
+    let run = |dtype: DType, add: bool, running: Option<(Vec<f64>, Vec<f64>)>| {
+        let v = |t: &Tensor| Var::from_tensor(&t.to_dtype(dtype).unwrap()).unwrap();
+        let (x, r, gb) = (v(&x), v(&r), v(&gb));
+        let y = if add {
+            batch_norm_add_relu(&x, &gb, &r, cfg(running, true, Some(mask.clone())))
+        } else {
+            batch_norm_act(&x, &gb, cfg(running, true, None))
+        }
+        .unwrap();
+        let loss = (&y * &weights.to_dtype(dtype).unwrap())
+            .unwrap()
+            .sum_all()
+            .unwrap();
+        let grads = loss.backward().unwrap();
+        let host = |t: &Tensor| -> Vec<f64> {
+            t.to_dtype(DType::F64)
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1()
+                .unwrap()
+        };
+        let mut out = vec![
+            host(&y),
+            host(grads.get(&x).unwrap()),
+            host(grads.get(&gb).unwrap()),
+        ];
+        if add {
+            out.push(host(grads.get(&r).unwrap()));
+        }
+        out
+    };
+    for (add, running) in [(false, None), (true, None), (false, running(3))] {
+        let (single, double) = (
+            run(DType::F32, add, running.clone()),
+            run(DType::F64, add, running),
+        );
+        for (what, (s, d)) in ["y", "dx", "dγβ", "dresidual"]
+            .iter()
+            .zip(single.iter().zip(&double))
+        {
+            let scale = d.iter().map(|v| v.abs()).fold(0.0f64, f64::max).max(1e-3);
+            let err = s
+                .iter()
+                .zip(d)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0, f64::max);
+            // Seen: at most 2.2e-7 of the scale.
+            assert!(
+                err < 2e-6 * scale,
+                "{what} (add {add}): error {err:e} of {scale:e}"
+            );
+        }
+    }
+}

@@ -11,6 +11,7 @@ mod matmul;
 pub mod max_pool;
 mod shifted;
 mod shifted_weight;
+mod sums;
 mod winograd;
 
 pub use batch_norm::{batch_norm_act, batch_norm_add_relu, channel_sum, BnConfig};

@@ -225,11 +225,23 @@ fn apply<T: Elem>(
     }
 }
 
-/// out (O × H·W) = around(conv(x)) for one image x (C × H·W), weight (O, C, 3).
+/// The transformed kernel of the forward convolution, weight (O, C, 3):
+/// once per call, shared by its images.
+pub fn forward_kernel<T: Elem>(weight: &[T], c: usize, o: usize) -> Vec<T> {
+    kernel_transform(o, c, |r, ci, k| weight[(r * c + ci) * 3 + k])
+}
+
+/// The transformed kernel of the input gradient: mirrored and transposed.
+pub fn grad_input_kernel<T: Elem>(weight: &[T], c: usize, o: usize) -> Vec<T> {
+    kernel_transform(c, o, |ci, r, k| weight[(r * c + ci) * 3 + 2 - k])
+}
+
+/// out (O × H·W) = around(conv(x)) for one image x (C × H·W), `v` from
+/// forward_kernel.
 #[allow(clippy::too_many_arguments)]
 pub fn forward_image<T: Elem>(
     x: &[T],
-    weight: &[T],
+    v: &[T],
     out: &mut [T],
     (c, h, w): (usize, usize, usize),
     o: usize,
@@ -238,15 +250,15 @@ pub fn forward_image<T: Elem>(
     around: &Around<T>,
 ) {
     let t = Tiling::new(g, h, w).expect("winograd::applies was checked");
-    let v = kernel_transform(o, c, |r, ci, k| weight[(r * c + ci) * 3 + k]);
-    apply(&t, x, c, &v, out, o, threads, around);
+    apply(&t, x, c, v, out, o, threads, around);
 }
 
-/// gx (C × H·W) = the input gradient of one image from grad (O × H·W).
+/// gx (C × H·W) = the input gradient of one image from grad (O × H·W), `v`
+/// from grad_input_kernel.
 #[allow(clippy::too_many_arguments)]
 pub fn grad_input_image<T: Elem>(
     grad: &[T],
-    weight: &[T],
+    v: &[T],
     gx: &mut [T],
     (c, h, w): (usize, usize, usize),
     o: usize,
@@ -254,8 +266,7 @@ pub fn grad_input_image<T: Elem>(
     threads: usize,
 ) {
     let t = Tiling::new(g, h, w).expect("winograd::applies was checked");
-    let v = kernel_transform(c, o, |ci, r, k| weight[(r * c + ci) * 3 + 2 - k]);
-    apply(&t, grad, o, &v, gx, c, threads, &Around::bias(None));
+    apply(&t, grad, o, v, gx, c, threads, &Around::bias(None));
 }
 
 #[cfg(test)]

@@ -61,7 +61,16 @@ fn winograd_equals_im2col_forward_with_bias_residual_relu_and_both_gradients() {
                         relu: true,
                     };
                     let mut got = vec![f64::NAN; o * p];
-                    forward_image(&x, &wt, &mut got, (c, h, w), o, &g, threads, &around);
+                    forward_image(
+                        &x,
+                        &forward_kernel(&wt, c, o),
+                        &mut got,
+                        (c, h, w),
+                        o,
+                        &g,
+                        threads,
+                        &around,
+                    );
                     let err = max_diff(&want, &got);
                     assert!(err < 1e-12, "{g:?} {h}×{w} threads {threads}: {err}");
                 }
@@ -77,7 +86,15 @@ fn winograd_equals_im2col_forward_with_bias_residual_relu_and_both_gradients() {
                 let mut want_gx = vec![0.0; c * p];
                 col2im(&cols, c, h, w, &g, &mut want_gx);
                 let mut gx = vec![f64::NAN; c * p];
-                grad_input_image(&grad, &wt, &mut gx, (c, h, w), o, &g, 2);
+                grad_input_image(
+                    &grad,
+                    &grad_input_kernel(&wt, c, o),
+                    &mut gx,
+                    (c, h, w),
+                    o,
+                    &g,
+                    2,
+                );
                 let err = max_diff(&want_gx, &gx);
                 assert!(err < 1e-12, "grad input {g:?} {h}×{w}: {err}");
 
@@ -115,11 +132,29 @@ fn in_f32_the_error_stays_at_rounding_level() {
         let x = values(c * h * w, 7);
         let wt = values(o * c * 3, 8);
         let mut want = vec![0.0; o * h * w];
-        forward_image(&x, &wt, &mut want, (c, h, w), o, &g, 1, &Around::bias(None));
+        forward_image(
+            &x,
+            &forward_kernel(&wt, c, o),
+            &mut want,
+            (c, h, w),
+            o,
+            &g,
+            1,
+            &Around::bias(None),
+        );
         let xf: Vec<f32> = x.iter().map(|&v| v as f32).collect();
         let wf: Vec<f32> = wt.iter().map(|&v| v as f32).collect();
         let mut got = vec![0f32; o * h * w];
-        forward_image(&xf, &wf, &mut got, (c, h, w), o, &g, 1, &Around::bias(None));
+        forward_image(
+            &xf,
+            &forward_kernel(&wf, c, o),
+            &mut got,
+            (c, h, w),
+            o,
+            &g,
+            1,
+            &Around::bias(None),
+        );
         // Σ|w||x| over 3·C terms of magnitude ≤ 1.
         let scale = (3 * c) as f64;
         let err = want
