@@ -275,8 +275,11 @@ impl BnBackward {
         if self.keep_gate {
             parts.push(packed.narrow(0, len, len)?.reshape(x.shape())?);
         }
+        // dγβ gets its own storage (force_contiguous copies; copy() would
+        // clone the whole buffer): it lives until the optimiser's step, and
+        // a view would keep this buffer alive until then (+25 % peak RSS).
         let at = len * parts.len();
-        parts.push(packed.narrow(0, at, 2 * c)?.reshape((2, c))?);
+        parts.push(packed.narrow(0, at, 2 * c)?.reshape((2, c))?.force_contiguous()?);
         Ok(parts)
     }
 }
