@@ -279,7 +279,12 @@ impl BnBackward {
         // clone the whole buffer): it lives until the optimiser's step, and
         // a view would keep this buffer alive until then (+25 % peak RSS).
         let at = len * parts.len();
-        parts.push(packed.narrow(0, at, 2 * c)?.reshape((2, c))?.force_contiguous()?);
+        parts.push(
+            packed
+                .narrow(0, at, 2 * c)?
+                .reshape((2, c))?
+                .force_contiguous()?,
+        );
         Ok(parts)
     }
 }

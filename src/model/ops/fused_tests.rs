@@ -239,3 +239,29 @@ fn batch_norm_in_f32_stays_at_rounding_level_of_f64() {
         }
     }
 }
+
+/// γβ's gradient lives until the optimiser's step: it must not be a view
+/// that keeps the layer's whole backward buffer alive (it was, once candle's
+/// backprop stopped copying first gradients: +25 % peak memory).
+#[test]
+fn the_gamma_beta_gradient_does_not_hold_the_backward_buffer() {
+    let x = Var::from_tensor(&rand_tensor(&[2, 3, 8, 8], 30)).unwrap();
+    let r = rand_tensor(&[2, 3, 8, 8], 31);
+    let gb = Var::from_tensor(&(rand_tensor(&[2, 3], 32) + 1.0).unwrap()).unwrap();
+    for add in [false, true] {
+        let y = if add {
+            batch_norm_add_relu(&x, &gb, &r, cfg(None, true, None))
+        } else {
+            batch_norm_act(&x, &gb, cfg(None, true, None))
+        }
+        .unwrap();
+        let grads = weighted(&y, 33).backward().unwrap();
+        let g = grads.get(&gb).unwrap();
+        let (storage, _) = g.storage_and_layout();
+        let held = match &*storage {
+            candle_core::Storage::Cpu(candle_core::CpuStorage::F64(v)) => v.len(),
+            _ => panic!("expected f64 CPU storage"),
+        };
+        assert_eq!(held, g.elem_count(), "add {add}");
+    }
+}
