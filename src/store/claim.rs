@@ -3,10 +3,19 @@
 //! lives, and the kernel releases it when the process ends, however it ends.
 //! Checking and claiming are one step (`try_lock`): of two processes that
 //! start together, exactly one gets the run; the other learns who has it.
+//!
+//! The lock belongs to the open file, and a child process holds a copy of
+//! every open file from fork until exec closes it (the store runs git, a
+//! sweep starts runs). A claim released while some thread was starting a
+//! child can stay locked for those moments; so a claim that finds the lock
+//! taken by this very process, yet held by none of its claims, waits for it.
 
+use std::collections::HashSet;
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use super::provenance::hostname;
 use super::StoreError;
@@ -21,6 +30,26 @@ pub const SWEEP_LOCK: &str = "sweep.lock";
 pub struct Claim {
     _file: File,
     path: PathBuf,
+    /// The lock file's canonical path, in HELD while the claim lives.
+    held: PathBuf,
+}
+
+/// The lock files this process's live claims hold.
+static HELD: Mutex<Option<HashSet<PathBuf>>> = Mutex::new(None);
+
+/// How long a lock held by this process's own child-to-be may take to go.
+const FORK_WINDOW: Duration = Duration::from_secs(5);
+
+fn held() -> std::sync::MutexGuard<'static, Option<HashSet<PathBuf>>> {
+    HELD.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        if let Some(set) = held().as_mut() {
+            set.remove(&self.held);
+        }
+    }
 }
 
 impl Claim {
@@ -36,16 +65,28 @@ impl Claim {
             .truncate(false)
             .open(&path)
             .map_err(|e| StoreError::io(&path, e))?;
-        match file.try_lock() {
-            Ok(()) => {}
-            Err(TryLockError::WouldBlock) => {
+        let canonical = std::fs::canonicalize(&path).map_err(|e| StoreError::io(&path, e))?;
+        let mine = held().as_ref().is_some_and(|set| set.contains(&canonical));
+        let since = Instant::now();
+        loop {
+            let taken = match file.try_lock() {
+                Ok(()) => break,
+                Err(TryLockError::WouldBlock) => holder(&mut file),
+                Err(TryLockError::Error(e)) => return Err(StoreError::io(&path, e)),
+            };
+            let by_me =
+                taken.ends_with(&format!("by pid {} on {}", std::process::id(), hostname()));
+            if mine || !by_me || since.elapsed() > FORK_WINDOW {
                 return Err(StoreError::Claimed {
                     what: what.to_string(),
-                    holder: holder(&mut file),
-                })
+                    holder: taken,
+                });
             }
-            Err(TryLockError::Error(e)) => return Err(StoreError::io(&path, e)),
+            std::thread::sleep(Duration::from_millis(5));
         }
+        held()
+            .get_or_insert_with(HashSet::new)
+            .insert(canonical.clone());
         let me = format!("{} {} {doing}\n", std::process::id(), hostname());
         let written = file
             .set_len(0)
@@ -53,7 +94,11 @@ impl Claim {
             .and_then(|()| file.write_all(me.as_bytes()))
             .and_then(|()| file.flush());
         written.map_err(|e| StoreError::io(&path, e))?;
-        Ok(Claim { _file: file, path })
+        Ok(Claim {
+            _file: file,
+            path,
+            held: canonical,
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -96,5 +141,32 @@ mod tests {
         );
         drop(first);
         Claim::take(dir.path(), RUN_LOCK, "run ab12", "trained").unwrap();
+    }
+
+    /// A child started by another thread holds a copy of the lock file from
+    /// fork to exec (here stretched to 300 ms): a claim released meanwhile
+    /// and taken again must wait for the exec, not fail (a flaky
+    /// "is being resumed by pid <self>" in the store's tests before).
+    #[test]
+    fn a_claim_released_while_a_child_is_starting_can_be_taken_again() {
+        use std::os::unix::process::CommandExt;
+        let dir = tempfile::tempdir().unwrap();
+        let first = Claim::take(dir.path(), RUN_LOCK, "run ab12", "trained").unwrap();
+        let starter = std::thread::spawn(|| {
+            let mut child = std::process::Command::new("true");
+            // SAFETY: the hook only sleeps (nanosleep is async-signal-safe).
+            unsafe {
+                child.pre_exec(|| {
+                    std::thread::sleep(Duration::from_millis(300));
+                    Ok(())
+                });
+            }
+            child.status().unwrap()
+        });
+        std::thread::sleep(Duration::from_millis(100));
+        drop(first);
+        let again = Claim::take(dir.path(), RUN_LOCK, "run ab12", "resumed");
+        assert!(starter.join().unwrap().success());
+        again.expect("the child's copy of the lock went at its exec");
     }
 }
