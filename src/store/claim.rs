@@ -10,7 +10,7 @@
 //! child can stay locked for those moments; so a claim that finds the lock
 //! taken by this very process, yet held by none of its claims, waits for it.
 
-use std::collections::HashSet;
+use std::collections::BTreeSet;
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
@@ -35,20 +35,18 @@ pub struct Claim {
 }
 
 /// The lock files this process's live claims hold.
-static HELD: Mutex<Option<HashSet<PathBuf>>> = Mutex::new(None);
+static HELD: Mutex<BTreeSet<PathBuf>> = Mutex::new(BTreeSet::new());
 
 /// How long a lock held by this process's own child-to-be may take to go.
 const FORK_WINDOW: Duration = Duration::from_secs(5);
 
-fn held() -> std::sync::MutexGuard<'static, Option<HashSet<PathBuf>>> {
+fn held() -> std::sync::MutexGuard<'static, BTreeSet<PathBuf>> {
     HELD.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl Drop for Claim {
     fn drop(&mut self) {
-        if let Some(set) = held().as_mut() {
-            set.remove(&self.held);
-        }
+        held().remove(&self.held);
     }
 }
 
@@ -66,7 +64,7 @@ impl Claim {
             .open(&path)
             .map_err(|e| StoreError::io(&path, e))?;
         let canonical = std::fs::canonicalize(&path).map_err(|e| StoreError::io(&path, e))?;
-        let mine = held().as_ref().is_some_and(|set| set.contains(&canonical));
+        let mine = held().contains(&canonical);
         let since = Instant::now();
         loop {
             let taken = match file.try_lock() {
@@ -84,9 +82,7 @@ impl Claim {
             }
             std::thread::sleep(Duration::from_millis(5));
         }
-        held()
-            .get_or_insert_with(HashSet::new)
-            .insert(canonical.clone());
+        held().insert(canonical.clone());
         let me = format!("{} {} {doing}\n", std::process::id(), hostname());
         let written = file
             .set_len(0)

@@ -177,8 +177,8 @@ struct BnBackward {
     norm: Norm,
     /// γ per channel.
     gamma: Vec<f64>,
-    gate: bool,
-    /// Whether g itself is an output (the residual's gradient).
+    /// Whether g itself is an output (the residual's gradient; that op
+    /// always ends in a ReLU, so the gradient is gated).
     keep_gate: bool,
 }
 
@@ -201,7 +201,7 @@ impl BnBackward {
                 let (grad, y, x) = (&grad[span.clone()], &y[span.clone()], &x[span]);
                 let mu = elem::<T>(mean[p % c]);
                 let centred = move |v: T| v - mu;
-                let (s, sx) = if self.gate {
+                let (s, sx) = if self.cfg.relu || self.keep_gate {
                     let gate = |g: T, y: T| if y > T::zero() { g } else { T::zero() };
                     map_and_sums(grad, y, x, g, gate, centred)
                 } else {
@@ -332,7 +332,6 @@ fn backward_op(
         cfg: cfg.clone(),
         norm,
         gamma: gb.get(0)?.to_dtype(DType::F64)?.to_vec1()?,
-        gate: cfg.relu || keep_gate,
         keep_gate,
     })
 }
