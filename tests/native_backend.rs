@@ -43,7 +43,8 @@ fn losses(backend: Backend, dtype: DType, steps: usize) -> Vec<[f64; 4]> {
             let grads = terms.total.backward().unwrap();
             let g: Vec<Option<Tensor>> = opt.vars().map(|v| grads.get(v).cloned()).collect();
             opt.step(&g).unwrap();
-            [terms.value, terms.instance, terms.var, terms.seed]
+            let v = terms.values().unwrap();
+            [v.value, v.instance, v.var, v.seed]
         })
         .collect()
 }

@@ -9,6 +9,7 @@ pub mod search;
 pub mod store;
 pub mod sweep;
 pub mod train;
+pub mod trajectory;
 
 use std::time::{Duration, Instant};
 
@@ -25,6 +26,23 @@ pub struct Figure {
 }
 
 impl Figure {
+    /// A measurement that could not be made: NaN, and why.
+    pub fn failed(name: String, why: &dyn std::fmt::Display) -> Figure {
+        Figure {
+            name,
+            value: f64::NAN,
+            unit: String::new(),
+            target: None,
+            detail: format!("FAILED: {}", crate::text::one_line([why.to_string()], 300)),
+        }
+    }
+
+    /// Whether this figure says a check failed or a measurement could not
+    /// be made (its detail starts with FAILED).
+    pub fn is_failure(&self) -> bool {
+        self.detail.starts_with("FAILED")
+    }
+
     pub fn line(&self) -> String {
         let target = self
             .target

@@ -19,6 +19,10 @@ pub struct ParityBench {
     pub batch: usize,
     pub size: usize,
     pub dtypes: Vec<DType>,
+    /// Training steps of the same-seed trajectory (0: none).
+    pub steps: usize,
+    /// The learning rate of the trajectory.
+    pub lr: f64,
 }
 
 /// Bounds on max |a − b| / max |b|, per dtype: (outputs and loss terms,
@@ -37,10 +41,10 @@ fn bounds(dtype: DType) -> (f64, f64, f64) {
     }
 }
 
-struct Side {
-    weights: Weights,
-    net: BranchedErfnet,
-    loss: EmbedSegLoss,
+pub(crate) struct Side {
+    pub weights: Weights,
+    pub net: BranchedErfnet,
+    pub loss: EmbedSegLoss,
 }
 
 impl Side {
@@ -66,7 +70,7 @@ fn flat(t: &Tensor) -> candle_core::Result<Vec<f64>> {
 }
 
 /// max |a − b| / max |b|
-fn rel_max(a: &Tensor, b: &Tensor) -> candle_core::Result<f64> {
+pub(crate) fn rel_max(a: &Tensor, b: &Tensor) -> candle_core::Result<f64> {
     let (a, b) = (flat(a)?, flat(b)?);
     let scale = b.iter().fold(0.0f64, |m, v| m.max(v.abs())).max(1e-300);
     Ok(a.iter()
@@ -87,9 +91,9 @@ fn rel_norm(pairs: &[(String, Vec<f64>, Vec<f64>)]) -> f64 {
     (d / n.max(1e-300)).sqrt()
 }
 
-fn figure(name: String, value: f64, bound: f64, detail: String, ok: &mut bool) -> Figure {
+pub(crate) fn figure(name: String, value: f64, bound: f64, detail: String) -> Figure {
+    // NaN fails too.
     let pass = value <= bound;
-    *ok &= pass;
     Figure {
         name,
         value,
@@ -99,160 +103,186 @@ fn figure(name: String, value: f64, bound: f64, detail: String, ok: &mut bool) -
     }
 }
 
-/// The figures, and whether every one is within its bound.
-pub fn run(opts: &ParityBench, device: &Device) -> candle_core::Result<(Vec<Figure>, bool)> {
-    let mut figures = Vec::new();
-    let mut ok = true;
+/// Checks each dtype in turn, each figure going to `emit` as soon as it
+/// is measured; a dtype that fails part-way is a FAILED figure and the
+/// next one is checked. Returns whether every figure is within its bound.
+pub fn run(
+    opts: &ParityBench,
+    device: &Device,
+    emit: &mut dyn FnMut(Figure),
+) -> candle_core::Result<bool> {
     let scratch = tempfile::tempdir()?;
+    let mut ok = true;
     for &dtype in &opts.dtypes {
         let tag = format!("{dtype:?}").to_lowercase();
-        let (b_out, b_grad, b_adam) = bounds(dtype);
-        let reference = Side::new(dtype, &Device::Cpu, Backend::Fused)?;
-        reference.weights.init_pytorch(1)?;
-        // Random output weights (EmbedSeg's zeros would leave the offset
-        // decoder without gradients to compare).
-        let checkpoint = scratch.path().join(format!("{tag}.safetensors"));
-        reference
-            .weights
-            .save(&checkpoint, &[], None)
-            .map_err(candle_core::Error::wrap)?;
-        let subject = Side::new(dtype, device, Backend::Native)?;
-        subject
-            .weights
-            .load(&checkpoint)
-            .map_err(candle_core::Error::wrap)?;
-
-        let (x, labels, centers) = synthetic_batch(opts.batch, opts.size);
-        let x_ref = x.to_dtype(dtype)?;
-        let x_sub = x_ref.to_device(device)?;
-        let shape = format!("[{},1,{},{}]", opts.batch, opts.size, opts.size);
-
-        let eval = rel_max(
-            &subject.net.forward(&x_sub, Mode::Eval)?,
-            &reference.net.forward(&x_ref, Mode::Eval)?,
-        )?;
-        figures.push(figure(
-            format!("{tag} output eval {shape}"),
-            eval,
-            b_out,
-            String::new(),
-            &mut ok,
-        ));
-        let y_sub = subject.net.forward(&x_sub, Mode::TrainNoDropout)?;
-        let y_ref = reference.net.forward(&x_ref, Mode::TrainNoDropout)?;
-        let train = rel_max(&y_sub, &y_ref)?;
-        // Batch statistics in f32 (the fused op sums them in f64): ~1e-4.
-        let b_train = if dtype == DType::F64 { b_out } else { 1e-3 };
-        figures.push(figure(
-            format!("{tag} output train"),
-            train,
-            b_train,
-            String::new(),
-            &mut ok,
-        ));
-        let stats = running_stats(&subject.weights, &reference.weights)?;
-        figures.push(figure(
-            format!("{tag} running statistics"),
-            stats,
-            b_out,
-            String::new(),
-            &mut ok,
-        ));
-
-        let t_sub = subject.loss.compute(&y_sub, &labels, &centers, true)?;
-        let t_ref = reference.loss.compute(&y_ref, &labels, &centers, true)?;
-        for (term, a, b) in terms(&t_sub, &t_ref) {
-            let e = (a - b).abs() / b.abs().max(1e-300);
-            let detail = format!(": {a:.10e} vs {b:.10e}");
-            figures.push(figure(
-                format!("{tag} loss {term}"),
-                e,
-                b_out,
-                detail,
-                &mut ok,
-            ));
-        }
-
-        let g_sub = t_sub.total.backward()?;
-        let g_ref = t_ref.total.backward()?;
-        let sub_vars: HashMap<String, Var> = subject.weights.trainable().into_iter().collect();
-        let mut pairs = Vec::new();
-        for (name, var) in reference.weights.trainable() {
-            if let (Some(a), Some(b)) = (g_sub.get(&sub_vars[&name]), g_ref.get(&var)) {
-                pairs.push((name, flat(a)?, flat(b)?));
-            }
-        }
-        let scale = pairs
-            .iter()
-            .flat_map(|(_, _, b)| b.iter())
-            .fold(0.0f64, |m, v| m.max(v.abs()))
-            .max(1e-300);
-        let mut worst = (0.0f64, String::new());
-        for (name, a, b) in &pairs {
-            let e = a
-                .iter()
-                .zip(b)
-                .fold(0.0f64, |m, (x, y)| m.max((x - y).abs()))
-                / scale;
-            if e > worst.0 {
-                worst = (e, name.clone());
-            }
-        }
-        let norm = rel_norm(&pairs);
-        let (held, how) = if dtype == DType::F64 {
-            (worst.0, "max over elements / largest gradient")
-        } else {
-            (norm, "in norm")
+        let mut checked = |f: Figure| {
+            ok &= !f.is_failure();
+            emit(f)
         };
-        let detail = format!(
-            " ({how}) over {} parameters; worst parameter {} at {:.1e} of the largest gradient, {:.1e} in norm",
-            pairs.len(),
-            worst.1,
-            worst.0,
-            norm
-        );
-        figures.push(figure(
-            format!("{tag} gradients"),
-            held,
-            b_grad,
-            detail,
-            &mut ok,
-        ));
-
-        // One Adam step from the reference's gradients, on both backends.
-        let grads: Vec<(String, Tensor)> = reference
-            .weights
-            .trainable()
-            .into_iter()
-            .filter_map(|(n, v)| g_ref.get(&v).map(|g| (n, g.clone())))
-            .collect();
-        let step = adam_step(&reference.weights, &grads, &Device::Cpu)?;
-        let moved = adam_step(&subject.weights, &grads, device)?;
-        let e = moved
-            .iter()
-            .zip(&step)
-            .map(|(a, b)| rel_max(a, b))
-            .collect::<candle_core::Result<Vec<f64>>>()?
-            .into_iter()
-            .fold(0.0, f64::max);
-        figures.push(figure(
-            format!("{tag} one Adam step"),
-            e,
-            b_adam,
-            String::new(),
-            &mut ok,
-        ));
+        if let Err(e) = check_dtype(opts, dtype, device, scratch.path(), &mut checked) {
+            checked(Figure::failed(format!("{tag} parity"), &e));
+        }
+        if opts.steps > 0 {
+            if let Err(e) = super::trajectory::run(opts, dtype, device, &mut checked) {
+                checked(Figure::failed(format!("{tag} trajectory"), &e));
+            }
+        }
     }
-    Ok((figures, ok))
+    Ok(ok)
 }
 
-fn terms(a: &LossTerms, b: &LossTerms) -> [(&'static str, f64, f64); 4] {
-    [
+/// The reference (fused CPU ops, PyTorch's initialisation with random
+/// output weights) and the subject on `device` with the same weights.
+pub(crate) fn pair(
+    dtype: DType,
+    device: &Device,
+    scratch: &std::path::Path,
+) -> candle_core::Result<(Side, Side)> {
+    let tag = format!("{dtype:?}").to_lowercase();
+    let reference = Side::new(dtype, &Device::Cpu, Backend::Fused)?;
+    reference.weights.init_pytorch(1)?;
+    // Random output weights (EmbedSeg's zeros would leave the offset
+    // decoder without gradients to compare).
+    let checkpoint = scratch.join(format!("{tag}.safetensors"));
+    reference
+        .weights
+        .save(&checkpoint, &[], None)
+        .map_err(candle_core::Error::wrap)?;
+    let subject = Side::new(dtype, device, Backend::Native)?;
+    subject
+        .weights
+        .load(&checkpoint)
+        .map_err(candle_core::Error::wrap)?;
+    Ok((reference, subject))
+}
+
+/// Outputs, loss terms, gradients and one Adam step in `dtype`.
+fn check_dtype(
+    opts: &ParityBench,
+    dtype: DType,
+    device: &Device,
+    scratch: &std::path::Path,
+    emit: &mut dyn FnMut(Figure),
+) -> candle_core::Result<()> {
+    let tag = format!("{dtype:?}").to_lowercase();
+    let (b_out, b_grad, b_adam) = bounds(dtype);
+    let (reference, subject) = pair(dtype, device, scratch)?;
+
+    let (x, labels, centers) = synthetic_batch(opts.batch, opts.size);
+    let x_ref = x.to_dtype(dtype)?;
+    let x_sub = x_ref.to_device(device)?;
+    let shape = format!("[{},1,{},{}]", opts.batch, opts.size, opts.size);
+
+    let eval = rel_max(
+        &subject.net.forward(&x_sub, Mode::Eval)?,
+        &reference.net.forward(&x_ref, Mode::Eval)?,
+    )?;
+    emit(figure(
+        format!("{tag} output eval {shape}"),
+        eval,
+        b_out,
+        String::new(),
+    ));
+    let y_sub = subject.net.forward(&x_sub, Mode::TrainNoDropout)?;
+    let y_ref = reference.net.forward(&x_ref, Mode::TrainNoDropout)?;
+    let train = rel_max(&y_sub, &y_ref)?;
+    // Batch statistics in f32 (the fused op sums them in f64): ~1e-4.
+    let b_train = if dtype == DType::F64 { b_out } else { 1e-3 };
+    emit(figure(
+        format!("{tag} output train"),
+        train,
+        b_train,
+        String::new(),
+    ));
+    let stats = running_stats(&subject.weights, &reference.weights)?;
+    emit(figure(
+        format!("{tag} running statistics"),
+        stats,
+        b_out,
+        String::new(),
+    ));
+
+    let t_sub = subject.loss.compute(&y_sub, &labels, &centers, true)?;
+    let t_ref = reference.loss.compute(&y_ref, &labels, &centers, true)?;
+    for (term, a, b) in terms(&t_sub, &t_ref)? {
+        let e = (a - b).abs() / b.abs().max(1e-300);
+        let detail = format!(": {a:.10e} vs {b:.10e}");
+        emit(figure(format!("{tag} loss {term}"), e, b_out, detail));
+    }
+
+    let g_sub = t_sub.total.backward()?;
+    let g_ref = t_ref.total.backward()?;
+    let sub_vars: HashMap<String, Var> = subject.weights.trainable().into_iter().collect();
+    let mut pairs = Vec::new();
+    for (name, var) in reference.weights.trainable() {
+        if let (Some(a), Some(b)) = (g_sub.get(&sub_vars[&name]), g_ref.get(&var)) {
+            pairs.push((name, flat(a)?, flat(b)?));
+        }
+    }
+    let scale = pairs
+        .iter()
+        .flat_map(|(_, _, b)| b.iter())
+        .fold(0.0f64, |m, v| m.max(v.abs()))
+        .max(1e-300);
+    let mut worst = (0.0f64, String::new());
+    for (name, a, b) in &pairs {
+        let e = a
+            .iter()
+            .zip(b)
+            .fold(0.0f64, |m, (x, y)| m.max((x - y).abs()))
+            / scale;
+        if e > worst.0 {
+            worst = (e, name.clone());
+        }
+    }
+    let norm = rel_norm(&pairs);
+    let (held, how) = if dtype == DType::F64 {
+        (worst.0, "max over elements / largest gradient")
+    } else {
+        (norm, "in norm")
+    };
+    let detail = format!(
+        " ({how}) over {} parameters; worst parameter {} at {:.1e} of the largest gradient, {:.1e} in norm",
+        pairs.len(),
+        worst.1,
+        worst.0,
+        norm
+    );
+    emit(figure(format!("{tag} gradients"), held, b_grad, detail));
+
+    // One Adam step from the reference's gradients, on both backends.
+    let grads: Vec<(String, Tensor)> = reference
+        .weights
+        .trainable()
+        .into_iter()
+        .filter_map(|(n, v)| g_ref.get(&v).map(|g| (n, g.clone())))
+        .collect();
+    let step = adam_step(&reference.weights, &grads, &Device::Cpu)?;
+    let moved = adam_step(&subject.weights, &grads, device)?;
+    let e = moved
+        .iter()
+        .zip(&step)
+        .map(|(a, b)| rel_max(a, b))
+        .collect::<candle_core::Result<Vec<f64>>>()?
+        .into_iter()
+        .fold(0.0, f64::max);
+    emit(figure(
+        format!("{tag} one Adam step"),
+        e,
+        b_adam,
+        String::new(),
+    ));
+    Ok(())
+}
+
+fn terms(a: &LossTerms, b: &LossTerms) -> candle_core::Result<[(&'static str, f64, f64); 4]> {
+    let (a, b) = (a.values()?, b.values()?);
+    Ok([
         ("total", a.value, b.value),
         ("instance", a.instance, b.instance),
         ("var", a.var, b.var),
         ("seed", a.seed, b.seed),
-    ]
+    ])
 }
 
 /// The worst relative difference of the batch norms' running statistics.

@@ -51,12 +51,17 @@ pub fn reset_peak_rss() {
 /// A batch of `n` synthetic fluorescence crops of `size` (CPU tensor,
 /// labels, no marked centres).
 pub fn synthetic_batch(n: usize, size: usize) -> (Tensor, Vec<u32>, Vec<u32>) {
+    synthetic_batch_from(n, size, 9)
+}
+
+/// `synthetic_batch` from the synthetic dataset of `seed`.
+pub fn synthetic_batch_from(n: usize, size: usize, seed: u64) -> (Tensor, Vec<u32>, Vec<u32>) {
     let spec = SynthConfig {
         kind: SynthKind::Fluo,
         sequences: 1,
         frames: n,
         size,
-        seed: 9,
+        seed,
     };
     let mut images = Vec::new();
     let mut labels = Vec::new();
@@ -96,13 +101,14 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 /// Median times of `steps` training steps (after one warm-up step) on
-/// `device`, and the device memory in use after them (MB; CUDA only).
+/// `device`, and on a GPU the memory peaks over them, weights included.
 pub fn time_training(
     n: usize,
     size: usize,
     steps: usize,
     device: &Device,
-) -> candle_core::Result<(StepTimes, Option<f64>)> {
+) -> candle_core::Result<(StepTimes, Option<GpuPeak>)> {
+    reset_gpu_peak(device);
     let w = Weights::new(DType::F32, device);
     let net = BranchedErfnet::new(&w, 2, 0)?;
     w.init_pytorch(0)?;
@@ -127,13 +133,15 @@ pub fn time_training(
         sync()?;
         let t1 = Instant::now();
         let terms = loss.compute(&y, &labels, &centers, false)?;
+        sync()?;
         let t2 = Instant::now();
         let grads = terms.total.backward()?;
         sync()?;
         let t3 = Instant::now();
         let g: Vec<Option<Tensor>> = opt.vars().map(|v| grads.get(v).cloned()).collect();
         opt.step(&g)?;
-        sync()?;
+        // As training does: the loss's values read after the step.
+        terms.values()?;
         let t4 = Instant::now();
         times.push([
             (t1 - t0).as_secs_f64(),
@@ -151,14 +159,34 @@ pub fn time_training(
             backward: col(2),
             optimizer: col(3),
         },
-        device_memory_mb(device),
+        gpu_peak(device),
     ))
 }
 
-/// Device memory in use (MB), for CUDA devices.
-pub fn device_memory_mb(device: &Device) -> Option<f64> {
+/// A GPU's memory peaks over a measurement (MB): what its tensors held at
+/// most (the pool's used-memory high-water mark: PyTorch's
+/// max_memory_allocated) and what the pool reserved at most.
+#[derive(Clone, Copy, Debug)]
+pub struct GpuPeak {
+    pub used_mb: f64,
+    pub reserved_mb: f64,
+}
+
+/// Starts a measurement of `device`'s memory peaks (CUDA devices).
+pub fn reset_gpu_peak(device: &Device) {
     #[cfg(feature = "cuda")]
-    return crate::cuda::memory_used_mb(device);
+    crate::cuda::memory::reset_peaks(device);
+    #[cfg(not(feature = "cuda"))]
+    let _ = device;
+}
+
+/// `device`'s memory peaks since `reset_gpu_peak` (CUDA devices).
+pub fn gpu_peak(device: &Device) -> Option<GpuPeak> {
+    #[cfg(feature = "cuda")]
+    return crate::cuda::memory::peaks(device).map(|(used, reserved)| GpuPeak {
+        used_mb: used as f64 / 1e6,
+        reserved_mb: reserved as f64 / 1e6,
+    });
     #[cfg(not(feature = "cuda"))]
     {
         let _ = device;
@@ -174,7 +202,8 @@ pub fn time_inference(
     size: usize,
     runs: usize,
     device: &Device,
-) -> candle_core::Result<(f64, Option<f64>)> {
+) -> candle_core::Result<(f64, Option<GpuPeak>)> {
+    reset_gpu_peak(device);
     let w = Weights::new(DType::F32, device);
     BranchedErfnet::new(&w, 2, 0)?;
     w.init_pytorch(0)?;
@@ -190,7 +219,7 @@ pub fn time_inference(
         times.push(t.elapsed().as_secs_f64());
     }
     times.remove(0);
-    Ok((median(times), device_memory_mb(device)))
+    Ok((median(times), gpu_peak(device)))
 }
 
 /// PyTorch's figures for one shape, from tools/reference/bench_torch.py.
@@ -207,9 +236,12 @@ pub struct TorchFigures {
     #[serde(default)]
     pub instances: f64,
     pub peak_rss_mb: f64,
-    /// On a GPU: torch.cuda.max_memory_reserved (MB).
+    /// On a GPU: torch.cuda.max_memory_allocated (MB).
     #[serde(default)]
     pub peak_gpu_mb: f64,
+    /// On a GPU: torch.cuda.max_memory_reserved (MB).
+    #[serde(default)]
+    pub peak_gpu_reserved_mb: f64,
 }
 
 /// Where to find PyTorch: the interpreter of the reference environment and the script.
@@ -218,6 +250,8 @@ pub struct Torch {
     pub script: std::path::PathBuf,
     /// "cpu" or "cuda:N": where PyTorch runs (as esx).
     pub device: String,
+    /// Its cuDNN convolutions in TF32 or not (cudnn.allow_tf32), as esx's.
+    pub precision: crate::config::Precision,
 }
 
 impl Torch {
@@ -226,6 +260,7 @@ impl Torch {
             .arg(&self.script)
             .args(args)
             .env("ESX_BENCH_DEVICE", &self.device)
+            .env("ESX_BENCH_PRECISION", self.precision.name())
             .output()
             .map_err(|e| format!("cannot run {}: {e}", self.python.display()))?;
         if !out.status.success() {
@@ -281,6 +316,25 @@ pub fn setup(name: &str, device: &Device) -> Figure {
     }
 }
 
+/// The CUDA libraries this process loaded, with their paths (a CUDA build
+/// after a device was used): which files the figures came from.
+pub fn libraries() -> Option<Figure> {
+    #[cfg(feature = "cuda")]
+    {
+        let found = crate::cuda::loaded_libraries();
+        if !found.is_empty() {
+            return Some(Figure {
+                name: "esx libraries".into(),
+                value: found.len() as f64,
+                unit: "loaded".into(),
+                target: None,
+                detail: found.join(" "),
+            });
+        }
+    }
+    None
+}
+
 /// Which of gemm's kernels the run-time dispatch takes on this CPU.
 pub fn gemm_kernels() -> &'static str {
     #[cfg(target_arch = "x86_64")]
@@ -307,26 +361,35 @@ fn rate(flops: f64, seconds: f64) -> String {
     }
 }
 
-/// Memory figures of one measurement: peak RSS, and on a GPU its memory.
+/// Memory figures of one measurement: peak RSS, and on a GPU the peak of
+/// the memory its tensors held and of what its pool reserved.
 #[derive(Clone, Copy)]
 struct Memory {
     rss_mb: f64,
-    gpu_mb: Option<f64>,
+    gpu: Option<GpuPeak>,
 }
 
 impl Memory {
     fn describe(self) -> String {
-        match self.gpu_mb {
-            Some(g) => format!("GPU memory {g:.0} MB, peak RSS {:.0} MB", self.rss_mb),
+        match self.gpu {
+            Some(g) => format!(
+                "peak GPU memory {:.0} MB held by tensors, {:.0} MB reserved, peak RSS {:.0} MB",
+                g.used_mb, g.reserved_mb, self.rss_mb
+            ),
             None => format!("peak RSS {:.0} MB", self.rss_mb),
         }
     }
 
-    /// Ours against PyTorch's, on the memory that matters where it ran.
-    fn ratio(self, p: &TorchFigures) -> f64 {
-        match self.gpu_mb {
-            Some(g) => g / p.peak_gpu_mb,
-            None => self.rss_mb / p.peak_rss_mb,
+    /// Ours against PyTorch's, on the memory that matters where it ran: on
+    /// a GPU the peaks of memory held by tensors (PyTorch's
+    /// max_memory_allocated), else the peak RSS.
+    fn ratio(self, p: &TorchFigures) -> String {
+        match self.gpu {
+            Some(g) => format!(
+                "{:.2}× the peak GPU memory held by tensors",
+                g.used_mb / p.peak_gpu_mb
+            ),
+            None => format!("{:.2}× the peak RSS", self.rss_mb / p.peak_rss_mb),
         }
     }
 }
@@ -334,8 +397,8 @@ impl Memory {
 fn describe_torch_memory(p: &TorchFigures) -> String {
     if p.peak_gpu_mb > 0.0 {
         format!(
-            "GPU memory {:.0} MB, peak RSS {:.0} MB",
-            p.peak_gpu_mb, p.peak_rss_mb
+            "peak GPU memory {:.0} MB held by tensors, {:.0} MB reserved, peak RSS {:.0} MB",
+            p.peak_gpu_mb, p.peak_gpu_reserved_mb, p.peak_rss_mb
         )
     } else {
         format!("peak RSS {:.0} MB", p.peak_rss_mb)
@@ -345,7 +408,9 @@ fn describe_torch_memory(p: &TorchFigures) -> String {
 /// Times every shape `rounds` times on `device`, alternating esx and
 /// PyTorch round by round (a shared machine's speed drifts; alternating
 /// spreads the drift over both), and reports the medians over rounds and
-/// the ratio of each round.
+/// the ratio of each round. Each shape's figures go to `emit` as soon as
+/// they are measured; a shape that fails is a FAILED figure and the next
+/// one is measured. Returns whether every shape was measured.
 pub fn run(
     train_shapes: &[(usize, usize)],
     infer_shapes: &[(usize, usize)],
@@ -353,99 +418,149 @@ pub fn run(
     rounds: usize,
     torch: Option<&Torch>,
     device: &Device,
-) -> candle_core::Result<Vec<Figure>> {
-    let threads = rayon::current_num_threads();
+    emit: &mut dyn FnMut(Figure),
+) -> candle_core::Result<bool> {
     let scratch = tempfile::tempdir()?;
     let rounds = rounds.max(1);
-    let mut figures = Vec::new();
+    let mut ok = true;
     for &(n, s) in train_shapes {
-        let file = scratch.path().join(format!("batch_{n}x{s}.safetensors"));
-        if torch.is_some() {
-            write_batch(&file, n, s)?;
-        }
-        let args = vec![
-            "train".into(),
-            file.display().to_string(),
-            steps.to_string(),
-            threads.to_string(),
-        ];
-        let (ours, theirs) =
-            alternate(rounds, torch, &args, || time_training(n, s, steps, device))?;
-        let ((t, gpu_mb), rss_mb) = median_by(ours, |((t, _), _)| t.total());
-        let memory = Memory { rss_mb, gpu_mb };
-        let step = t.total();
-        let flops = 3.0 * forward_flops(n, s, s);
-        figures.push(Figure {
-            name: format!("esx train [{n},1,{s},{s}]"),
-            value: step * 1e3,
-            unit: "ms/step".into(),
-            target: None,
-            detail: format!(
-                "{:.2} img/s, fwd {:.1} loss {:.1} bwd {:.1} adam {:.1} ms, {} without loss and Adam, effective {} (3× forward FLOPs over the whole step), loss {:.0}% of step, {}",
-                n as f64 / step,
-                t.forward * 1e3,
-                t.loss * 1e3,
-                t.backward * 1e3,
-                t.optimizer * 1e3,
-                rate(flops, step - t.loss - t.optimizer),
-                rate(flops, step),
-                100.0 * t.loss / step,
-                memory.describe()
-            ),
-        });
-        if torch.is_some() {
-            let name = format!("torch train [{n},1,{s},{s}]");
-            figures.push(compare(name, theirs, step, |p| p.step, |p, ratios| {
-                (
-                    p.step * 1e3,
-                    "ms/step",
-                    format!(
-                        "{:.2} img/s, fwd {:.1} loss {:.1} ms, {} without loss, effective {}, {}; esx vs torch: {:.2}× the speed{ratios}, {:.2}× the memory",
-                        n as f64 / p.step,
-                        p.forward * 1e3,
-                        p.loss * 1e3,
-                        rate(flops, p.step - p.loss),
-                        rate(flops, p.step),
-                        describe_torch_memory(p),
-                        p.step / step,
-                        memory.ratio(p)
-                    ),
-                )
-            }));
+        let name = format!("esx train [{n},1,{s},{s}]");
+        let measured = train_shape(n, s, steps, rounds, torch, device, scratch.path(), emit);
+        if let Err(e) = measured {
+            ok = false;
+            emit(Figure::failed(name, &e));
         }
     }
     for &(n, s) in infer_shapes {
-        let args = vec![
-            "infer".into(),
-            n.to_string(),
-            s.to_string(),
-            steps.to_string(),
-            threads.to_string(),
-        ];
-        let (ours, theirs) =
-            alternate(rounds, torch, &args, || time_inference(n, s, steps, device))?;
-        let ((t, gpu_mb), rss_mb) = median_by(ours, |((t, _), _)| *t);
-        let memory = Memory { rss_mb, gpu_mb };
-        figures.push(Figure {
-            name: format!("esx infer [{n},1,{s},{s}]"),
-            value: t * 1e3,
-            unit: "ms".into(),
-            target: None,
-            detail: format!(
-                "{:.2} img/s, {}, {}",
-                n as f64 / t,
-                rate(forward_flops(n, s, s), t),
-                memory.describe()
-            ),
-        });
-        if torch.is_some() {
-            let name = format!("torch infer [{n},1,{s},{s}]");
-            figures.push(compare(name, theirs, t, |p| p.forward, |p, ratios| {
+        let name = format!("esx infer [{n},1,{s},{s}]");
+        if let Err(e) = infer_shape(n, s, steps, rounds, torch, device, emit) {
+            ok = false;
+            emit(Figure::failed(name, &e));
+        }
+    }
+    Ok(ok)
+}
+
+/// The training step's figures at [n,1,s,s] (and PyTorch's beside).
+#[allow(clippy::too_many_arguments)]
+fn train_shape(
+    n: usize,
+    s: usize,
+    steps: usize,
+    rounds: usize,
+    torch: Option<&Torch>,
+    device: &Device,
+    scratch: &std::path::Path,
+    emit: &mut dyn FnMut(Figure),
+) -> candle_core::Result<()> {
+    let threads = rayon::current_num_threads();
+    let file = scratch.join(format!("batch_{n}x{s}.safetensors"));
+    if torch.is_some() {
+        write_batch(&file, n, s)?;
+    }
+    let args = vec![
+        "train".into(),
+        file.display().to_string(),
+        steps.to_string(),
+        threads.to_string(),
+    ];
+    let (ours, theirs) = alternate(rounds, torch, &args, || time_training(n, s, steps, device))?;
+    let ((t, gpu), rss_mb) = median_by(ours, |((t, _), _)| t.total());
+    let memory = Memory { rss_mb, gpu };
+    let step = t.total();
+    let flops = 3.0 * forward_flops(n, s, s);
+    emit(Figure {
+        name: format!("esx train [{n},1,{s},{s}]"),
+        value: step * 1e3,
+        unit: "ms/step".into(),
+        target: None,
+        detail: format!(
+            "{:.2} img/s, fwd {:.1} loss {:.1} bwd {:.1} adam {:.1} ms, {} without loss and Adam, effective {} (3× forward FLOPs over the whole step), loss {:.0}% of step, {}",
+            n as f64 / step,
+            t.forward * 1e3,
+            t.loss * 1e3,
+            t.backward * 1e3,
+            t.optimizer * 1e3,
+            rate(flops, step - t.loss - t.optimizer),
+            rate(flops, step),
+            100.0 * t.loss / step,
+            memory.describe()
+        ),
+    });
+    if torch.is_some() {
+        let name = format!("torch train [{n},1,{s},{s}]");
+        emit(compare(
+            name,
+            theirs,
+            step,
+            |p| p.step,
+            |p, ratios| {
+                (
+                p.step * 1e3,
+                "ms/step",
+                format!(
+                    "{:.2} img/s, fwd {:.1} loss {:.1} ms, {} without loss, effective {}, {}; esx vs torch: {:.2}× the speed{ratios}, {}",
+                    n as f64 / p.step,
+                    p.forward * 1e3,
+                    p.loss * 1e3,
+                    rate(flops, p.step - p.loss),
+                    rate(flops, p.step),
+                    describe_torch_memory(p),
+                    p.step / step,
+                    memory.ratio(p)
+                ),
+            )
+            },
+        ));
+    }
+    Ok(())
+}
+
+/// Inference's figures at [n,1,s,s] (and PyTorch's beside).
+fn infer_shape(
+    n: usize,
+    s: usize,
+    steps: usize,
+    rounds: usize,
+    torch: Option<&Torch>,
+    device: &Device,
+    emit: &mut dyn FnMut(Figure),
+) -> candle_core::Result<()> {
+    let args = vec![
+        "infer".into(),
+        n.to_string(),
+        s.to_string(),
+        steps.to_string(),
+        rayon::current_num_threads().to_string(),
+    ];
+    let (ours, theirs) = alternate(rounds, torch, &args, || time_inference(n, s, steps, device))?;
+    let ((t, gpu), rss_mb) = median_by(ours, |((t, _), _)| *t);
+    let memory = Memory { rss_mb, gpu };
+    emit(Figure {
+        name: format!("esx infer [{n},1,{s},{s}]"),
+        value: t * 1e3,
+        unit: "ms".into(),
+        target: None,
+        detail: format!(
+            "{:.2} img/s, {}, {}",
+            n as f64 / t,
+            rate(forward_flops(n, s, s), t),
+            memory.describe()
+        ),
+    });
+    if torch.is_some() {
+        let name = format!("torch infer [{n},1,{s},{s}]");
+        emit(compare(
+            name,
+            theirs,
+            t,
+            |p| p.forward,
+            |p, ratios| {
                 (
                     p.forward * 1e3,
                     "ms",
                     format!(
-                        "{:.2} img/s, {}, {}; esx vs torch: {:.2}× the speed{ratios}, {:.2}× the memory",
+                        "{:.2} img/s, {}, {}; esx vs torch: {:.2}× the speed{ratios}, {}",
                         n as f64 / p.forward,
                         rate(forward_flops(n, s, s), p.forward),
                         describe_torch_memory(p),
@@ -453,10 +568,10 @@ pub fn run(
                         memory.ratio(p)
                     ),
                 )
-            }));
-        }
+            },
+        ));
     }
-    Ok(figures)
+    Ok(())
 }
 
 /// `rounds` rounds of esx's measurement (with its peak RSS) and, when

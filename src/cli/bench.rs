@@ -30,12 +30,17 @@ pub struct TorchArgs {
 }
 
 impl TorchArgs {
-    fn into_torch(self, device: &str) -> Option<esx::bench::train::Torch> {
+    fn into_torch(
+        self,
+        device: &str,
+        precision: esx::config::Precision,
+    ) -> Option<esx::bench::train::Torch> {
         let script = self.torch_script;
         self.torch.map(|python| esx::bench::train::Torch {
             python,
             script,
             device: device.to_string(),
+            precision,
         })
     }
 }
@@ -51,7 +56,8 @@ pub enum Which {
         #[arg(long = "count", default_value_t = 1000)]
         count: usize,
     },
-    /// Training step and inference speed of BranchedERFNet (f32), on the CPU or a GPU
+    /// Training step and inference speed of BranchedERFNet (f32), on the CPU or
+    /// a GPU; each shape's figures as soon as measured (--json: one object a line)
     Train {
         /// Where to run: cpu or cuda:N (PyTorch runs there too)
         #[arg(long, default_value = "cpu")]
@@ -68,11 +74,16 @@ pub enum Which {
         /// Rounds per shape, esx and PyTorch alternating (medians reported)
         #[arg(long, default_value_t = 1)]
         rounds: usize,
+        /// Convolutions on a GPU in tf32 (tensor cores, PyTorch's default) or
+        /// fp32; PyTorch is told the same
+        #[arg(long, value_enum, default_value_t = esx::config::Precision::Tf32)]
+        precision: esx::config::Precision,
         #[command(flatten)]
         torch: TorchArgs,
     },
     /// A device against the CPU on the same weights and batch: outputs, loss
-    /// terms, gradients, one Adam step (exit status 1 if any is off)
+    /// terms, gradients, one Adam step, each figure as soon as measured
+    /// (--json: one object a line; exit status 1 if any is off)
     Parity {
         /// The device to check against the fused CPU ops (cpu: candle's own ops)
         #[arg(long, default_value = "cpu")]
@@ -86,6 +97,16 @@ pub enum Which {
         /// Precisions to check
         #[arg(long, value_delimiter = ',', default_value = "f64,f32")]
         dtype: Vec<String>,
+        /// Also train this many steps on both sides from the same weights,
+        /// batches and dropout masks, the loss terms side by side
+        #[arg(long, default_value_t = 0)]
+        steps: usize,
+        /// The learning rate of those steps (the quickstart's)
+        #[arg(long, default_value_t = 1e-3)]
+        lr: f64,
+        /// Convolutions on a GPU in fp32 (exact: the bounds assume it) or tf32
+        #[arg(long, value_enum, default_value_t = esx::config::Precision::Fp32)]
+        precision: esx::config::Precision,
     },
     /// Prediction: clustering 1024² with ~200 cells, predict + cluster end to end
     Predict {
@@ -171,6 +192,7 @@ pub fn exec(args: Args) -> anyhow::Result<()> {
             infer,
             steps,
             rounds,
+            precision,
             torch,
         } => {
             let parse = |v: &[String]| -> anyhow::Result<Vec<(usize, usize)>> {
@@ -184,24 +206,35 @@ pub fn exec(args: Args) -> anyhow::Result<()> {
                     })
                     .collect()
             };
-            let torch = torch.into_torch(&device);
-            let dev = esx::train::device(&device)?;
-            let mut figures = vec![esx::bench::train::setup(&device, &dev)];
-            figures.extend(esx::bench::train::run(
+            let torch = torch.into_torch(&device, precision);
+            let dev = esx::train::device(&device, precision)?;
+            let mut print = printer(args.json);
+            print(esx::bench::train::setup(&device, &dev));
+            let all = esx::bench::train::run(
                 &parse(&train)?,
                 &parse(&infer)?,
                 steps,
                 rounds,
                 torch.as_ref(),
                 &dev,
-            )?);
-            figures
+                &mut print,
+            )?;
+            if let Some(libraries) = esx::bench::train::libraries() {
+                print(libraries);
+            }
+            if !all {
+                anyhow::bail!("some shapes could not be measured (FAILED above)");
+            }
+            return Ok(());
         }
         Which::Parity {
             device,
             batch,
             size,
             dtype,
+            steps,
+            lr,
+            precision,
         } => {
             if size == 0 || size % 8 != 0 || batch == 0 {
                 anyhow::bail!("--size must be a positive multiple of 8 and --batch positive (got {size}, {batch})");
@@ -214,14 +247,20 @@ pub fn exec(args: Args) -> anyhow::Result<()> {
                     other => Err(anyhow::anyhow!("--dtype `{other}`: expected f64 or f32")),
                 })
                 .collect::<anyhow::Result<Vec<_>>>()?;
-            let dev = esx::train::device(&device)?;
+            let dev = esx::train::device(&device, precision)?;
             let opts = esx::bench::parity::ParityBench {
                 batch,
                 size,
                 dtypes,
+                steps,
+                lr,
             };
-            let (figures, ok) = esx::bench::parity::run(&opts, &dev)?;
-            print_figures(&figures, args.json)?;
+            let mut print = printer(args.json);
+            print(esx::bench::train::setup(&device, &dev));
+            let ok = esx::bench::parity::run(&opts, &dev, &mut print)?;
+            if let Some(libraries) = esx::bench::train::libraries() {
+                print(libraries);
+            }
             if !ok {
                 anyhow::bail!("{device} differs from the CPU beyond the bounds above");
             }
@@ -233,7 +272,7 @@ pub fn exec(args: Args) -> anyhow::Result<()> {
             checkpoint,
             torch,
         } => {
-            let torch = torch.into_torch("cpu");
+            let torch = torch.into_torch("cpu", esx::config::Precision::Fp32);
             let opts = esx::bench::predict::PredictBench {
                 sizes: &sizes,
                 runs,
@@ -299,6 +338,18 @@ pub fn exec(args: Args) -> anyhow::Result<()> {
         }
     };
     print_figures(&figures, args.json)
+}
+
+/// Prints each figure as it is measured: a line, or with `json` a JSON
+/// object on a line of its own (a run cut short keeps what it measured).
+fn printer(json: bool) -> impl FnMut(esx::bench::Figure) {
+    move |f| {
+        if json {
+            println!("{}", serde_json::to_string(&f).unwrap_or_default());
+        } else {
+            println!("{}", f.line());
+        }
+    }
 }
 
 fn print_figures(figures: &[esx::bench::Figure], json: bool) -> anyhow::Result<()> {

@@ -87,7 +87,7 @@ impl ModelArgs {
     }
 
     pub fn segmenter(&self, source: &ModelSource) -> anyhow::Result<Segmenter> {
-        let device = esx::train::device(&source.config.device)?;
+        let device = esx::train::device(&source.config.device, source.config.train.precision)?;
         let options = PredictOptions {
             tta: self.tta,
             tile: self.tile,

@@ -271,6 +271,32 @@ pub struct TrainConfig {
     pub steps_per_epoch: usize,
     /// Validation batches per epoch; 0 means every validation crop.
     pub val_steps: usize,
+    /// How CUDA convolutions compute in f32: "tf32" (tensor cores on
+    /// inputs rounded to TF32, PyTorch's default for cuDNN) or "fp32"
+    /// (exact f32, for parity with the CPU). The CPU always computes fp32.
+    pub precision: Precision,
+}
+
+/// `train.precision`: the arithmetic of f32 convolutions on a GPU.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    /// Exact f32 multiply-adds.
+    Fp32,
+    /// Tensor cores on inputs rounded to 10-bit mantissas, f32 sums.
+    #[default]
+    Tf32,
+}
+
+impl Precision {
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::Fp32 => "fp32",
+            Precision::Tf32 => "tf32",
+        }
+    }
 }
 
 impl Default for TrainConfig {
@@ -282,6 +308,7 @@ impl Default for TrainConfig {
             intensity_jitter: false,
             steps_per_epoch: 0,
             val_steps: 0,
+            precision: Precision::default(),
         }
     }
 }

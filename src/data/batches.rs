@@ -13,6 +13,7 @@ use rayon::prelude::*;
 
 use super::augment::{jitter_intensity, Dihedral};
 use super::crops::CropItem;
+use super::instances::InstanceTable;
 use super::tiff_io::{read_image, read_labels};
 use super::{DataError, Grid};
 
@@ -41,6 +42,9 @@ pub struct Batch {
     pub images: Vec<f32>,
     pub labels: Vec<u32>,
     pub centers: Vec<u32>,
+    /// The labels' instances, as the loss on a device takes them: found
+    /// here, in the loader's thread, not on the training thread.
+    pub instances: InstanceTable,
 }
 
 impl Batch {
@@ -53,12 +57,14 @@ impl Batch {
             images: Vec::with_capacity(samples.len() * height * width),
             labels: Vec::with_capacity(samples.len() * height * width),
             centers: Vec::with_capacity(samples.len() * height * width),
+            instances: InstanceTable::default(),
         };
         for s in samples {
             b.images.extend_from_slice(&s.image.data);
             b.labels.extend_from_slice(&s.labels.data);
             b.centers.extend_from_slice(&s.centers.data);
         }
+        b.instances = InstanceTable::of(&b.labels, &b.centers, b.size, height, width);
         b
     }
 }

@@ -8,6 +8,7 @@ pub mod crops;
 pub mod ctc;
 mod fingerprint;
 mod grid;
+pub mod instances;
 pub mod medoid;
 pub mod normalize;
 pub mod prepare;

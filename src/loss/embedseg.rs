@@ -41,13 +41,63 @@ impl LossWeights {
 pub struct LossTerms {
     /// The loss, carrying its gradient.
     pub total: Tensor,
-    /// Its value (read with the terms, in one transfer from the device).
+    scalars: Scalars,
+    /// Per instance IoU of φ > 0.5 with its mask (EmbedSeg's validation IoU).
+    pub ious: Vec<f64>,
+}
+
+/// The loss's value and its three terms.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct LossValues {
     pub value: f64,
     pub instance: f64,
     pub var: f64,
     pub seed: f64,
-    /// Per instance IoU of φ > 0.5 with its mask (EmbedSeg's validation IoU).
-    pub ious: Vec<f64>,
+}
+
+/// Where the values are: on the host, or still on the device as one
+/// detached tensor [total, instance, var, seed].
+enum Scalars {
+    Host(LossValues),
+    Device(Tensor),
+}
+
+impl LossTerms {
+    /// Terms whose values the host already has.
+    pub fn on_host(total: Tensor, values: LossValues, ious: Vec<f64>) -> LossTerms {
+        LossTerms {
+            total,
+            scalars: Scalars::Host(values),
+            ious,
+        }
+    }
+
+    /// Terms whose values stay on the device until asked for: reading them
+    /// waits for the device, so a training step reads them after its
+    /// optimiser step, not between the loss and the backward pass.
+    pub fn on_device(total: Tensor, stacked: Tensor, ious: Vec<f64>) -> LossTerms {
+        LossTerms {
+            total,
+            scalars: Scalars::Device(stacked),
+            ious,
+        }
+    }
+
+    /// The values (one transfer from the device where they are there).
+    pub fn values(&self) -> Result<LossValues> {
+        match &self.scalars {
+            Scalars::Host(v) => Ok(*v),
+            Scalars::Device(t) => {
+                let v: Vec<f64> = t.to_dtype(DType::F64)?.to_vec1()?;
+                Ok(LossValues {
+                    value: v[0],
+                    instance: v[1],
+                    var: v[2],
+                    seed: v[3],
+                })
+            }
+        }
+    }
 }
 
 /// `prediction` is (N, 3 + n_sigma, H, W); `labels` and `centers` are N·H·W
@@ -148,14 +198,13 @@ pub fn embedseg_loss_graph(
         total = (total + image_loss)?;
     }
     let total = (total / n as f64)?;
-    Ok(LossTerms {
+    let values = LossValues {
         value: scalar(&total)?,
-        total,
         instance: sum_inst / n as f64,
         var: sum_var / n as f64,
         seed: sum_seed / n as f64,
-        ious,
-    })
+    };
+    Ok(LossTerms::on_host(total, values, ious))
 }
 
 fn scalar(t: &Tensor) -> Result<f64> {
@@ -305,6 +354,6 @@ mod tests {
         let no_centres = vec![0u32; centers.len()];
         let terms = embedseg_loss_graph(&p, &labels, &no_centres, 2, &w).unwrap();
         assert!(terms.ious.iter().all(|&i| i > 0.999), "{:?}", terms.ious);
-        assert!(terms.var < 1e-12);
+        assert!(terms.values().unwrap().var < 1e-12);
     }
 }

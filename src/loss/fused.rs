@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex};
 use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::embedseg::{LossTerms, LossWeights};
+use super::embedseg::{LossTerms, LossValues, LossWeights};
 use super::lovasz::lovasz_weights;
 use super::xym::PIXEL;
 
@@ -77,14 +77,13 @@ pub fn embedseg_loss_fused(
         .to_scalar::<f64>()?;
     let total = total.to_device(&device)?;
     let o = out.lock().expect("loss outputs lock");
-    Ok(LossTerms {
-        total,
+    let values = LossValues {
         value,
         instance: o.instance,
         var: o.var,
         seed: o.seed,
-        ious: o.ious.clone(),
-    })
+    };
+    Ok(LossTerms::on_host(total, values, o.ious.clone()))
 }
 
 impl CustomOp1 for EmbedSegLoss {

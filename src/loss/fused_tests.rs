@@ -53,7 +53,12 @@ fn fused_equals_graph_in_value_terms_ious_and_gradient() {
             b.total.to_scalar::<f64>().unwrap(),
         );
         assert!((ta - tb).abs() < 1e-12 * tb.abs(), "total {ta} vs {tb}");
-        for (x, y) in [(a.instance, b.instance), (a.var, b.var), (a.seed, b.seed)] {
+        let (va, vb) = (a.values().unwrap(), b.values().unwrap());
+        for (x, y) in [
+            (va.instance, vb.instance),
+            (va.var, vb.var),
+            (va.seed, vb.seed),
+        ] {
             assert!((x - y).abs() < 1e-12 * y.abs().max(1e-12), "{x} vs {y}");
         }
         assert_eq!(a.ious, b.ious);

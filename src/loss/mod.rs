@@ -9,13 +9,15 @@ pub mod embedseg;
 pub mod fused;
 pub mod lovasz;
 pub mod native;
+pub mod permute;
 pub mod rows;
 pub mod xym;
 
 use candle_core::{Result, Tensor};
 
 use crate::backend::Backend;
-pub use embedseg::{embedseg_loss_graph, LossTerms, LossWeights};
+use crate::data::instances::InstanceTable;
+pub use embedseg::{embedseg_loss_graph, LossTerms, LossValues, LossWeights};
 pub use fused::embedseg_loss_fused;
 pub use native::embedseg_loss_native;
 
@@ -45,10 +47,25 @@ impl EmbedSegLoss {
         centers: &[u32],
         ious: bool,
     ) -> Result<LossTerms> {
+        self.compute_with(prediction, labels, centers, None, ious)
+    }
+
+    /// `compute` with the labels' instances already found (a batch's
+    /// loader finds them beside augmentation).
+    pub fn compute_with(
+        &self,
+        prediction: &Tensor,
+        labels: &[u32],
+        centers: &[u32],
+        table: Option<&InstanceTable>,
+        ious: bool,
+    ) -> Result<LossTerms> {
         let (w, n_sigma) = (&self.weights, self.n_sigma);
         match self.backend {
             Backend::Fused => embedseg_loss_fused(prediction, labels, centers, n_sigma, w),
-            Backend::Native => embedseg_loss_native(prediction, labels, centers, n_sigma, w, ious),
+            Backend::Native => {
+                embedseg_loss_native(prediction, labels, centers, table, n_sigma, w, ious)
+            }
         }
     }
 }

@@ -10,82 +10,24 @@
 //! sort limit, no dense cumulative-sum matrix). One small tensor comes back:
 //! the total and the three terms (and, for validation, each instance's IoU).
 
-use std::collections::BTreeMap;
-
-use candle_core::{DType, Result, Tensor, D};
+use candle_core::{DType, Result, Tensor};
 
 use super::embedseg::{LossTerms, LossWeights};
+use super::permute::permute_rows;
 use super::rows::{argsort_rows_desc, cumsum_rows};
 use super::xym::{xym, PIXEL};
-
-/// The batch's instances, in image order and by id within an image (the
-/// order the fused op reports IoUs in).
-struct Instances {
-    image: Vec<u32>,
-    id: Vec<u32>,
-    pixels: Vec<f64>,
-    /// (x, y) in grid units: the single marked centre pixel, else the mean.
-    centre: Vec<f64>,
-    /// 1 / (instances in the same image): per-image means become one sum.
-    per_image: Vec<f64>,
-}
-
-impl Instances {
-    fn of(labels: &[u32], centers: &[u32], n: usize, h: usize, w: usize) -> Instances {
-        let p = h * w;
-        let mut out = Instances {
-            image: Vec::new(),
-            id: Vec::new(),
-            pixels: Vec::new(),
-            centre: Vec::new(),
-            per_image: Vec::new(),
-        };
-        for b in 0..n {
-            // id → (pixels, Σx, Σy, marked count, last marked pixel)
-            let mut seen: BTreeMap<u32, (usize, f64, f64, usize, usize)> = BTreeMap::new();
-            for i in 0..p {
-                let id = labels[b * p + i];
-                if id == 0 {
-                    continue;
-                }
-                let e = seen.entry(id).or_default();
-                e.0 += 1;
-                e.1 += (i % w) as f64 * PIXEL;
-                e.2 += (i / w) as f64 * PIXEL;
-                if centers[b * p + i] != 0 {
-                    e.3 += 1;
-                    e.4 = i;
-                }
-            }
-            let k = seen.len() as f64;
-            for (id, (m, sx, sy, marked, at)) in seen {
-                out.image.push(b as u32);
-                out.id.push(id);
-                out.pixels.push(m as f64);
-                if marked == 1 {
-                    out.centre.push((at % w) as f64 * PIXEL);
-                    out.centre.push((at / w) as f64 * PIXEL);
-                } else {
-                    out.centre.push(sx / m as f64);
-                    out.centre.push(sy / m as f64);
-                }
-                out.per_image.push(1.0 / k);
-            }
-        }
-        out
-    }
-
-    fn len(&self) -> usize {
-        self.id.len()
-    }
-}
+use crate::data::instances::InstanceTable;
 
 /// `prediction` (N, 3 + n_sigma, H, W) on any device; `labels` and `centers`
-/// N·H·W instance ids. `ious`: also each instance's IoU of φ > 0.5.
+/// N·H·W instance ids; `table` their instances where the caller has them
+/// (the loader builds them beside the batch), else they are found here.
+/// `ious`: also each instance's IoU of φ > 0.5. The values stay on the
+/// device until read (`LossTerms::values`).
 pub fn embedseg_loss_native(
     prediction: &Tensor,
     labels: &[u32],
     centers: &[u32],
+    table: Option<&InstanceTable>,
     n_sigma: usize,
     w: &LossWeights,
     ious: bool,
@@ -100,12 +42,19 @@ pub fn embedseg_loss_native(
     let background = label_map.eq(0u32)?.to_dtype(dt)?;
     let bg_seed = seed.sqr()?.mul(&background)?.sum_all()?;
 
-    let table = Instances::of(labels, centers, n, h, wd);
+    let built;
+    let table = match table {
+        Some(t) => t,
+        None => {
+            built = InstanceTable::of(labels, centers, n, h, wd);
+            &built
+        }
+    };
     let zero = Tensor::zeros((), dt, dev)?;
-    let (instance, var, fg_seed, iou) = if table.len() == 0 {
+    let (instance, var, fg_seed, iou) = if table.is_empty() {
         (zero.clone(), zero.clone(), zero, None)
     } else {
-        let terms = instance_terms(&pred, &seed, &label_map, &table, n_sigma, (h, wd), ious)?;
+        let terms = instance_terms(&pred, &seed, &label_map, table, n_sigma, (h, wd), ious)?;
         (terms.0, terms.1, (terms.2 * w.foreground_weight)?, terms.3)
     };
     let nb = n as f64;
@@ -113,22 +62,12 @@ pub fn embedseg_loss_native(
     let var = (var / nb)?;
     let seed_term = ((bg_seed + fg_seed)? / (p as f64 * nb))?;
     let total = ((&instance * w.w_inst)? + (&var * w.w_var)? + (&seed_term * w.w_seed)?)?;
-    let values: Vec<f64> = Tensor::stack(&[&total, &instance, &var, &seed_term], 0)?
-        .detach()
-        .to_dtype(DType::F64)?
-        .to_vec1()?;
+    let stacked = Tensor::stack(&[&total, &instance, &var, &seed_term], 0)?.detach();
     let ious = match iou {
         Some(t) => t.to_dtype(DType::F64)?.to_vec1()?,
         None => Vec::new(),
     };
-    Ok(LossTerms {
-        total,
-        value: values[0],
-        instance: values[1],
-        var: values[2],
-        seed: values[3],
-        ious,
-    })
+    Ok(LossTerms::on_device(total, stacked, ious))
 }
 
 /// Σ over instances of (Lovász hinge, sigma variance, foreground seed
@@ -138,7 +77,7 @@ fn instance_terms(
     pred: &Tensor,
     seed: &Tensor,
     label_map: &Tensor,
-    t: &Instances,
+    t: &InstanceTable,
     n_sigma: usize,
     (h, w): (usize, usize),
     want_ious: bool,
@@ -151,7 +90,8 @@ fn instance_terms(
     let ids = Tensor::from_slice(&t.id, (k, 1), dev)?;
     let pixels = column(&t.pixels)?;
     let per_image = column(&t.per_image)?.squeeze(1)?;
-    let centre = Tensor::from_slice(&t.centre, (k, 2, 1), dev)?.to_dtype(dt)?;
+    // Pixels to grid units (xym's spacing).
+    let centre = (Tensor::from_slice(&t.centre, (k, 2, 1), dev)? * PIXEL)?.to_dtype(dt)?;
 
     let mask = label_map
         .index_select(&image, 0)?
@@ -282,8 +222,8 @@ fn errors_of(phi: &Tensor, mask: &Tensor) -> Result<Tensor> {
 fn lovasz_rows(errors: &Tensor, keys: &Tensor, fg: &Tensor, gts: &Tensor) -> Result<Tensor> {
     let p = errors.dim(1)?;
     let order = argsort_rows_desc(keys)?;
-    let sorted = errors.contiguous()?.gather(&order, D::Minus1)?;
-    let fg_sorted = fg.contiguous()?.gather(&order, D::Minus1)?;
+    let sorted = permute_rows(errors, &order)?;
+    let fg_sorted = permute_rows(fg, &order)?;
     let seen_fg = cumsum_rows(&fg_sorted)?;
     let rank = Tensor::arange(1u32, p as u32 + 1, errors.device())?
         .to_dtype(errors.dtype())?

@@ -90,6 +90,11 @@ impl Conv {
             return conv2d(x, &self.weight, &self.bias, self.geom, relu);
         }
         let g = self.geom;
+        if super::device_conv::runs_on(x.device()) {
+            let y = super::device_conv::conv2d(x, &self.weight, g)?
+                .broadcast_add(&self.bias.reshape((1, (), 1, 1))?)?;
+            return if relu { y.relu() } else { Ok(y) };
+        }
         let (mut x, mut pad, mut dil) = (x.clone(), g.ph, g.dh);
         if g.ph != g.pw || g.dh != g.dw {
             // candle takes one padding and dilation: pad by hand; the other
@@ -208,9 +213,12 @@ impl ConvTranspose {
             );
         }
         let g = self.geom;
-        let y = x
-            .conv_transpose2d(&self.weight, g.ph, self.output_padding, g.sh, 1)?
-            .broadcast_add(&self.bias.reshape((1, (), 1, 1))?)?;
+        let y = if super::device_conv::runs_on(x.device()) {
+            super::device_conv::conv_transpose2d(x, &self.weight, g, self.output_padding)?
+        } else {
+            x.conv_transpose2d(&self.weight, g.ph, self.output_padding, g.sh, 1)?
+        }
+        .broadcast_add(&self.bias.reshape((1, (), 1, 1))?)?;
         if relu {
             y.relu()
         } else {

@@ -1,6 +1,7 @@
 //! BranchedERFNet (EmbedSeg's network) in candle, on custom CPU ops.
 
 pub mod branched;
+pub mod device_conv;
 pub mod erfnet;
 pub mod layers;
 pub mod ops;

@@ -2,8 +2,9 @@
 //! (EmbedSeg trains with Adam, weight_decay 1e-4); candle-nn only has AdamW.
 //! On the fused CPU backend the moments are host f64, one loop per
 //! parameter; on the native backend they stay on the parameters' device,
-//! every parameter in one flat tensor, so a step is a few whole-model
-//! tensor ops and nothing crosses to the host.
+//! every parameter in one flat tensor. On CUDA a step is one kernel over
+//! every parameter (src/cuda/kernels.rs); elsewhere (the native backend on
+//! the CPU, in tests) a few whole-model tensor ops.
 
 use candle_core::{DType, Device, Result, Tensor, Var};
 
@@ -30,7 +31,24 @@ enum Moments {
         m: Tensor,
         v: Tensor,
         offsets: Vec<usize>,
+        kernel: Option<Kernel>,
     },
+}
+
+/// One launch per step over every parameter, on CUDA devices.
+#[cfg(feature = "cuda")]
+type Kernel = crate::cuda::kernels::AdamKernel;
+#[cfg(not(feature = "cuda"))]
+type Kernel = std::convert::Infallible;
+
+/// The kernel for parameters on a CUDA device, where its kernels compile.
+fn kernel(params: &[(String, Var)]) -> Option<Kernel> {
+    #[cfg(feature = "cuda")]
+    if params.first().is_some_and(|(_, p)| p.device().is_cuda()) {
+        return Kernel::new(params).ok();
+    }
+    let _ = params;
+    None
 }
 
 impl Adam {
@@ -64,6 +82,7 @@ impl Adam {
                     m: Tensor::zeros(total, dtype, &dev)?,
                     v: Tensor::zeros(total, dtype, &dev)?,
                     offsets,
+                    kernel: kernel(&params),
                 }
             }
         };
@@ -104,10 +123,31 @@ impl Adam {
                     p.set(&Tensor::from_vec(w, p.shape(), p.device())?.to_dtype(dtype)?)?;
                 }
             }
-            Moments::Device { m, v, offsets } => {
+            Moments::Device {
+                m,
+                v,
+                offsets,
+                kernel,
+            } => {
                 let present: Vec<bool> = grads.iter().map(Option::is_some).collect();
                 if !present.iter().any(|&p| p) {
                     return Ok(());
+                }
+                #[cfg(feature = "cuda")]
+                if let Some(k) = kernel {
+                    let scalars = crate::cuda::kernels::AdamStep {
+                        lr_bc1: lr / bc1,
+                        inv_sqrt_bc2: 1.0 / bc2.sqrt(),
+                        beta1: b1,
+                        beta2: b2,
+                        eps,
+                        weight_decay: wd,
+                    };
+                    return k.step(grads, m, v, scalars);
+                }
+                #[cfg(not(feature = "cuda"))]
+                if let Some(k) = kernel {
+                    match *k {}
                 }
                 let flat = |f: &dyn Fn(usize, &Var) -> Result<Tensor>| -> Result<Tensor> {
                     let parts = self
@@ -163,7 +203,7 @@ impl Adam {
     fn moments_of(&self, i: usize) -> Result<(Vec<f64>, Vec<f64>)> {
         match &self.moments {
             Moments::Host { m, v } => Ok((m[i].clone(), v[i].clone())),
-            Moments::Device { m, v, offsets } => {
+            Moments::Device { m, v, offsets, .. } => {
                 let n = offsets[i + 1] - offsets[i];
                 let host = |t: &Tensor| -> Result<Vec<f64>> {
                     t.narrow(0, offsets[i], n)?.to_dtype(DType::F64)?.to_vec1()

@@ -41,7 +41,7 @@ pub struct EpochSums {
 
 impl EpochSums {
     /// Adds one batch's loss terms.
-    pub fn add(&mut self, terms: &crate::loss::LossTerms, images: usize) {
+    pub fn add(&mut self, terms: &crate::loss::LossValues, images: usize) {
         self.loss += terms.value;
         self.inst += terms.instance;
         self.var += terms.var;

@@ -3,7 +3,7 @@
 use candle_core::Device;
 
 use super::TrainError;
-use crate::config::parse_cuda_ordinal;
+use crate::config::{parse_cuda_ordinal, Precision};
 
 /// Sizes rayon's pool (every CPU op runs on it): `threads` if non-zero, else
 /// RAYON_NUM_THREADS or all cores. Only the first call in a process counts.
@@ -27,23 +27,50 @@ pub fn set_threads(threads: usize) -> Result<(), TrainError> {
 }
 
 /// The device a config names; CUDA only in builds with the `cuda` feature.
-pub fn device(name: &str) -> Result<Device, TrainError> {
+/// `precision`: how its f32 convolutions compute (CUDA; the CPU's are fp32).
+pub fn device(name: &str, precision: Precision) -> Result<Device, TrainError> {
     if name == "cpu" {
         return Ok(Device::Cpu);
     }
     let ordinal = parse_cuda_ordinal(name).ok_or_else(|| {
         TrainError::Device(format!("device `{name}`: expected \"cpu\" or \"cuda:N\""))
     })?;
-    open_cuda(ordinal).map_err(|why| TrainError::Device(format!("device `{name}`: {why}")))
+    open_cuda(ordinal, precision)
+        .map_err(|why| TrainError::Device(format!("device `{name}`: {why}")))
+}
+
+/// The device in one line for records and epoch lines: "cpu", or the GPU,
+/// its memory and how its convolutions run.
+pub fn describe(name: &str, device: &Device) -> String {
+    #[cfg(feature = "cuda")]
+    if let Some(gpu) = crate::cuda::describe(device) {
+        return format!("{name}: {gpu}");
+    }
+    let _ = device;
+    name.to_string()
+}
+
+/// A few words for an epoch line: None on the CPU, else the device and
+/// its convolutions ("cuda:0, cuDNN tf32" or "cuda:0, candle convolutions").
+pub fn short(name: &str, device: &Device) -> Option<String> {
+    #[cfg(feature = "cuda")]
+    if let Ok(cuda) = device.as_cuda_device() {
+        return Some(match crate::cuda::cudnn::engine(cuda) {
+            Some(e) => format!("{name}, cuDNN {}", e.precision.name()),
+            None => format!("{name}, candle convolutions"),
+        });
+    }
+    let _ = (name, device);
+    None
 }
 
 #[cfg(feature = "cuda")]
-fn open_cuda(ordinal: usize) -> Result<Device, String> {
-    crate::cuda::open(ordinal)
+fn open_cuda(ordinal: usize, precision: Precision) -> Result<Device, String> {
+    crate::cuda::open(ordinal, precision)
 }
 
 #[cfg(not(feature = "cuda"))]
-fn open_cuda(_ordinal: usize) -> Result<Device, String> {
+fn open_cuda(_ordinal: usize, _precision: Precision) -> Result<Device, String> {
     Err("this esx was built without CUDA; rebuild with `cargo install --path . --features cuda` (see README)".into())
 }
 
@@ -52,5 +79,5 @@ pub fn cuda_device_count() -> Result<usize, String> {
     #[cfg(feature = "cuda")]
     return crate::cuda::device_count();
     #[cfg(not(feature = "cuda"))]
-    open_cuda(0).map(|_| 0)
+    open_cuda(0, Precision::Fp32).map(|_| 0)
 }

@@ -8,7 +8,7 @@ use super::dataset::TrainData;
 use super::TrainError;
 use crate::config::Config;
 use crate::data::batches::{Augment, Batch, BatchStream};
-use crate::loss::{EmbedSegLoss, LossTerms};
+use crate::loss::{EmbedSegLoss, LossTerms, LossValues};
 use crate::model::{BranchedErfnet, Mode};
 
 /// Mean loss terms over an epoch's batches.
@@ -48,10 +48,16 @@ pub fn step_loss(
         dev,
     )?;
     let prediction = net.forward(&x, mode)?;
-    Ok(loss.compute(&prediction, &batch.labels, &batch.centers, ious)?)
+    Ok(loss.compute_with(
+        &prediction,
+        &batch.labels,
+        &batch.centers,
+        Some(&batch.instances),
+        ious,
+    )?)
 }
 
-pub fn check_finite(t: &LossTerms, step: u64, epoch: u32) -> Result<(), TrainError> {
+pub fn check_finite(t: &LossValues, step: u64, epoch: u32) -> Result<(), TrainError> {
     for (term, value) in [
         ("instance", t.instance),
         ("variance", t.var),
@@ -100,7 +106,7 @@ pub fn validate(
     ) {
         let batch = batch?;
         let terms = step_loss(net, &batch, dev, loss, Mode::Eval, true)?;
-        sums.add(&terms, batch.size);
+        sums.add(&terms.values()?, batch.size);
         ious.extend(terms.ious);
     }
     let iou = ious.iter().sum::<f64>() / ious.len().max(1) as f64;

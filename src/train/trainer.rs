@@ -95,6 +95,9 @@ pub enum Start {
 #[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct EpochReport {
     pub epoch: u32,
+    /// Where it ran, when not on the CPU ("cuda:0, cuDNN tf32").
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub device: Option<String>,
     pub lr: f64,
     pub train: Means,
     pub val: Option<Means>,
@@ -132,7 +135,7 @@ pub fn run(
             prefix,
             sweep,
         } => {
-            device(&composed.config.device)?;
+            device(&composed.config.device, composed.config.train.precision)?;
             set_threads(composed.config.threads)?;
             let new = NewRun {
                 name: composed.config.name.clone(),
@@ -179,7 +182,7 @@ pub fn run(
             }
             let config: Config = toml::from_str(&info.config)
                 .map_err(|e| resume_err(format!("its recorded config: {e}")))?;
-            device(&config.device)?;
+            device(&config.device, config.train.precision)?;
             set_threads(config.threads)?;
             (config, RunWriter::reopen(&dir, claim)?, true)
         }
@@ -252,10 +255,16 @@ fn train(
     judge: Option<&dyn EpochJudge>,
     started: &mut bool,
 ) -> Result<Done, TrainError> {
-    let dev = device(&cfg.device)?;
+    let dev = device(&cfg.device, cfg.train.precision)?;
     let data = prepare(cfg, reporter)?;
     if !resume {
         writer.log_event("split", &data.split_json())?;
+    }
+    let on = super::device::describe(&cfg.device, &dev);
+    if !dev.is_cpu() {
+        // What the run really ran on: the GPU and how its convolutions ran.
+        writer.log_event("device", &on)?;
+        reporter.note(format!("device {on}"));
     }
     let weights = Weights::new(DType::F32, &dev);
     let net = BranchedErfnet::new(&weights, cfg.model.n_sigma, cfg.seed)?;
@@ -364,7 +373,6 @@ fn train(
             let batch = batch?;
             net.reseed_dropout(rng_seed(cfg.seed, pos.step));
             let terms = step_loss(&net, &batch, &dev, &loss, Mode::Train, false)?;
-            check_finite(&terms, pos.step + 1, epoch + 1)?;
             let grads = (&terms.total / cfg.train.virtual_batch as f64)?.backward()?;
             let mut fresh: Vec<Option<Tensor>> =
                 opt.vars().map(|v| grads.get(v).cloned()).collect();
@@ -380,16 +388,22 @@ fn train(
                 opt.step(&accumulated)?;
                 accumulated.clear();
             }
+            // Read after the optimiser's step: on a GPU the read waits for
+            // the step, and a read before the backward pass would stall the
+            // device between the loss and the gradients. A non-finite loss
+            // still ends the run before anything is recorded or saved.
+            let values = terms.values()?;
+            check_finite(&values, pos.step + 1, epoch + 1)?;
             pos.step += 1;
             for (key, v) in [
-                ("loss", terms.value),
-                ("inst", terms.instance),
-                ("var", terms.var),
-                ("seed", terms.seed),
+                ("loss", values.value),
+                ("inst", values.instance),
+                ("var", values.var),
+                ("seed", values.seed),
             ] {
                 writer.log_scalar(pos.step, epoch + 1, "step", key, v)?;
             }
-            sums.add(&terms, batch.size);
+            sums.add(&values, batch.size);
             bar.set_message(format!(
                 "epoch {}/{} loss {:.4}",
                 epoch + 1,
@@ -480,6 +494,7 @@ fn train(
         }
         let report = EpochReport {
             epoch: e,
+            device: super::device::short(&cfg.device, &dev),
             lr,
             train,
             val: val.as_ref().map(|v| v.0),

@@ -268,5 +268,9 @@ pub fn epoch_line(r: &crate::train::trainer::EpochReport, epochs: u32) -> String
         r.lr,
         r.images_per_s,
         super::duration(r.seconds)
-    )
+    ) + &r
+        .device
+        .as_ref()
+        .map(|d| format!("  ({d})"))
+        .unwrap_or_default()
 }

@@ -10,8 +10,12 @@ and prints both sides. Never needed by CI or by esx itself.
 BATCH_FILE is a safetensors file written by esx (images [B,1,S,S], labels and
 centers [B,S,S]), so both sides time the same batch. Prints one JSON line.
 ESX_BENCH_DEVICE (set by esx: cpu or cuda:N) says where train and infer run;
-on a GPU each phase is timed to a torch.cuda.synchronize() and the peak
-memory PyTorch's allocator reserved is reported.
+on a GPU each phase is timed to a torch.cuda.synchronize(), the peak memory
+PyTorch's tensors held (max_memory_allocated) and its caching allocator
+reserved (max_memory_reserved) are reported, and ESX_BENCH_PRECISION (tf32,
+PyTorch's default for cuDNN convolutions, or fp32) sets
+torch.backends.cudnn.allow_tf32. cudnn.benchmark is on, as EmbedSeg's
+train.py and test.py set it.
 """
 import json
 import os
@@ -31,6 +35,12 @@ from EmbedSeg.criterions.my_loss import SpatialEmbLoss  # noqa: E402
 from EmbedSeg.models.BranchedERFNet import BranchedERFNet  # noqa: E402
 
 DEVICE = torch.device(os.environ.get("ESX_BENCH_DEVICE", "cpu"))
+PRECISION = os.environ.get("ESX_BENCH_PRECISION", "tf32")
+if DEVICE.type == "cuda":
+    torch.backends.cudnn.benchmark = True
+    torch.backends.cudnn.allow_tf32 = PRECISION == "tf32"
+    # PyTorch's default (matmuls are not TF32 unless asked), as esx's.
+    torch.backends.cuda.matmul.allow_tf32 = False
 
 
 def sync():
@@ -38,10 +48,12 @@ def sync():
         torch.cuda.synchronize(DEVICE)
 
 
-def peak_gpu_mb():
+def peak_gpu():
+    """PyTorch's peak GPU memory: what its tensors held, what it reserved (MB)."""
     if DEVICE.type != "cuda":
-        return 0.0
-    return torch.cuda.max_memory_reserved(DEVICE) / 1e6
+        return {"peak_gpu_mb": 0.0, "peak_gpu_reserved_mb": 0.0}
+    return {"peak_gpu_mb": torch.cuda.max_memory_allocated(DEVICE) / 1e6,
+            "peak_gpu_reserved_mb": torch.cuda.max_memory_reserved(DEVICE) / 1e6}
 
 # EmbedSeg's test configuration: seed 0.9, foreground 0.5; its min_object_size
 # is a strict lower bound, esx's min_size an inclusive one.
@@ -88,7 +100,7 @@ def train(batch_file, steps, threads):
             times.append((t1 - t0, t2 - t1, t3 - t2))
     med = np.median(np.array(times), axis=0)
     return {"forward": med[0], "loss": med[1], "backward_adam": med[2], "step": float(med.sum()),
-            "peak_rss_mb": peak_rss_mb(), "peak_gpu_mb": peak_gpu_mb()}
+            "peak_rss_mb": peak_rss_mb(), **peak_gpu()}
 
 
 def infer(n, size, runs, threads):
@@ -103,7 +115,7 @@ def infer(n, size, runs, threads):
             net(x.to(DEVICE)).cpu()  # up, through, and the maps back, as in esx
             if i > 0:
                 times.append(time.perf_counter() - t0)
-    return {"forward": float(np.median(times)), "peak_rss_mb": peak_rss_mb(), "peak_gpu_mb": peak_gpu_mb()}
+    return {"forward": float(np.median(times)), "peak_rss_mb": peak_rss_mb(), **peak_gpu()}
 
 
 def clusterer(h, w):
