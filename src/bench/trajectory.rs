@@ -27,15 +27,6 @@ use crate::loss::LossTerms;
 use crate::model::Mode;
 use crate::train::adam::Adam;
 
-/// The bound on the first step's loss (the loss parity bound of the
-/// dtype), and on the level of the whole trajectory.
-fn bounds(dtype: DType) -> (f64, f64) {
-    match dtype {
-        DType::F64 => (1e-9, 1e-2),
-        _ => (1e-4, 1e-2),
-    }
-}
-
 /// One side's optimiser, over its own weights and backend.
 fn optimiser(side: &Side, lr: f64) -> candle_core::Result<Adam> {
     Adam::new(side.weights.trainable(), lr, 1e-4, side.weights.backend)
@@ -76,7 +67,8 @@ pub fn run(
     let (reference, subject) = pair(dtype, device, scratch.path())?;
     let mut opt_ref = optimiser(&reference, opts.lr)?;
     let mut opt_sub = optimiser(&subject, opts.lr)?;
-    let (first, level) = bounds(dtype);
+    // The first step as the loss's parity bound; the level to 1 %.
+    let (first, level) = (super::parity::Bounds::of(dtype, opts.tf32).out, 1e-2);
     let names = ["total", "instance", "var", "seed"];
     let mut worst_total = 0.0f64;
     let (mut sum_a, mut sum_b) = (0.0, 0.0);

@@ -254,6 +254,7 @@ pub fn exec(args: Args) -> anyhow::Result<()> {
                 dtypes,
                 steps,
                 lr,
+                tf32: precision == esx::config::Precision::Tf32 && !dev.is_cpu(),
             };
             let mut print = printer(args.json);
             print(esx::bench::train::setup(&device, &dev));

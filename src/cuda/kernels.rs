@@ -289,3 +289,29 @@ impl AdamKernel {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// NVRTC compiles the kernels (no GPU needed: NVRTC only compiles).
+    /// Run where libnvrtc is on the library path, e.g. NVIDIA's
+    /// `nvidia-cuda-nvrtc` wheel; elsewhere there is nothing to check.
+    #[test]
+    fn the_kernels_compile() {
+        // SAFETY: only tries to dlopen the library.
+        if !unsafe { cudarc::nvrtc::sys::is_culib_present() } {
+            eprintln!("no libnvrtc here: the kernels' compilation is not checked");
+            return;
+        }
+        let ptx = super::ptx().unwrap();
+        for name in [
+            "permute_rows_f32",
+            "unpermute_rows_f32",
+            "permute_rows_f64",
+            "unpermute_rows_f64",
+            "adam_f32",
+            "adam_f64",
+        ] {
+            assert!(ptx.contains(&format!(".entry {name}(")), "{name} missing");
+        }
+    }
+}
