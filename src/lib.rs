@@ -6,6 +6,7 @@
 pub mod backend;
 pub mod bench;
 pub mod config;
+pub mod conv_pass;
 #[cfg(feature = "cuda")]
 pub mod cuda;
 pub mod data;

@@ -4,7 +4,7 @@
 //! which precision; where cuDNN is missing (or ESX_CUDNN=0) they run
 //! candle's kernels and the device's description says so.
 //!
-//! The three passes (src/model/device_conv.rs) each pick their algorithm
+//! The three passes (src/conv_pass.rs) each pick their algorithm
 //! the first time a shape is seen by timing every candidate
 //! (cudnnFind…: PyTorch's `cudnn.benchmark = True`, which EmbedSeg sets),
 //! and keep it for the process. "fp32" restricts cuDNN to FMA kernels
@@ -24,13 +24,13 @@ use cudarc::cudnn::result as cr;
 use cudarc::cudnn::sys;
 use cudarc::driver::{CudaSlice, DevicePtr, DevicePtrMut};
 
-use crate::config::Precision;
-use crate::model::device_conv::{Pass, Problem};
+use crate::conv_pass::{Pass, Problem};
 
 /// How a device's convolutions run cuDNN.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Engine {
-    pub precision: Precision,
+    /// f32 convolutions on tensor cores (TF32 inputs), else FMA only.
+    pub tf32: bool,
     /// cudnnGetVersion: 91002 is 9.10.2.
     pub version: usize,
 }
@@ -43,8 +43,19 @@ impl Engine {
             v / 10000,
             (v % 10000) / 100,
             v % 100,
-            self.precision.name()
+            self.precision()
         )
+    }
+}
+
+impl Engine {
+    /// "tf32" or "fp32", as `train.precision` says it.
+    pub fn precision(self) -> &'static str {
+        if self.tf32 {
+            "tf32"
+        } else {
+            "fp32"
+        }
     }
 }
 
@@ -59,7 +70,7 @@ fn engines() -> std::sync::MutexGuard<'static, Vec<(DeviceId, std::result::Resul
 
 /// Decides once, as `device` is opened, whether its convolutions run
 /// cuDNN: the library must load and give a handle.
-pub fn register(device: &CudaDevice, precision: Precision) {
+pub fn register(device: &CudaDevice, tf32: bool) {
     let engine = if std::env::var("ESX_CUDNN").is_ok_and(|v| v == "0") {
         Err("ESX_CUDNN=0".to_string())
     } else if !unsafe { sys::is_culib_present() } {
@@ -67,7 +78,7 @@ pub fn register(device: &CudaDevice, precision: Precision) {
     } else {
         handle(device)
             .map(|_| Engine {
-                precision,
+                tf32,
                 version: cr::get_version(),
             })
             .map_err(|e| format!("cuDNN would not start: {e}"))
@@ -117,7 +128,8 @@ struct Choice {
 /// between threads), with the algorithms chosen so far.
 struct Handle {
     raw: sys::cudnnHandle_t,
-    choices: RefCell<HashMap<(Pass, Problem, bool, Precision), Choice>>,
+    /// By pass, problem, f64 or not, TF32 or not.
+    choices: RefCell<HashMap<(Pass, Problem, bool, bool), Choice>>,
 }
 
 impl Drop for Handle {
@@ -218,9 +230,9 @@ impl Descriptors {
 
 /// The math type cuDNN may use: f32 in fp32 only FMA kernels; in tf32
 /// anything (tensor cores on TF32 inputs), as PyTorch sets it.
-fn math(is_f64: bool, precision: Precision) -> sys::cudnnMathType_t {
-    match (is_f64, precision) {
-        (false, Precision::Fp32) => sys::cudnnMathType_t::CUDNN_FMA_MATH,
+fn math(is_f64: bool, tf32: bool) -> sys::cudnnMathType_t {
+    match (is_f64, tf32) {
+        (false, false) => sys::cudnnMathType_t::CUDNN_FMA_MATH,
         _ => sys::cudnnMathType_t::CUDNN_DEFAULT_MATH,
     }
 }
@@ -294,23 +306,51 @@ fn find(h: &Handle, pass: Pass, d: &Descriptors, allowed: sys::cudnnMathType_t) 
             d.w
         ),
     };
+    // In fp32, no tensor-core candidate (whatever math type cuDNN reports
+    // for the others, they run under FMA_MATH below).
     let fma_only = allowed == sys::cudnnMathType_t::CUDNN_FMA_MATH;
-    timed
+    let tensor_ops = |m: sys::cudnnMathType_t| {
+        matches!(
+            m,
+            sys::cudnnMathType_t::CUDNN_TENSOR_OP_MATH
+                | sys::cudnnMathType_t::CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION
+        )
+    };
+    let best = timed
         .iter()
         .filter(|t| t.ok && t.memory <= MAX_WORKSPACE)
-        .filter(|t| !fma_only || t.math == sys::cudnnMathType_t::CUDNN_FMA_MATH)
+        .filter(|t| !(fma_only && tensor_ops(t.math)))
         .min_by(|a, b| a.time.total_cmp(&b.time))
-        .map(|t| Choice {
-            algo: t.algo,
-            math: t.math,
-            workspace: t.memory,
-        })
         .ok_or_else(|| {
             err(format!(
                 "no {pass:?} algorithm for this convolution ({} tried)",
                 timed.len()
             ))
-        })
+        })?;
+    let math = if fma_only { allowed } else { best.math };
+    // The workspace the launch asks for, which may exceed what cudnnFind
+    // reported.
+    // SAFETY: live handle and descriptors; the algorithm is of this pass.
+    let asked = unsafe {
+        cr::set_convolution_math_type(d.conv, math).map_err(err)?;
+        match best.algo {
+            Algo::Forward(a) => {
+                cr::get_convolution_forward_workspace_size(h.raw, d.x, d.w, d.conv, d.y, a)
+            }
+            Algo::Data(a) => {
+                cr::get_convolution_backward_data_workspace_size(h.raw, d.w, d.y, d.conv, d.x, a)
+            }
+            Algo::Filter(a) => {
+                cr::get_convolution_backward_filter_workspace_size(h.raw, d.x, d.y, d.conv, d.w, a)
+            }
+        }
+    }
+    .map_err(err)?;
+    Ok(Choice {
+        algo: best.algo,
+        math,
+        workspace: best.memory.max(asked),
+    })
 }
 
 /// The device pointer of a contiguous tensor's first element.
@@ -375,10 +415,10 @@ fn launch<T: Element>(
     let h = handle(device).map_err(err)?;
     let d = Descriptors::new(p, T::DATA)?;
     let is_f64 = T::DATA == sys::cudnnDataType_t::CUDNN_DATA_DOUBLE;
-    let allowed = math(is_f64, engine.precision);
+    let allowed = math(is_f64, engine.tf32);
     // SAFETY: a live descriptor.
     unsafe { cr::set_convolution_math_type(d.conv, allowed) }.map_err(err)?;
-    let key = (pass, *p, is_f64, engine.precision);
+    let key = (pass, *p, is_f64, engine.tf32);
     let cached = h.choices.borrow().get(&key).copied();
     let choice = match cached {
         Some(c) => c,
@@ -388,7 +428,8 @@ fn launch<T: Element>(
             c
         }
     };
-    // SAFETY: a live descriptor; the math type cudnnFind timed it with.
+    // SAFETY: a live descriptor. fp32: FMA only; tf32: the math type
+    // cudnnFind timed the algorithm with (as PyTorch sets it).
     unsafe { cr::set_convolution_math_type(d.conv, choice.math) }.map_err(err)?;
 
     let stream = device.cuda_stream();

@@ -11,8 +11,6 @@ pub mod memory;
 use candle_core::Device;
 use cudarc::driver::CudaContext;
 
-use crate::config::Precision;
-
 /// The libraries candle's CUDA backend loads, with what provides them.
 fn libraries() -> [(&'static str, &'static str, bool); 5] {
     // SAFETY: each check only tries to dlopen the library by its usual names.
@@ -74,8 +72,9 @@ pub fn device_count() -> Result<usize, String> {
 }
 
 /// Opens CUDA device `ordinal`, or says in one line why it cannot. Its
-/// convolutions run cuDNN in `precision` where this machine has cuDNN.
-pub fn open(ordinal: usize, precision: Precision) -> Result<Device, String> {
+/// convolutions run cuDNN where this machine has cuDNN, with `tf32` on
+/// tensor cores (TF32 inputs), else exact f32 products.
+pub fn open(ordinal: usize, tf32: bool) -> Result<Device, String> {
     let n = device_count()?;
     if ordinal >= n {
         let which = if n == 1 {
@@ -93,7 +92,7 @@ pub fn open(ordinal: usize, precision: Precision) -> Result<Device, String> {
     // allocation to order streams are pure overhead.
     unsafe { cuda.disable_event_tracking() };
     memory::keep_reserved(&device);
-    cudnn::register(cuda, precision);
+    cudnn::register(cuda, tf32);
     Ok(device)
 }
 

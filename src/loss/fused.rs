@@ -277,15 +277,11 @@ fn instance_loss(
         let i = marked[0] as usize;
         ((i % w) as f64 * PIXEL, (i / w) as f64 * PIXEL)
     } else {
-        let sx: f64 = pixels
-            .iter()
-            .map(|&i| (i as usize % w) as f64 * PIXEL)
-            .sum();
-        let sy: f64 = pixels
-            .iter()
-            .map(|&i| (i as usize / w) as f64 * PIXEL)
-            .sum();
-        (sx / m, sy / m)
+        // Whole pixels summed exactly, then scaled once: the same numbers
+        // as the native loss's instance table (data::instances).
+        let sx: u64 = pixels.iter().map(|&i| (i as usize % w) as u64).sum();
+        let sy: u64 = pixels.iter().map(|&i| (i as usize / w) as u64).sum();
+        (sx as f64 / m * PIXEL, sy as f64 / m * PIXEL)
     };
     let mut mu = [0.0f64; 2];
     let mut var = 0.0;

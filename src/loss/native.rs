@@ -90,8 +90,9 @@ fn instance_terms(
     let ids = Tensor::from_slice(&t.id, (k, 1), dev)?;
     let pixels = column(&t.pixels)?;
     let per_image = column(&t.per_image)?.squeeze(1)?;
-    // Pixels to grid units (xym's spacing).
-    let centre = (Tensor::from_slice(&t.centre, (k, 2, 1), dev)? * PIXEL)?.to_dtype(dt)?;
+    // Pixels to grid units (xym's spacing), as the fused op scales them.
+    let grid_centre: Vec<f64> = t.centre.iter().map(|c| c * PIXEL).collect();
+    let centre = Tensor::from_vec(grid_centre, (k, 2, 1), dev)?.to_dtype(dt)?;
 
     let mask = label_map
         .index_select(&image, 0)?

@@ -10,110 +10,25 @@
 use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
 
 use super::ops::Geom;
-
-/// Which of a convolution's three computations.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Pass {
-    /// (x, w) → y
-    Forward,
-    /// (dy, w) → dx
-    BackwardData,
-    /// (x, dy) → dw
-    BackwardFilter,
-}
-
-/// A convolution x (N, C, H, W) ⋆ w (K, C, kh, kw) → y (N, K, OH, OW),
-/// cross-correlation as PyTorch's Conv2d, with padding, stride and
-/// dilation per axis (y, x).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct Problem {
-    pub x: [usize; 4],
-    pub w: [usize; 4],
-    pub y: [usize; 4],
-    pub pad: [usize; 2],
-    pub stride: [usize; 2],
-    pub dilation: [usize; 2],
-}
+pub use crate::conv_pass::{Pass, Problem};
 
 fn dims4(t: &Tensor) -> Result<[usize; 4]> {
     let (a, b, c, d) = t.dims4()?;
     Ok([a, b, c, d])
 }
 
-impl Problem {
-    /// The convolution of input dims `x` by weight dims `w`.
-    pub fn new(x: [usize; 4], w: [usize; 4], g: Geom) -> Result<Problem> {
-        if x[1] != w[1] || (w[2], w[3]) != (g.kh, g.kw) {
-            candle_core::bail!(
-                "convolution of {x:?} by a weight {w:?} ({}×{} kernel)",
-                g.kh,
-                g.kw
-            );
-        }
-        let out = |size: usize, pad: usize, dil: usize, k: usize, stride: usize| {
-            let span = dil * (k - 1) + 1;
-            (size + 2 * pad >= span).then(|| (size + 2 * pad - span) / stride + 1)
-        };
-        let (Some(oh), Some(ow)) = (
-            out(x[2], g.ph, g.dh, g.kh, g.sh),
-            out(x[3], g.pw, g.dw, g.kw, g.sw),
-        ) else {
-            candle_core::bail!("a {}×{} kernel does not fit an input of {x:?}", g.kh, g.kw);
-        };
-        Ok(Problem {
-            x,
-            w,
-            y: [x[0], w[0], oh, ow],
-            pad: [g.ph, g.pw],
-            stride: [g.sh, g.sw],
-            dilation: [g.dh, g.dw],
-        })
+/// The convolution of `x` by `w` in `g`'s geometry.
+fn problem(x: &Tensor, w: &Tensor, g: Geom) -> Result<Problem> {
+    if (w.dim(2)?, w.dim(3)?) != (g.kh, g.kw) {
+        candle_core::bail!("a {}×{} kernel's weight of {:?}", g.kh, g.kw, w.dims());
     }
-
-    /// PyTorch's ConvTranspose2d of `x_t` (N, Cin, h, w) by `w` (Cin, Cout,
-    /// kh, kw) as the convolution whose input gradient it is: that
-    /// convolution maps (N, Cout, H, W) — the output here — to `x_t`.
-    pub fn transposed(
-        x_t: [usize; 4],
-        w: [usize; 4],
-        g: Geom,
-        output_padding: usize,
-    ) -> Result<Problem> {
-        let size = |n: usize, s: usize, p: usize, d: usize, k: usize| {
-            ((n.max(1) - 1) * s + d * (k - 1) + output_padding + 1).checked_sub(2 * p)
-        };
-        let (Some(h), Some(wd)) = (
-            size(x_t[2], g.sh, g.ph, g.dh, g.kh),
-            size(x_t[3], g.sw, g.pw, g.dw, g.kw),
-        ) else {
-            candle_core::bail!("transposed convolution of {x_t:?}: padding larger than its output");
-        };
-        let p = Problem::new([x_t[0], w[1], h, wd], w, g)?;
-        if p.y != x_t {
-            candle_core::bail!(
-                "transposed convolution of {x_t:?} by {w:?}: shapes do not round-trip"
-            );
-        }
-        Ok(p)
-    }
-
-    /// The dims a pass writes.
-    pub fn output(&self, pass: Pass) -> [usize; 4] {
-        match pass {
-            Pass::Forward => self.y,
-            Pass::BackwardData => self.x,
-            Pass::BackwardFilter => self.w,
-        }
-    }
-
-    /// The dims of a pass's two inputs, in order.
-    pub fn inputs(&self, pass: Pass) -> ([usize; 4], [usize; 4]) {
-        match pass {
-            Pass::Forward => (self.x, self.w),
-            Pass::BackwardData => (self.y, self.w),
-            Pass::BackwardFilter => (self.x, self.y),
-        }
-    }
+    Problem::new(
+        dims4(x)?,
+        dims4(w)?,
+        [g.ph, g.pw],
+        [g.sh, g.sw],
+        [g.dh, g.dw],
+    )
 }
 
 /// One pass of one convolution, as a candle op.
@@ -262,7 +177,7 @@ impl CustomOp2 for ConvPass {
 
 /// conv(x, w) (no bias) by the three-pass ops.
 pub fn conv2d(x: &Tensor, w: &Tensor, g: Geom) -> Result<Tensor> {
-    let problem = Problem::new(dims4(x)?, dims4(w)?, g)?;
+    let problem = problem(x, w, g)?;
     x.contiguous()?.apply_op2(
         &w.contiguous()?,
         ConvPass {
@@ -274,7 +189,17 @@ pub fn conv2d(x: &Tensor, w: &Tensor, g: Geom) -> Result<Tensor> {
 
 /// PyTorch's conv_transpose2d(x, w) (no bias) by the three-pass ops.
 pub fn conv_transpose2d(x: &Tensor, w: &Tensor, g: Geom, output_padding: usize) -> Result<Tensor> {
-    let problem = Problem::transposed(dims4(x)?, dims4(w)?, g, output_padding)?;
+    if (w.dim(2)?, w.dim(3)?) != (g.kh, g.kw) {
+        candle_core::bail!("a {}×{} kernel's weight of {:?}", g.kh, g.kw, w.dims());
+    }
+    let problem = Problem::transposed(
+        dims4(x)?,
+        dims4(w)?,
+        [g.ph, g.pw],
+        [g.sh, g.sw],
+        [g.dh, g.dw],
+        output_padding,
+    )?;
     x.contiguous()?.apply_op2(
         &w.contiguous()?,
         ConvPass {

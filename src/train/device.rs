@@ -56,7 +56,7 @@ pub fn short(name: &str, device: &Device) -> Option<String> {
     #[cfg(feature = "cuda")]
     if let Ok(cuda) = device.as_cuda_device() {
         return Some(match crate::cuda::cudnn::engine(cuda) {
-            Some(e) => format!("{name}, cuDNN {}", e.precision.name()),
+            Some(e) => format!("{name}, cuDNN {}", e.precision()),
             None => format!("{name}, candle convolutions"),
         });
     }
@@ -66,7 +66,7 @@ pub fn short(name: &str, device: &Device) -> Option<String> {
 
 #[cfg(feature = "cuda")]
 fn open_cuda(ordinal: usize, precision: Precision) -> Result<Device, String> {
-    crate::cuda::open(ordinal, precision)
+    crate::cuda::open(ordinal, precision == Precision::Tf32)
 }
 
 #[cfg(not(feature = "cuda"))]
