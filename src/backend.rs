@@ -33,3 +33,10 @@ impl Backend {
         }
     }
 }
+
+/// Whether esx's own CUDA kernels (src/cuda/kernels.rs: the Lovász sort's
+/// permutation, Adam in one launch) run on a GPU, or candle's ops in their
+/// place (ESX_KERNELS=0: a way around them should one fail on a machine).
+pub fn own_cuda_kernels() -> bool {
+    std::env::var("ESX_KERNELS").map_or(true, |v| v != "0")
+}

@@ -199,10 +199,14 @@ pub fn exec(args: Args) -> anyhow::Result<()> {
                 v.iter()
                     .filter(|s| !s.is_empty())
                     .map(|s| {
-                        let (b, n) = s.split_once('x').ok_or_else(|| {
-                            anyhow::anyhow!("shape `{s}`: expected BATCHxSIZE, e.g. 2x256")
-                        })?;
-                        Ok((b.parse()?, n.parse()?))
+                        let bad = || anyhow::anyhow!("shape `{s}`: expected BATCHxSIZE with a positive batch and a size that is a positive multiple of 8, e.g. 2x256");
+                        let (b, n) = s.split_once('x').ok_or_else(bad)?;
+                        let (b, n): (usize, usize) =
+                            (b.parse().map_err(|_| bad())?, n.parse().map_err(|_| bad())?);
+                        if b == 0 || n == 0 || n % 8 != 0 {
+                            return Err(bad());
+                        }
+                        Ok((b, n))
                     })
                     .collect()
             };

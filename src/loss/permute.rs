@@ -10,6 +10,11 @@ use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
 /// out[r, j] = values[r, order[r, j]]; `order` (rows, cols) u32 holds a
 /// permutation of 0..cols in each row.
 pub fn permute_rows(values: &Tensor, order: &Tensor) -> Result<Tensor> {
+    if !values.device().is_cpu() && !crate::backend::own_cuda_kernels() {
+        return values
+            .contiguous()?
+            .gather(&order.contiguous()?, candle_core::D::Minus1);
+    }
     values
         .contiguous()?
         .apply_op2(&order.contiguous()?, Permute { back: false })

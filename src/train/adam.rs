@@ -44,7 +44,9 @@ type Kernel = std::convert::Infallible;
 /// The kernel for parameters on a CUDA device, where its kernels compile.
 fn kernel(params: &[(String, Var)]) -> Option<Kernel> {
     #[cfg(feature = "cuda")]
-    if params.first().is_some_and(|(_, p)| p.device().is_cuda()) {
+    if crate::backend::own_cuda_kernels()
+        && params.first().is_some_and(|(_, p)| p.device().is_cuda())
+    {
         return Kernel::new(params).ok();
     }
     let _ = params;

@@ -91,15 +91,15 @@ refuse() {
     fi
 }
 
-if section "machine and build" 5; then
+if section "machine and build" 30; then
     date -u
     uname -srm
     echo "glibc here: $(getconf GNU_LIBC_VERSION 2>/dev/null || ldd --version 2>&1 | head -1)"
     [ -f "$esx.needs" ] && cat "$esx.needs"
     echo "binary: $esx, $(stat -c %s "$esx" 2>/dev/null || echo '?') bytes"
     if command -v nvidia-smi >/dev/null; then
-        nvidia-smi --query-gpu=name,driver_version,memory.total,compute_cap,compute_mode,mig.mode.current --format=csv
-        nvidia-smi | head -4 | tail -2
+        timeout 20 nvidia-smi --query-gpu=name,driver_version,memory.total,compute_cap,compute_mode,mig.mode.current --format=csv
+        timeout 20 nvidia-smi | head -4 | tail -2
     else
         echo "nvidia-smi: not found"
     fi
@@ -108,8 +108,8 @@ if section "machine and build" 5; then
     # cuRAND, NVRTC, cuDNN from the PyTorch environment's NVIDIA wheels
     # (never their stubs/ folders, which hold link-time placeholders).
     if [ -x "$python" ]; then
-        "$python" -c 'import torch; print("torch", torch.__version__, "CUDA", torch.version.cuda, "cuDNN", torch.backends.cudnn.version())' 2>&1 | tail -1
-        nv="$("$python" -c 'import nvidia, os; print(list(nvidia.__path__)[0])' 2>/dev/null)"
+        timeout 60 "$python" -c 'import torch; print("torch", torch.__version__, "CUDA", torch.version.cuda, "cuDNN", torch.backends.cudnn.version())' 2>&1 | tail -1
+        nv="$(timeout 30 "$python" -c 'import nvidia, os; print(list(nvidia.__path__)[0])' 2>/dev/null)"
         if [ -n "$nv" ]; then
             libs="$(find "$nv" -name 'lib*.so*' -not -path '*/stubs/*' -printf '%h\n' | sort -u | paste -sd:)"
             export LD_LIBRARY_PATH="$libs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
@@ -127,13 +127,34 @@ fi
 export RUST_BACKTRACE=1   # errors must stay one line even so
 
 torch=()
-if [ -x "$python" ] && "$python" -c 'import torch' 2>/dev/null; then
+if [ -x "$python" ] && timeout 60 "$python" -c 'import torch' 2>/dev/null; then
     export PYTHONPATH="$root/target/gpu/embedseg${PYTHONPATH:+:$PYTHONPATH}"
     torch=(--torch "$python" --torch-script "$root/tools/reference/bench_torch.py")
 fi
 
+# errored NAME: the benchmark NAME stopped on an error (not a bound): no
+# figures, or a figure saying why it could not go on.
+errored() {
+    [ ! -s "$out/$1.jsonl" ] || grep -q '"name":"f32 parity"' "$out/$1.jsonl"
+}
+
 if section "parity smoke test: [1,1,64,64] f32 on cuda:0 against the CPU" 30; then
     bench parity-smoke 60 parity --device cuda:0 --batch 1 --size 64 --dtype f32
+    # An error (not a bound) here would fail every section after it: find
+    # the part at fault and run the rest without it, said in the summary.
+    if errored parity-smoke && grep -q 'convolutions by cuDNN' "$out/parity-smoke.jsonl"; then
+        echo "-- the smoke test stopped on an error: again with candle's convolutions (ESX_CUDNN=0)"
+        if ESX_CUDNN=0 bench parity-smoke-no-cudnn 60 parity --device cuda:0 --batch 1 --size 64 --dtype f32 \
+            || ! errored parity-smoke-no-cudnn; then
+            export ESX_CUDNN=0; note "NOTE      the rest runs with ESX_CUDNN=0 (cuDNN failed)"
+        else
+            echo "-- again without esx's CUDA kernels too (ESX_KERNELS=0)"
+            if ESX_CUDNN=0 ESX_KERNELS=0 bench parity-smoke-candle-only 60 parity --device cuda:0 --batch 1 --size 64 --dtype f32 \
+                || ! errored parity-smoke-candle-only; then
+                export ESX_CUDNN=0 ESX_KERNELS=0; note "NOTE      the rest runs with ESX_CUDNN=0 ESX_KERNELS=0"
+            fi
+        fi
+    fi
 fi
 
 if section "parity: f64 and f32 (fp32 convolutions), then the 20-step trajectory at the quickstart's shape" 60; then
