@@ -260,9 +260,9 @@ fn train(
     if !resume {
         writer.log_event("split", &data.split_json())?;
     }
-    let on = super::device::describe(&cfg.device, &dev);
     if !dev.is_cpu() {
         // What the run really ran on: the GPU and how its convolutions ran.
+        let on = super::device::describe(&cfg.device, &dev);
         writer.log_event("device", &on)?;
         reporter.note(format!("device {on}"));
     }
