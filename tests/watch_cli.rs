@@ -281,6 +281,51 @@ impl Drop for Tmux {
     }
 }
 
+/// A run's process held still (SIGSTOP) until dropped (SIGCONT), so that
+/// a failing test leaves nothing stopped behind it.
+struct Held(u32);
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-CONT", &self.0.to_string()])
+            .status();
+    }
+}
+
+/// Waits for a run under `runs` other than `not` whose store names its
+/// process, and holds that process still: the run's dir and the hold.
+fn hold_new_run(runs: &Path, not: Option<&Path>) -> (std::path::PathBuf, Held) {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let found = common::newest_run(runs)
+            .filter(|d| Some(d.as_path()) != not)
+            .and_then(|d| esx::store::query::read_run(&d).ok().map(|r| (d, r.pid)));
+        if let Some((dir, pid)) = found.filter(|(_, pid)| *pid > 0) {
+            let ok = Command::new("kill")
+                .args(["-STOP", &pid.to_string()])
+                .status()
+                .unwrap()
+                .success();
+            assert!(ok, "kill -STOP {pid}");
+            return (dir, Held(pid));
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no new run appeared under {runs:?}"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// The epoch the first run row of a frame shows, as in "2/4".
+fn shown_epoch(screen: &str) -> u32 {
+    screen
+        .split_whitespace()
+        .find_map(|w| w.strip_suffix("/4").and_then(|e| e.parse().ok()))
+        .unwrap_or_else(|| panic!("no epoch of 4 shown:\n{screen}"))
+}
+
 #[test]
 fn the_terminal_ui_follows_a_sweep_while_it_trains_and_quits_cleanly() {
     let dir = tempfile::tempdir().unwrap();
@@ -316,15 +361,26 @@ fn the_terminal_ui_follows_a_sweep_while_it_trains_and_quits_cleanly() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    // The first run appears and its epochs count up, without a restart.
+    // The first run appears mid-way and its epochs count up to the end,
+    // without a restart. Each run is held still (SIGSTOP) as soon as its
+    // store names its process, so that the frame of a run mid-way is there
+    // to see however fast the machine trains.
+    let runs = d.join("runs");
+    let (first_run, held) = hold_new_run(&runs, None);
     let first = tmux.wait_for("a running run", 60, |s| s.contains("1 run: 1 running"));
     assert!(first.contains("sweep "), "sweep progress:\n{first}");
-    tmux.wait_for("epochs counting", 60, |s| {
-        s.contains("1/4") || s.contains("2/4")
-    });
-    tmux.wait_for("the second run", 90, |s| {
+    let mid_way = shown_epoch(&first);
+    assert!(mid_way < 4, "a held run shows epoch {mid_way}/4:\n{first}");
+    drop(held);
+    let (_, held) = hold_new_run(&runs, Some(&first_run));
+    let second = tmux.wait_for("the second run", 90, |s| {
         s.contains("2 runs: 1 completed, 1 running")
     });
+    assert!(
+        second.contains("4/4"),
+        "the first run counted to its end:\n{second}"
+    );
+    drop(held);
     let ended = tmux.wait_for("both runs done", 90, |s| s.contains("2 runs: 2 completed"));
     assert!(ended.contains("2 of 2 done"), "{ended}");
     assert!(
