@@ -559,3 +559,75 @@ fn a_read_only_runs_folder_is_said_once() {
     assert_eq!(err.matches("Read-only file system").count(), 1, "{err}");
     assert!(err.contains("ro/runs"), "{err}");
 }
+
+/// The crop size is checked before anything is written (issue 33): beyond
+/// what the schema allows, beyond the frames (all padding: 4096 on 64×64
+/// frames once wrote 53 GB), beyond the free disk.
+#[test]
+fn a_crop_size_beyond_the_frames_or_the_disk_is_refused_before_anything_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    tiny(d);
+    let err = fails(d, &["run", "-q", "tiny.toml", "data.crop_size=65536"]);
+    assert!(
+        err.contains("data.crop_size") && err.contains("8192"),
+        "{err}"
+    );
+    assert!(!d.join("runs").exists() || only_runs(&d.join("runs")) == 0);
+
+    let err = fails(d, &["run", "-q", "tiny.toml", "data.crop_size=4096"]);
+    assert!(
+        err.contains("data.crop_size 4096") && err.contains("64×64") && err.contains("at most 128"),
+        "{err}"
+    );
+    let crops = d.join("data/tiny/TRAIN_CROPS_4096x4096");
+    assert!(!crops.exists() || std::fs::read_dir(&crops).unwrap().next().is_none());
+    // The run that asked is recorded as failed, with the reason.
+    let info = read_run(&only_run(&d.join("runs"))).unwrap();
+    assert_eq!(info.status, RunStatus::Failed);
+    assert!(info
+        .error
+        .unwrap_or_default()
+        .contains("data.crop_size 4096"));
+    let err = fails(d, &["prepare", "crops", "data/tiny", "--crop-size", "4096"]);
+    assert!(err.contains("at most 128"), "{err}");
+
+    // On a 6 MB disk, crops of 128² (≈200 kB each, one per cell) do not fit.
+    let Some(disk) = Tmpfs::mount(&d.join("disk"), 6) else {
+        return;
+    };
+    let small = disk.0.join("tiny");
+    std::fs::create_dir_all(&small).unwrap();
+    let src = d.join("data/tiny");
+    for entry in std::fs::read_dir(&src).unwrap() {
+        let entry = entry.unwrap();
+        if entry
+            .file_name()
+            .to_string_lossy()
+            .starts_with("TRAIN_CROPS")
+        {
+            continue;
+        }
+        let ok = Command::new("cp")
+            .arg("-r")
+            .arg(entry.path())
+            .arg(&small)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok);
+    }
+    let small_arg = small.to_str().unwrap();
+    let err = fails(d, &["prepare", "crops", small_arg, "--crop-size", "128"]);
+    assert!(
+        err.contains("data.crop_size 128")
+            && err.contains("MB free")
+            && err.contains("nothing was written"),
+        "{err}"
+    );
+    assert!(!small.join("TRAIN_CROPS_128x128").exists());
+}
+
+fn only_runs(root: &Path) -> usize {
+    list_runs(root).map_or(0, |r| r.len())
+}

@@ -394,11 +394,11 @@ impl Config {
             );
         }
         let crop = self.data.crop_size;
-        if crop < 16 || !crop.is_multiple_of(8) {
+        if !(16..=MAX_CROP).contains(&crop) || !crop.is_multiple_of(8) {
             return bad(
                 "data.crop_size",
                 crop.to_string(),
-                "must be a multiple of 8, at least 16 (the network downsamples 3 times)",
+                &format!("must be a multiple of 8 from 16 (the network downsamples 3 times) to {MAX_CROP}"),
             );
         }
         if !(0.0..1.0).contains(&self.data.val_fraction) {
@@ -447,6 +447,10 @@ impl Config {
 
 /// The most CPU threads a run may ask for.
 pub const MAX_THREADS: usize = 1024;
+
+/// The largest crop: 8192² pixels are 800 MB of crop files and far more
+/// of activations in training.
+pub const MAX_CROP: usize = 8192;
 
 impl Config {
     /// The schema defaults as TOML.

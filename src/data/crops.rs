@@ -163,6 +163,9 @@ pub fn prepare_crops(
             })
         })
         .collect();
+    // Before anything is written: the crop size against the frames, the
+    // crops against the free disk, the cropping against the memory.
+    super::budget::check_crops(&frames, &stale, spec.crop_size, &dir)?;
     let mut report = CropsReport {
         dir: dir.clone(),
         frames: frames.len(),

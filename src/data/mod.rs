@@ -3,6 +3,7 @@
 
 pub mod augment;
 pub mod batches;
+pub mod budget;
 pub mod centers;
 pub mod crops;
 pub mod ctc;
@@ -64,6 +65,28 @@ pub enum DataError {
     },
     #[error("crop size {crop} is larger than every image (largest {w}×{h}) and padding is off")]
     CropTooLarge { crop: usize, w: usize, h: usize },
+    #[error("data.crop_size {crop} is far larger than every frame (the largest is {w}×{h}): its crops would be nearly all padding; use at most {limit}")]
+    CropBeyondFrames {
+        crop: usize,
+        w: usize,
+        h: usize,
+        limit: usize,
+    },
+    #[error("data.crop_size {crop}: its {crops} crops would take about {need_mb} MB and {path} has {free_mb} MB free; nothing was written")]
+    DiskBudget {
+        crop: usize,
+        crops: u64,
+        need_mb: u64,
+        free_mb: u64,
+        path: PathBuf,
+    },
+    #[error("data.crop_size {crop}: cropping {frames} frames at once would hold about {need_mb} MB and this machine has {available_mb} MB available")]
+    MemoryBudget {
+        crop: usize,
+        need_mb: u64,
+        available_mb: u64,
+        frames: usize,
+    },
     #[error("no training crops in {path}: {why}")]
     NoCrops { path: PathBuf, why: String },
     #[error("{path}: {why}")]
