@@ -631,3 +631,96 @@ fn a_crop_size_beyond_the_frames_or_the_disk_is_refused_before_anything_is_writt
 fn only_runs(root: &Path) -> usize {
     list_runs(root).map_or(0, |r| r.len())
 }
+
+/// A read-only bind mount of `src` at `at`, unmounted when dropped (needs
+/// root; `None` elsewhere).
+struct ReadOnlyView(PathBuf);
+
+impl ReadOnlyView {
+    fn mount(src: &Path, at: &Path) -> Option<ReadOnlyView> {
+        std::fs::create_dir_all(at).unwrap();
+        let run = |args: &[&str]| {
+            Command::new("mount")
+                .args(args)
+                .status()
+                .is_ok_and(|s| s.success())
+        };
+        let (s, a) = (src.to_str().unwrap(), at.to_str().unwrap());
+        if !run(&["--bind", s, a]) {
+            eprintln!("skipped: cannot bind-mount here (not root?)");
+            return None;
+        }
+        let view = ReadOnlyView(at.to_path_buf());
+        assert!(run(&["-o", "remount,ro,bind", a]), "remount read-only");
+        Some(view)
+    }
+}
+
+impl Drop for ReadOnlyView {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// A lab's runs folder read by colleagues, or mounted read-only: every
+/// reader reads WAL runs without write access (issue 33 item 2), whether
+/// the files a WAL database is read through are there (a live writer, or
+/// readers before) or not (its writer closed it).
+#[test]
+fn wal_runs_are_read_without_write_access() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    tiny(d);
+    succeeds(d, &["run", "-q", "tiny.toml", "epochs=1"]);
+    let run = only_run(&d.join("runs"));
+    let id = read_run(&run).unwrap().id;
+    let beside = |dir: &Path| -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with("run.db-"))
+            .collect();
+        names.sort();
+        names
+    };
+    let Some(view) = ReadOnlyView::mount(&d.join("runs"), &d.join("ro")) else {
+        return;
+    };
+    let ro = view.0.to_str().unwrap();
+    let ro_run = view.0.join(run.file_name().unwrap());
+    for files in ["left by readers", "none (the last connection closed)"] {
+        if files.starts_with("none") {
+            // The last connection, read-write, checkpoints and removes them.
+            let conn = rusqlite::Connection::open(run.join("run.db")).unwrap();
+            let mode: String = conn
+                .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+                .unwrap();
+            assert_eq!(mode, "wal", "the run is in WAL mode");
+            drop(conn);
+            assert!(beside(&run).is_empty(), "{:?}", beside(&run));
+        }
+        let before = beside(&ro_run);
+        let listed = succeeds(d, &["ls", "--runs", ro]);
+        assert!(
+            listed.contains(&id) && listed.contains("completed"),
+            "{files}: {listed}"
+        );
+        let shown = succeeds(d, &["show", "--runs", ro, &id]);
+        assert!(shown.contains("completed"), "{files}: {shown}");
+        let csv = succeeds(d, &["export", "--runs", ro, "--format", "csv"]);
+        assert!(csv.lines().count() > 3, "{files}: {csv}");
+        let frame = succeeds(d, &["watch", ro, "--once"]);
+        assert!(
+            frame.contains(&id) && frame.contains("completed"),
+            "{files}: {frame}"
+        );
+        let out = d.join("report.html");
+        succeeds(d, &["report", ro, "--out", out.to_str().unwrap()]);
+        assert!(std::fs::read_to_string(&out).unwrap().contains(&id));
+        assert_eq!(
+            beside(&ro_run),
+            before,
+            "{files}: nothing made beside the database"
+        );
+    }
+}

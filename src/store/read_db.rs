@@ -8,6 +8,13 @@
 //! its own, and a writer dying between two failed the read halfway.) The
 //! read is then done again over a read-write connection, which rolls the
 //! journal back (SQLite does so only when no writer holds the database).
+//!
+//! A reader without write access to the run's folder (a read-only mount, a
+//! colleague's runs) cannot make the `-shm` file a WAL database is read
+//! through. Where the database has no `-wal` file (its writer closed it:
+//! everything is in the database file) it is read as immutable, which
+//! needs no file beside it and no lock. (With a live writer the `-shm`
+//! exists and a read-only connection uses it.)
 
 use std::path::Path;
 use std::time::Duration;
@@ -58,10 +65,56 @@ pub(crate) fn read_file<T, E: From<rusqlite::Error>>(
         conn.execute_batch("COMMIT")?;
         Ok(out)
     };
+    let immutable = || -> Result<T, E> {
+        let conn = Connection::open_with_flags(
+            immutable_uri(path),
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_URI,
+        )
+        .map_err(&open_error)?;
+        conn.execute_batch("BEGIN")?;
+        let out = read(&conn)?;
+        conn.execute_batch("COMMIT")?;
+        Ok(out)
+    };
     match once(OpenFlags::SQLITE_OPEN_READ_ONLY) {
         Err(e) if sqlite(&e).is_some_and(needs_rollback) => once(OpenFlags::SQLITE_OPEN_READ_WRITE),
+        Err(e) if sqlite(&e).is_some_and(cannot_write_beside) && !has_wal(path) => immutable(),
         other => other,
     }
+}
+
+/// SQLite could not make or write the files beside the database.
+fn cannot_write_beside(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error().map(|f| f.extended_code),
+        Some(
+            rusqlite::ffi::SQLITE_READONLY_DIRECTORY
+                | rusqlite::ffi::SQLITE_READONLY_CANTINIT
+                | rusqlite::ffi::SQLITE_CANTOPEN
+                | rusqlite::ffi::SQLITE_READONLY
+        )
+    )
+}
+
+/// Whether `path` has a WAL file with frames in it.
+fn has_wal(path: &Path) -> bool {
+    let mut wal = path.as_os_str().to_owned();
+    wal.push("-wal");
+    std::fs::metadata(wal).is_ok_and(|m| m.len() > 0)
+}
+
+/// `file:PATH?immutable=1`, the path percent-encoded where a URI needs it.
+fn immutable_uri(path: &Path) -> String {
+    let mut uri = String::from("file:");
+    for b in path.as_os_str().as_encoded_bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'/' | b'-' | b'_' | b'.' | b'~' => {
+                uri.push(*b as char)
+            }
+            _ => uri.push_str(&format!("%{b:02X}")),
+        }
+    }
+    uri + "?immutable=1"
 }
 
 fn needs_rollback(e: &rusqlite::Error) -> bool {
