@@ -724,3 +724,19 @@ fn wal_runs_are_read_without_write_access() {
         );
     }
 }
+
+/// Sweep axes are counted before they are listed (issue 33 item 3): a
+/// range of 10^12, 10^8 or "inf" values is one line at once, not gigabytes.
+#[test]
+fn huge_sweep_ranges_are_refused_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    tiny(dir.path());
+    for axis in [
+        "lr=range(0,1,1e-12)",
+        "seed=range(0,1e8)",
+        "lr=range(0,1e308,1e-300)",
+    ] {
+        let err = fails(dir.path(), &["sweep", "tiny.toml", axis, "--dry-run"]);
+        assert!(err.contains("at most 10000"), "{axis}: {err}");
+    }
+}

@@ -97,8 +97,15 @@ impl SweepSpec {
                     return Err("range needs finite bounds and a non-zero step".into());
                 }
                 let spec = SweepSpec::Range { start, stop, step };
-                if spec.values().is_empty() {
+                // Counted, not listed: range(0, 1, 1e-12) would be 10^12 values.
+                let n = spec.range_len(a, b, s);
+                if n == 0.0 {
                     return Err(format!("{spec} is empty"));
+                }
+                if n > MAX_VALUES as f64 {
+                    return Err(format!(
+                        "this range holds {n:.3e} values; an axis takes at most {MAX_VALUES} (for a continuous axis use uniform(…) or loguniform(…))"
+                    ));
                 }
                 Ok(spec)
             }
@@ -137,6 +144,43 @@ impl SweepSpec {
     }
 }
 
+/// The most values one axis may take (a grid takes at most as many points).
+pub const MAX_VALUES: usize = 10_000;
+
+/// How many values a float range(a, b, s) holds (it may be huge).
+fn range_len(a: f64, b: f64, s: f64) -> f64 {
+    // A small tolerance, so that range(0.5, 2, 0.5) stops before 2.
+    let n = ((b - a) / s - 1e-9).ceil();
+    if n.is_nan() {
+        f64::INFINITY
+    } else {
+        n.max(0.0)
+    }
+}
+
+impl SweepSpec {
+    /// How many values this range holds: exactly for integers, else as
+    /// `range_len` counts them (`a`, `b`, `s` its bounds as floats).
+    fn range_len(&self, a: f64, b: f64, s: f64) -> f64 {
+        match self {
+            SweepSpec::Range {
+                start: toml::Value::Integer(a),
+                stop: toml::Value::Integer(b),
+                step: toml::Value::Integer(s),
+            } => {
+                let (span, s) = (i128::from(*b) - i128::from(*a), i128::from(*s));
+                let n = if (span > 0) == (s > 0) && span != 0 {
+                    (span.abs() + s.abs() - 1) / s.abs()
+                } else {
+                    0
+                };
+                n as f64
+            }
+            _ => range_len(a, b, s),
+        }
+    }
+}
+
 fn range_values(start: &toml::Value, stop: &toml::Value, step: &toml::Value) -> Vec<toml::Value> {
     if let (toml::Value::Integer(a), toml::Value::Integer(b), toml::Value::Integer(s)) =
         (start, stop, step)
@@ -144,9 +188,13 @@ fn range_values(start: &toml::Value, stop: &toml::Value, step: &toml::Value) -> 
         let (a, b, s) = (*a, *b, *s);
         let mut out = Vec::new();
         let mut v = a;
-        while (s > 0 && v < b) || (s < 0 && v > b) {
+        // At most MAX_VALUES: parsing refused longer ranges.
+        while ((s > 0 && v < b) || (s < 0 && v > b)) && out.len() < MAX_VALUES {
             out.push(toml::Value::Integer(v));
-            v += s;
+            v = match v.checked_add(s) {
+                Some(next) => next,
+                None => break,
+            };
         }
         return out;
     }
@@ -155,7 +203,7 @@ fn range_values(start: &toml::Value, stop: &toml::Value, step: &toml::Value) -> 
         return Vec::new();
     };
     // Count steps with a small tolerance so that range(0.5, 2, 0.5) stops before 2.
-    let n = ((b - a) / s - 1e-9).ceil().max(0.0) as usize;
+    let n = (range_len(a, b, s) as usize).min(MAX_VALUES);
     (0..n)
         .map(|i| toml::Value::Float(clean_float(a + i as f64 * s)))
         .collect()
@@ -272,5 +320,26 @@ mod tests {
         assert!(SweepSpec::parse("loguniform(0,1)").is_err());
         assert!(SweepSpec::parse("uniform(2,1)").is_err());
         assert!(SweepSpec::parse("range(a,b)").is_err());
+    }
+
+    /// Counted before anything is listed: these would be 10^12 values, 10^8
+    /// values, an overflowing capacity and an i64 overflow.
+    #[test]
+    fn ranges_beyond_an_axis_are_refused_without_listing_them() {
+        for text in [
+            "range(0,1,1e-12)",
+            "range(0,1e8)",
+            "range(0,1e308,1e-300)",
+            "range(-9223372036854775808,9223372036854775807)",
+        ] {
+            let err = SweepSpec::parse(text).unwrap_err();
+            assert!(err.contains("at most 10000"), "{text}: {err}");
+        }
+        // The largest allowed still lists every value.
+        let v = spec("range(10000)").values();
+        assert_eq!((v.len(), v[9999].as_integer()), (10000, Some(9999)));
+        assert!(SweepSpec::parse("range(10001)").is_err());
+        let v = spec("range(9223372036854775806,9223372036854775807,5)").values();
+        assert_eq!(v.len(), 1, "no overflow past the end");
     }
 }

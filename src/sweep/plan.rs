@@ -261,7 +261,12 @@ mod tests {
             axes(&BTreeMap::new(), &[]),
             Err(SweepError::NoAxes)
         ));
-        let huge = axes(&BTreeMap::new(), &[cli("seed=range(100000)")]).unwrap();
+        // Each axis within its 10,000 values, their product beyond the cap.
+        let huge = axes(
+            &BTreeMap::new(),
+            &[cli("seed=range(1000)"), cli("lr=range(0, 1, 0.01)")],
+        )
+        .unwrap();
         assert!(matches!(
             points(&huge, Mode::Grid),
             Err(SweepError::TooMany { .. })
