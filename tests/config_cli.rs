@@ -312,3 +312,28 @@ fn swapping_a_group_the_defaults_do_not_name() {
     let t = toml_of(&succeeds(dir.path(), &["config", "e.toml", "+data=a"]));
     assert_eq!(t["data"]["root"].as_str(), Some("x"));
 }
+
+/// A file included twice is layered once, at its last place: the keys it
+/// sets are the ones its last inclusion would set (and a diamond of
+/// defaults does not multiply the work).
+#[test]
+fn a_file_included_twice_counts_at_its_last_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write_files(
+        d,
+        &[
+            ("a.toml", "defaults = [\"b\", \"c\", \"b\"]\n"),
+            ("b.toml", "epochs = 11\nlr = 0.5\n"),
+            ("c.toml", "epochs = 22\nbatch_size = 4\n"),
+            ("a2.toml", "defaults = [\"b\", \"c\"]\n"),
+        ],
+    );
+    let out = succeeds(d, &["config", "a.toml"]);
+    assert!(
+        out.contains("epochs = 11") && out.contains("batch_size = 4") && out.contains("lr = 0.5"),
+        "{out}"
+    );
+    let out = succeeds(d, &["config", "a2.toml"]);
+    assert!(out.contains("epochs = 22"), "{out}");
+}

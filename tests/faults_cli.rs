@@ -740,3 +740,69 @@ fn huge_sweep_ranges_are_refused_at_once() {
         assert!(err.contains("at most 10000"), "{axis}: {err}");
     }
 }
+
+/// Recursive inputs are bounded (issue 33 items 4–6): an interpolation
+/// bomb, a diamond of defaults 30 deep (2^30 visits), a defaults chain
+/// 30,000 deep, and `--where` nested 10,000 deep or joining 5,000 terms;
+/// each one line (or, for the diamond, the composed config), at once.
+#[test]
+fn recursive_configs_and_filters_are_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    tiny(d);
+    let mut bomb = std::fs::read_to_string(d.join("tiny.toml")).unwrap();
+    bomb = bomb.replace("name = \"tiny\"", "name = \"${b1}\"");
+    let mut tables = String::from("\n[bomb]\n");
+    for i in 1..5 {
+        tables += &format!("b{i} = '{}'\n", format!("${{bomb.b{}}}", i + 1).repeat(200));
+    }
+    tables += "b5 = 'xxxxx'\n";
+    bomb = bomb.replace("${b1}", "${bomb.b1}") + &tables;
+    write_files(d, &[("bomb.toml", &bomb)]);
+    let err = fails(d, &["config", "bomb.toml"]);
+    assert!(err.contains("grows past 1 MB"), "{err}");
+
+    // e0 → [e1, e1] → … → e30: 2^30 paths, 31 files.
+    for i in 0..30 {
+        let next = format!("e{}", i + 1);
+        write_files(
+            d,
+            &[(
+                &format!("e{i}.toml"),
+                &format!("defaults = [\"{next}\", \"{next}\"]\n"),
+            )],
+        );
+    }
+    write_files(d, &[("e30.toml", "epochs = 7\n")]);
+    let composed = succeeds(d, &["config", "e0.toml"]);
+    assert!(composed.contains("epochs = 7"), "{composed}");
+
+    // c0 → c1 → … → c30000.
+    for i in 0..30_000 {
+        std::fs::write(
+            d.join(format!("c{i}.toml")),
+            format!("defaults = [\"c{}\"]\n", i + 1),
+        )
+        .unwrap();
+    }
+    std::fs::write(d.join("c30000.toml"), "epochs = 3\n").unwrap();
+    let err = fails(d, &["config", "c0.toml"]);
+    assert!(err.contains("more than 64 files deep"), "{err}");
+
+    std::fs::create_dir(d.join("runs")).unwrap();
+    for filter in [
+        format!(
+            "{}status=completed{}",
+            "(".repeat(10_000),
+            ")".repeat(10_000)
+        ),
+        format!("{}status=completed", "not ".repeat(30_000)),
+        vec!["status=completed"; 5_000].join(" and "),
+    ] {
+        let err = fails(d, &["ls", "--where", &filter]);
+        assert!(
+            err.contains("more than 100 deep") || err.contains("more than 1000 terms"),
+            "{err}"
+        );
+    }
+}

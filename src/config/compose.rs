@@ -2,7 +2,7 @@
 //! files) layered with figment in order, the file's own keys last, then the
 //! command-line overrides, interpolation, and the typed schema.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
 use figment::providers::{Format, Serialized, Toml};
@@ -348,29 +348,51 @@ fn collect_layers(
         root,
         groups,
         stack: Vec::new(),
-        layers: Layers {
-            files: Vec::new(),
-            used: BTreeSet::new(),
-        },
+        done: HashMap::new(),
+        used: BTreeSet::new(),
     };
-    walker.visit(file, None, &extra)?;
-    Ok(walker.layers)
+    let files = walker.visit(file, None, &extra)?;
+    Ok(Layers {
+        files,
+        used: walker.used,
+    })
 }
+
+/// How deep defaults may include files that include files.
+const MAX_DEPTH: usize = 64;
 
 struct Walker<'a> {
     root: &'a Path,
     groups: &'a GroupChoices,
     stack: Vec<(PathBuf, String)>,
-    layers: Layers,
+    /// Each file already walked → its layers (a file included from many
+    /// places is read and walked once).
+    done: HashMap<PathBuf, Vec<PathBuf>>,
+    used: BTreeSet<String>,
+}
+
+/// Keeps the last of each repeated layer: layering a file again re-sets its
+/// keys, so only its last place decides them (and a diamond of defaults
+/// stays as long as its distinct files, not 2^depth).
+fn last_of_each(files: Vec<PathBuf>) -> Vec<PathBuf> {
+    let mut seen = BTreeSet::new();
+    let mut kept: Vec<PathBuf> = files
+        .into_iter()
+        .rev()
+        .filter(|f| seen.insert(f.clone()))
+        .collect();
+    kept.reverse();
+    kept
 }
 
 impl Walker<'_> {
+    /// The layers of `path`: its defaults' layers, then itself.
     fn visit(
         &mut self,
         path: &Path,
         from: Option<&Path>,
         extra: &[String],
-    ) -> Result<(), ConfigError> {
+    ) -> Result<Vec<PathBuf>, ConfigError> {
         let canonical = path.canonicalize().map_err(|_| ConfigError::MissingFile {
             path: path.to_path_buf(),
             included_from: from.map(Path::to_path_buf),
@@ -379,6 +401,17 @@ impl Walker<'_> {
             let mut chain: Vec<String> = self.stack[pos..].iter().map(|(_, s)| s.clone()).collect();
             chain.push(path.display().to_string());
             return Err(ConfigError::DefaultsCycle { chain });
+        }
+        if extra.is_empty() {
+            if let Some(files) = self.done.get(&canonical) {
+                return Ok(files.clone());
+            }
+        }
+        if self.stack.len() >= MAX_DEPTH {
+            return Err(ConfigError::DefaultsTooDeep {
+                path: path.to_path_buf(),
+                max: MAX_DEPTH,
+            });
         }
         let table = read_toml(path)?;
         let mut entries = match table.get("defaults") {
@@ -397,15 +430,21 @@ impl Walker<'_> {
             }
         };
         entries.extend_from_slice(extra);
-        self.stack.push((canonical, path.display().to_string()));
+        self.stack
+            .push((canonical.clone(), path.display().to_string()));
+        let mut files = Vec::new();
         for entry in &entries {
             if let Some(child) = self.resolve(path, entry)? {
-                self.visit(&child, Some(path), &[])?;
+                files.extend(self.visit(&child, Some(path), &[])?);
             }
         }
         self.stack.pop();
-        self.layers.files.push(path.to_path_buf());
-        Ok(())
+        files.push(path.to_path_buf());
+        let files = last_of_each(files);
+        if extra.is_empty() {
+            self.done.insert(canonical, files.clone());
+        }
+        Ok(files)
     }
 
     /// A defaults entry → the file it names (None for a removed group).
@@ -435,7 +474,7 @@ impl Walker<'_> {
                 available: list_dir(self.root, |p| p.is_dir()),
             });
         }
-        self.layers.used.insert(group.to_string());
+        self.used.insert(group.to_string());
         let option = match self.groups.swaps.get(group) {
             Some((chosen, _)) => chosen.as_str(),
             None => option,

@@ -7,6 +7,13 @@ use std::collections::HashMap;
 use super::overrides::inline_toml;
 use super::ConfigError;
 
+/// The longest a string may grow by interpolation: five keys that each
+/// repeat the next 200 times would otherwise expand to 2.5 GB.
+const MAX_TEXT: usize = 1 << 20;
+
+/// The longest chain of keys referring to keys (each link is a call deeper).
+const MAX_DEPTH: usize = 100;
+
 pub fn interpolate(table: &mut toml::Table) -> Result<(), ConfigError> {
     let source = table.clone();
     let mut resolver = Resolver {
@@ -69,10 +76,17 @@ impl Resolver<'_> {
             if whole {
                 return Ok(value);
             }
-            match value {
-                toml::Value::String(v) => out.push_str(&v),
-                other => out.push_str(&inline_toml(&other)),
+            let piece = match value {
+                toml::Value::String(v) => v,
+                other => inline_toml(&other),
+            };
+            if out.len() + piece.len() > MAX_TEXT {
+                return Err(err(format!(
+                    "its interpolation grows past {} MB",
+                    MAX_TEXT >> 20
+                )));
             }
+            out.push_str(&piece);
             rest = &after[end + 1..];
         }
         out.push_str(rest);
@@ -99,6 +113,11 @@ impl Resolver<'_> {
             let mut chain: Vec<String> = self.stack[pos..].to_vec();
             chain.push(target.to_string());
             return Err(err(format!("cycle {}", chain.join(" → "))));
+        }
+        if self.stack.len() >= MAX_DEPTH {
+            return Err(err(format!(
+                "a chain of more than {MAX_DEPTH} interpolated keys (at `{target}`)"
+            )));
         }
         let raw = find(self.source, target)
             .ok_or_else(|| {
@@ -149,6 +168,33 @@ mod tests {
         assert!(e.contains("cycle"), "{e}");
         let e = resolve("a = '${nope.x}'").unwrap_err().to_string();
         assert!(e.contains("missing key `nope.x`"), "{e}");
+    }
+
+    /// Five keys each repeating the next 200 times (2.5 GB expanded), and a
+    /// chain 30,000 keys deep: each one line, at once, no overflow.
+    #[test]
+    fn expansion_and_chains_are_bounded() {
+        let mut doc = String::new();
+        for i in 1..5 {
+            doc += &format!("e{i} = '{}'\n", format!("${{e{}}}", i + 1).repeat(200));
+        }
+        doc += "e5 = 'xxxxx'\n";
+        let e = resolve(&doc).unwrap_err().to_string();
+        assert!(e.contains("grows past 1 MB"), "{e}");
+        let mut doc = String::new();
+        for i in 0..30_000 {
+            doc += &format!("k{i} = '${{k{}}}'\n", i + 1);
+        }
+        doc += "k30000 = 1\n";
+        let e = resolve(&doc).unwrap_err().to_string();
+        assert!(e.contains("more than 100 interpolated keys"), "{e}");
+        // A chain within the bound resolves.
+        let mut doc = String::new();
+        for i in 0..90 {
+            doc += &format!("k{i} = '${{k{}}}'\n", i + 1);
+        }
+        doc += "k90 = 7\n";
+        assert_eq!(resolve(&doc).unwrap()["k0"], toml::Value::Integer(7));
     }
 
     #[test]

@@ -44,6 +44,8 @@ pub enum ConfigError {
     BadDefaults { path: PathBuf },
     #[error("defaults cycle: {}", .chain.join(" → "))]
     DefaultsCycle { chain: Vec<String> },
+    #[error("{path}: defaults nested more than {max} files deep")]
+    DefaultsTooDeep { path: PathBuf, max: usize },
     #[error("no config group `{group}` in {root} (groups: {})", list(.available))]
     UnknownGroup {
         group: String,

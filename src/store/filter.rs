@@ -105,19 +105,23 @@ pub enum Op {
 
 impl Expr {
     pub fn parse(text: &str) -> Result<Expr, StoreError> {
+        // The expression shortened: its fault must fit the line.
+        let shown = crate::text::shorten(text, 60);
         let tokens = tokenize(text).map_err(|why| StoreError::BadFilter {
-            text: text.into(),
+            text: shown.clone(),
             why,
         })?;
-        let mut p = Parser { tokens, pos: 0 };
+        let mut p = Parser {
+            tokens,
+            pos: 0,
+            depth: 0,
+            terms: 0,
+        };
         let expr = p.or().and_then(|e| match p.peek() {
             None => Ok(e),
             Some(t) => Err(format!("unexpected `{}`", t.text())),
         });
-        expr.map_err(|why| StoreError::BadFilter {
-            text: text.into(),
-            why,
-        })
+        expr.map_err(|why| StoreError::BadFilter { text: shown, why })
     }
 
     pub fn matches(&self, run: &RunInfo) -> bool {
@@ -252,7 +256,17 @@ fn tokenize(text: &str) -> Result<Vec<Token>, String> {
 struct Parser {
     tokens: Vec<Token>,
     pos: usize,
+    /// `not`s and parentheses open around the current term.
+    depth: usize,
+    /// Terms joined by `and`/`or` so far (each joins one tree level).
+    terms: usize,
 }
+
+/// The deepest nesting of `not`s and parentheses an expression may have,
+/// and the most terms it may join: the expression is a tree walked
+/// recursively (10,000 parentheses once overflowed the stack).
+const MAX_DEPTH: usize = 100;
+const MAX_TERMS: usize = 1000;
 
 impl Parser {
     fn peek(&self) -> Option<&Token> {
@@ -277,6 +291,7 @@ impl Parser {
     fn or(&mut self) -> Result<Expr, String> {
         let mut left = self.and()?;
         while self.keyword("or") {
+            self.joined()?;
             left = Expr::Or(Box::new(left), Box::new(self.and()?));
         }
         Ok(left)
@@ -285,18 +300,43 @@ impl Parser {
     fn and(&mut self) -> Result<Expr, String> {
         let mut left = self.not()?;
         while self.keyword("and") {
+            self.joined()?;
             left = Expr::And(Box::new(left), Box::new(self.not()?));
         }
         Ok(left)
     }
 
+    fn joined(&mut self) -> Result<(), String> {
+        self.terms += 1;
+        if self.terms >= MAX_TERMS {
+            return Err(format!("more than {MAX_TERMS} terms"));
+        }
+        Ok(())
+    }
+
+    /// Runs `f` one level deeper.
+    fn deeper(
+        &mut self,
+        f: impl FnOnce(&mut Parser) -> Result<Expr, String>,
+    ) -> Result<Expr, String> {
+        if self.depth >= MAX_DEPTH {
+            return Err(format!(
+                "`not`s and parentheses nested more than {MAX_DEPTH} deep"
+            ));
+        }
+        self.depth += 1;
+        let e = f(self);
+        self.depth -= 1;
+        e
+    }
+
     fn not(&mut self) -> Result<Expr, String> {
         if self.keyword("not") {
-            return Ok(Expr::Not(Box::new(self.not()?)));
+            return Ok(Expr::Not(Box::new(self.deeper(Parser::not)?)));
         }
         if self.peek() == Some(&Token::Open) {
             self.pos += 1;
-            let e = self.or()?;
+            let e = self.deeper(Parser::or)?;
             return match self.next() {
                 Some(Token::Close) => Ok(e),
                 _ => Err("missing `)`".into()),
@@ -337,6 +377,21 @@ mod tests {
         assert!(matches!(*left, Expr::And(..)));
         let e = Expr::parse("not (params.lr >= 0.001)").unwrap();
         assert!(matches!(e, Expr::Not(_)));
+    }
+
+    #[test]
+    fn nesting_and_length_are_bounded() {
+        let deep = format!("{}status=completed{}", "(".repeat(101), ")".repeat(101));
+        let e = Expr::parse(&deep).unwrap_err().to_string();
+        assert!(e.contains("more than 100 deep"), "{e}");
+        let fine = format!("{}status=completed{}", "(".repeat(99), ")".repeat(99));
+        assert!(Expr::parse(&fine).is_ok());
+        let long = vec!["epoch>1"; 1001].join(" or ");
+        assert!(Expr::parse(&long)
+            .unwrap_err()
+            .to_string()
+            .contains("1000 terms"));
+        assert!(Expr::parse(&vec!["epoch>1"; 999].join(" or ")).is_ok());
     }
 
     #[test]
