@@ -463,3 +463,46 @@ fn the_page_renders_in_headless_chromium_without_errors() {
     colours.dedup();
     assert!(colours.len() > 500, "{} colours", colours.len());
 }
+
+/// Values at the ends of f64 (a step loss of 1.7e308 beside a validation
+/// loss of 0, or ±1.7e308 in one chart) are drawn at the chart's edge; the
+/// report is written at once (it once drew for over ten minutes).
+#[test]
+fn values_near_the_ends_of_f64_are_drawn_at_the_edge() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("runs");
+    for (name, losses, val) in [
+        ("huge", vec![1.7e308, 1.7e308], 0.0),
+        ("both", vec![-1.7e308, 1.7e308], f64::MIN_POSITIVE),
+        ("tiny", vec![5e-324, 1e-300], 1.79e308),
+    ] {
+        let mut w = common::recorded_run(&root, name, "epochs = 2\n", &losses);
+        w.log_scalar(2, 1, "val", "loss", val).unwrap();
+        w.log_scalar(2, 2, "val", "loss", val).unwrap();
+        w.finish(esx::store::Outcome::Completed).unwrap();
+    }
+    let out = dir.path().join("report.html");
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("esx"))
+        .current_dir(dir.path())
+        .args(["report", "runs", "--out", out.to_str().unwrap()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // A generous bound on a report of three tiny runs (it takes well under
+    // a second); past it the report hangs.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("esx report still drawing after 60 s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert!(status.success());
+    let page = std::fs::read_to_string(&out).unwrap();
+    assert!(page.contains("huge") && page.contains("both") && page.contains("tiny"));
+}

@@ -151,7 +151,8 @@ impl Figure for LineChart {
             points
                 .iter()
                 .map(|&(x, y)| (x, to_y(y)))
-                .filter(|p| p.0.is_finite() && p.1.is_finite())
+                .filter(|p| p.0.is_finite() && !p.1.is_nan())
+                .map(|(x, y)| (drawn(x), drawn(y)))
                 .collect()
         };
         let curves: Vec<(&Curve, Points)> = self
@@ -186,25 +187,28 @@ impl Figure for LineChart {
                 .flat_map(|(_, p)| p.iter())
                 .chain(band_points)
                 .map(f);
-            let (lo, hi) = values.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
+            values.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
                 (lo.min(v), hi.max(v))
-            });
-            if hi > lo {
-                (lo, hi)
-            } else {
-                (lo - 0.5, hi + 0.5)
+            })
+        };
+        let (x0, x1) = match self.x_range {
+            Some((a, b)) => axis_range(a, b, 0.0),
+            None => {
+                let (a, b) = bounds(|p| p.0);
+                axis_range(a, b, 0.0)
             }
         };
-        let (x0, x1) = self.x_range.unwrap_or_else(|| bounds(|p| p.0));
-        let (y0, y1) = bounds(|p| p.1);
-        let pad = (y1 - y0) * 0.04;
+        let (y0, y1) = {
+            let (a, b) = bounds(|p| p.1);
+            axis_range(a, b, 0.04)
+        };
         let y_label_area = 62;
         let mut chart = ChartBuilder::on(root)
             .caption(&self.title, caption)
             .margin(10)
             .x_label_area_size(34)
             .y_label_area_size(y_label_area)
-            .build_cartesian_2d(x0..x1, (y0 - pad)..(y1 + pad))
+            .build_cartesian_2d(x0..x1, y0..y1)
             .map_err(e)?;
         let y_format = |v: &f64| tick(if log { 10f64.powf(*v) } else { *v });
         chart
@@ -349,6 +353,38 @@ fn draw_bands<DB: DrawingBackend>(
 }
 
 /// A tick label: short, and in scientific notation only when it must be.
+/// The largest magnitude drawn: values beyond it (up to f64's ±1.8e308)
+/// are drawn at the edge, so that no span or padding overflows.
+pub const DRAWN_LIMIT: f64 = 1e300;
+
+/// A value as it is drawn: within ±DRAWN_LIMIT (NaN stays NaN, and is left
+/// out by the callers).
+pub fn drawn(v: f64) -> f64 {
+    v.clamp(-DRAWN_LIMIT, DRAWN_LIMIT)
+}
+
+/// An axis over [lo, hi] padded by `fraction` of its span on each side,
+/// that plotters can draw: finite, with a span that neither overflows
+/// (±1e308 once made plotters loop for minutes) nor vanishes against the
+/// values (a flat curve at 1e300 gets ±1 % of itself, one at 0 ±0.5).
+pub fn axis_range(lo: f64, hi: f64, fraction: f64) -> (f64, f64) {
+    let (lo, hi) = if lo <= hi {
+        (drawn(lo), drawn(hi))
+    } else {
+        // Nothing to draw (an empty fold), or NaN.
+        (0.0, 0.0)
+    };
+    let span = hi - lo;
+    let least = lo.abs().max(hi.abs()) * 1e-9;
+    if span > least {
+        let pad = span * fraction;
+        (lo - pad, hi + pad)
+    } else {
+        let half = (lo.abs().max(hi.abs()) * 0.01).max(0.5);
+        (lo - half, hi + half)
+    }
+}
+
 pub fn tick(v: f64) -> String {
     let a = v.abs();
     if v == 0.0 {
@@ -381,3 +417,31 @@ fn steps(v: f64) -> String {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod axis_tests {
+    use super::*;
+
+    #[test]
+    fn axes_are_finite_and_never_empty() {
+        for (lo, hi) in [
+            (0.0, 1.7e308),
+            (-1.7e308, 1.7e308),
+            (1.7e308, 1.7e308),
+            (5e-324, 5e-324),
+            (0.0, 0.0),
+            (f64::INFINITY, f64::NEG_INFINITY),
+            (f64::NAN, 1.0),
+            (-f64::INFINITY, f64::INFINITY),
+        ] {
+            let (a, b) = axis_range(lo, hi, 0.04);
+            assert!(
+                a.is_finite() && b.is_finite() && b - a > 0.0,
+                "{lo}, {hi}: {a}, {b}"
+            );
+            assert!((b - a).is_finite(), "{lo}, {hi}: span overflows");
+        }
+        assert_eq!(axis_range(0.0, 1.0, 0.0), (0.0, 1.0));
+        assert_eq!(axis_range(2.0, 4.0, 0.5), (1.0, 5.0));
+    }
+}

@@ -137,7 +137,7 @@ impl Figure for History<'_> {
         let values: Vec<f64> = points.iter().map(|p| p.metric).collect();
         let lo = values.iter().copied().fold(f64::INFINITY, f64::min);
         let hi = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-        let pad = if hi > lo { (hi - lo) * 0.08 } else { 0.5 };
+        let (y0, y1) = super::chart::axis_range(lo, hi, 0.08);
         let last = points.last().map_or(1, |p| p.trial) as f64;
         let mut chart = ChartBuilder::on(root)
             .caption(
@@ -147,7 +147,7 @@ impl Figure for History<'_> {
             .margin(10)
             .x_label_area_size(34)
             .y_label_area_size(58)
-            .build_cartesian_2d(-0.5..(last + 0.5), (lo - pad)..(hi + pad))
+            .build_cartesian_2d(-0.5..(last + 0.5), y0..y1)
             .map_err(e)?;
         chart
             .configure_mesh()

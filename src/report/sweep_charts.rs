@@ -266,12 +266,7 @@ impl Scatter<'_> {
 }
 
 fn padded((lo, hi): (f64, f64), fraction: f64) -> (f64, f64) {
-    if hi > lo {
-        let pad = (hi - lo) * fraction;
-        (lo - pad, hi + pad)
-    } else {
-        (lo - 0.5, hi + 0.5)
-    }
+    super::chart::axis_range(lo, hi, fraction)
 }
 
 impl Figure for Scatter<'_> {
