@@ -121,17 +121,45 @@ pub fn select(sel: &Selection, warn: &dyn Fn(String)) -> Result<Vec<RunInfo>, Re
     Ok(found.runs)
 }
 
-/// Reads every run's curves and picture list, in parallel.
-pub fn load(runs: Vec<RunInfo>) -> Result<Vec<ReportRun>, ReportError> {
-    runs.into_par_iter()
+/// Reads every run's curves and picture list, in parallel. A run deleted
+/// since it was listed is reported through `warn` and left out.
+pub fn load(runs: Vec<RunInfo>, warn: &dyn Fn(String)) -> Result<Vec<ReportRun>, ReportError> {
+    let read: Vec<(std::path::PathBuf, Result<ReportRun, ReportError>)> = runs
+        .into_par_iter()
         .map(|info| {
-            let curves = query::curves(&info.dir)?;
-            let images = query::images(&info.dir)?;
-            Ok(ReportRun {
-                info,
-                curves,
-                images,
-            })
+            let dir = info.dir.clone();
+            let run = (|| {
+                let curves = query::curves(&info.dir)?;
+                let images = query::images(&info.dir)?;
+                Ok(ReportRun {
+                    info,
+                    curves,
+                    images,
+                })
+            })();
+            (dir, run)
         })
-        .collect()
+        .collect();
+    let mut out = Vec::with_capacity(read.len());
+    for (dir, run) in read {
+        match run {
+            Ok(run) => out.push(run),
+            Err(e) if vanished(&dir) => warn(format!(
+                "skipped {}: deleted while the report read it ({e})",
+                dir.display()
+            )),
+            Err(e) => return Err(e),
+        }
+    }
+    if out.is_empty() {
+        return Err(ReportError::NoRuns(
+            "the selected runs (all deleted while read)".into(),
+        ));
+    }
+    Ok(out)
+}
+
+/// Whether the run in `dir` is gone (its database no longer there).
+pub fn vanished(dir: &std::path::Path) -> bool {
+    !dir.join(crate::store::RUN_DB).exists()
 }

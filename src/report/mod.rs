@@ -127,7 +127,7 @@ impl Report {
         }
         fonts();
         let infos = collect::select(&opts.selection, warn)?;
-        let runs = collect::load(infos)?;
+        let runs = collect::load(infos, warn)?;
         let groups = groups::find(&runs, &opts.grouping)?;
         let colours = group_colours(runs.len(), &groups);
         let labels = runs.iter().map(ReportRun::label).collect();

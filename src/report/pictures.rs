@@ -147,10 +147,16 @@ fn ids_at(run: &ReportRun, e: i64) -> Vec<Option<&query::ImageInfo>> {
         .collect()
 }
 
+/// The pictures of `run` at epoch `e`; none where the run was deleted since
+/// its curves were read (the report goes on without them).
 fn cells_at(run: &ReportRun, e: i64) -> Result<Vec<Option<Vec<u8>>>, ReportError> {
     let ids = ids_at(run, e);
     let found: Vec<i64> = ids.iter().flatten().map(|im| im.id).collect();
-    let mut pngs = query::image_pngs(&run.info.dir, &found)?.into_iter();
+    let mut pngs = match query::image_pngs(&run.info.dir, &found) {
+        Ok(pngs) => pngs.into_iter(),
+        Err(_) if super::collect::vanished(&run.info.dir) => return Ok(vec![None; ids.len()]),
+        Err(e) => return Err(e.into()),
+    };
     Ok(ids.iter().map(|id| id.and_then(|_| pngs.next())).collect())
 }
 
