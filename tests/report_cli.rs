@@ -518,7 +518,7 @@ fn runs_deleted_while_the_report_reads_are_skipped() {
     let mut dirs = Vec::new();
     for i in 0..60 {
         let losses: Vec<f64> = (0..200).map(|s| 1.0 / (s + i + 1) as f64).collect();
-        let mut w = recorded_run(&root, &format!("r{i}"), "epochs = 1\n", &losses);
+        let w = recorded_run(&root, &format!("r{i}"), "epochs = 1\n", &losses);
         dirs.push(w.dir().to_path_buf());
         w.finish(Outcome::Completed).unwrap();
     }
