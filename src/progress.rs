@@ -74,7 +74,7 @@ impl Reporter {
     pub fn warn(&self, message: impl Into<String>) {
         let message = message.into();
         if self.print_warnings {
-            let line = format!("esx: warning: {message}");
+            let line = format!("esx: warning: {}", crate::text::printable(&message));
             match &*self.current.lock().expect("progress lock") {
                 Some(bar) if !bar.is_hidden() => bar.suspend(|| eprintln!("{line}")),
                 _ => eprintln!("{line}"),
@@ -87,8 +87,10 @@ impl Reporter {
     pub fn note(&self, message: impl AsRef<str>) {
         if self.print_notes {
             match &*self.current.lock().expect("progress lock") {
-                Some(bar) if !bar.is_hidden() => bar.suspend(|| eprintln!("{}", message.as_ref())),
-                _ => eprintln!("{}", message.as_ref()),
+                Some(bar) if !bar.is_hidden() => {
+                    bar.suspend(|| eprintln!("{}", crate::text::printable(message.as_ref())))
+                }
+                _ => eprintln!("{}", crate::text::printable(message.as_ref())),
             }
         }
     }

@@ -11,13 +11,37 @@ pub fn shorten(text: &str, max: usize) -> String {
     format!("{head}… ({n} characters)")
 }
 
+/// `text` with every control character (C0, DEL, C1: escape sequences,
+/// bells, carriage returns, newlines) written as an escape (`\x1b`, `\n`):
+/// what a user named a run or noted must not clear the screen or break a
+/// table's lines when printed.
+pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(char::is_control) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() && (c as u32) < 0x100 => {
+                out.push_str(&format!("\\x{:02x}", c as u32));
+            }
+            c if c.is_control() => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 /// An error and its causes on one line, each cause said once: a message
 /// that already ends with (or holds) its cause's text does not repeat it,
 /// and every piece is shortened to `max` characters.
 pub fn one_line(messages: impl IntoIterator<Item = String>, max: usize) -> String {
     let mut line = String::new();
     for m in messages {
-        let m = shorten(m.lines().next().unwrap_or("").trim(), max);
+        let m = shorten(&printable(m.lines().next().unwrap_or("").trim()), max);
         if m.is_empty() || line.contains(&m) {
             continue;
         }

@@ -806,3 +806,44 @@ fn recursive_configs_and_filters_are_bounded() {
         );
     }
 }
+
+/// What a user names or notes reaches the terminal escaped (issue 33 item
+/// 9): an escape sequence, a bell or a carriage return in a run's name,
+/// tags or notes neither clears the screen nor breaks a table's lines.
+#[test]
+fn control_characters_reach_the_terminal_escaped() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    tiny(d);
+    let name = "evil\u{1b}[2J\u{7}\rname";
+    succeeds(
+        d,
+        &[
+            "run",
+            "-q",
+            "tiny.toml",
+            "epochs=1",
+            &format!("name={name}"),
+        ],
+    );
+    let run = only_run(&d.join("runs"));
+    let id = read_run(&run).unwrap().id;
+    succeeds(
+        d,
+        &["note", &id, "a\u{1b}]0;title\u{7} note\nwith a newline"],
+    );
+    for args in [vec!["ls"], vec!["show", &id], vec!["watch", "--once"]] {
+        let out = succeeds(d, &args);
+        let raw: Vec<char> = out
+            .chars()
+            .filter(|c| c.is_control() && *c != '\n')
+            .collect();
+        assert!(raw.is_empty(), "{args:?} printed {raw:?}:\n{out}");
+        assert!(out.contains("evil\\x1b[2J\\x07\\rname"), "{args:?}:\n{out}");
+    }
+    let shown = succeeds(d, &["show", &id]);
+    assert!(
+        shown.contains("a\\x1b]0;title\\x07 note\\nwith a newline"),
+        "{shown}"
+    );
+}

@@ -68,7 +68,7 @@ pub fn runs_table(runs: &[RunInfo]) -> String {
 pub fn run_details(r: &RunInfo, images: &[ImageInfo], events: &[Event]) -> String {
     let mut s = String::new();
     let field = |s: &mut String, k: &str, v: &str| {
-        let _ = writeln!(s, "{k:<11}{v}");
+        let _ = writeln!(s, "{k:<11}{}", crate::text::printable(v));
     };
     field(&mut s, "id", &r.id);
     field(&mut s, "name", &r.name);

@@ -24,8 +24,15 @@ impl Table {
         }
     }
 
+    /// A row; control characters in its cells are shown escaped
+    /// (text::printable).
     pub fn row<S: Into<String>>(&mut self, cells: impl IntoIterator<Item = S>) {
-        self.rows.push(cells.into_iter().map(Into::into).collect());
+        self.rows.push(
+            cells
+                .into_iter()
+                .map(|c| crate::text::printable(&c.into()).into_owned())
+                .collect(),
+        );
     }
 
     pub fn is_empty(&self) -> bool {

@@ -2,6 +2,7 @@
 //! table, the chart of the chosen metric for the charted runs (in their
 //! report colours) and a line of keys. Fits 80×24 and grows with the terminal.
 
+use crate::text::printable;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::symbols::Marker;
@@ -185,7 +186,7 @@ fn runs_table(f: &mut Frame, area: Rect, board: &Board, view: &View, colours: &[
         let mut cells = vec![
             Cell::from(mark).style(Style::default().fg(colours[i])),
             Cell::from(r.info.id.chars().take(8).collect::<String>()),
-            Cell::from(r.info.name.clone()),
+            Cell::from(printable(&r.info.name).into_owned()),
             Cell::from(r.info.status.as_str())
                 .style(Style::default().fg(status_colour(r.info.status))),
             Cell::from(epoch),
@@ -194,10 +195,10 @@ fn runs_table(f: &mut Frame, area: Rect, board: &Board, view: &View, colours: &[
             Cell::from(number(r.best)),
         ];
         if any_swept {
-            cells.push(Cell::from(r.swept.clone()));
+            cells.push(Cell::from(printable(&r.swept).into_owned()));
         }
         if any_tags {
-            cells.push(Cell::from(r.info.tags.join(",")));
+            cells.push(Cell::from(printable(&r.info.tags.join(",")).into_owned()));
         }
         Row::new(cells)
     });
