@@ -847,3 +847,59 @@ fn control_characters_reach_the_terminal_escaped() {
         "{shown}"
     );
 }
+
+/// A copied run directory is no silent duplicate (issue 33 item 10): `ls`
+/// warns of the id in two folders, and `tag`/`note` by id refuse it,
+/// naming both folders, whether or not the copy's folder carries the id.
+#[test]
+fn a_copied_run_is_named_as_such_and_not_written_to_silently() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    tiny(d);
+    succeeds(d, &["run", "-q", "tiny.toml", "epochs=1"]);
+    let run = only_run(&d.join("runs"));
+    let id = read_run(&run).unwrap().id;
+    for copy in [d.join("runs/old").join(&id), d.join("runs/backup")] {
+        std::fs::create_dir_all(copy.parent().unwrap()).unwrap();
+        let ok = Command::new("cp")
+            .arg("-r")
+            .arg(&run)
+            .arg(&copy)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok);
+        let out = esx_output(d, &["ls"]);
+        assert!(
+            out.1.contains(&format!("run {id} is in 2 folders")),
+            "{}",
+            out.1
+        );
+        for args in [vec!["tag", &id, "x"], vec!["note", &id, "hello"]] {
+            let err = fails(d, &args);
+            assert!(
+                err.contains("2 folders") && err.contains("name the folder"),
+                "{err}"
+            );
+        }
+        // Named by its folder, each is written.
+        succeeds(d, &["tag", copy.to_str().unwrap(), "copy"]);
+        std::fs::remove_dir_all(&copy).unwrap();
+    }
+    succeeds(d, &["tag", &id, "original"]);
+}
+
+/// (stdout, stderr) of a successful esx.
+fn esx_output(dir: &Path, args: &[&str]) -> (String, String) {
+    let out = Command::new(bin())
+        .current_dir(dir)
+        .args(args)
+        .env_remove("ESX_RUNS")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{args:?}");
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}

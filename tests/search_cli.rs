@@ -275,6 +275,24 @@ fn tpe_proposes_from_results_and_the_same_command_continues_without_repeats() {
     let again = succeeds(dir.path(), &args);
     assert!(again.contains("0 launched now"), "{again}");
     assert_eq!(runs(&root).len(), 6);
+    // Without its sweep.db (deleted), the same command rebuilds the points
+    // from the runs, which record them, and reruns none (issue 33 item 10).
+    let sweep_dir = all[0].dir.parent().unwrap().to_path_buf();
+    for f in [
+        "sweep.db",
+        "sweep.db-wal",
+        "sweep.db-shm",
+        "sweep.db-journal",
+    ] {
+        let _ = std::fs::remove_file(sweep_dir.join(f));
+    }
+    let again = succeeds(dir.path(), &args);
+    assert!(again.contains("0 launched now"), "{again}");
+    assert_eq!(runs(&root).len(), 6);
+    let rebuilt: i64 = sweep_db(&root)
+        .query_row("SELECT count(*) FROM points", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(rebuilt, 6);
     // More trials continue the same search: two more points, none repeated.
     let mut more = args.to_vec();
     more[8] = "8";

@@ -36,6 +36,9 @@ pub fn exec(args: Args) -> anyhow::Result<()> {
     for e in &found.unreadable {
         eprintln!("esx: warning: skipped {e}");
     }
+    for e in found.copies() {
+        eprintln!("esx: warning: {}", esx::text::printable(&e.to_string()));
+    }
     let mut runs = found.runs;
     sort_runs(&mut runs, &args.sort);
     if args.json {

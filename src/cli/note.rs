@@ -1,6 +1,6 @@
 //! `esx note RUN TEXT`: write down what a run taught you, even while it trains.
 
-use esx::store::select::resolve_run;
+use esx::store::select::resolve_run_to_write;
 use esx::store::RunWriter;
 
 use super::RunsDir;
@@ -21,7 +21,7 @@ pub fn exec(args: Args) -> anyhow::Result<()> {
     if text.is_empty() {
         anyhow::bail!("the note is empty");
     }
-    let dir = resolve_run(&args.run, &args.runs.runs)?;
+    let dir = resolve_run_to_write(&args.run, &args.runs.runs)?;
     let mut w = RunWriter::annotate(&dir)?;
     w.add_note(text)?;
     w.close()?;

@@ -1,7 +1,7 @@
 //! `esx tag RUN TAG… [--remove]`: label a run, even while it trains.
 
 use esx::store::query::read_run;
-use esx::store::select::resolve_run;
+use esx::store::select::resolve_run_to_write;
 use esx::store::tags::check_tag;
 use esx::store::RunWriter;
 
@@ -26,7 +26,7 @@ pub fn exec(args: Args) -> anyhow::Result<()> {
     for tag in &args.tags {
         check_tag(tag)?;
     }
-    let dir = resolve_run(&args.run, &args.runs.runs)?;
+    let dir = resolve_run_to_write(&args.run, &args.runs.runs)?;
     let mut w = RunWriter::annotate(&dir)?;
     if args.remove {
         let absent = w.remove_tags(&args.tags)?;

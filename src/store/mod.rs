@@ -125,6 +125,8 @@ pub enum StoreError {
         arg: String,
         candidates: Vec<String>,
     },
+    #[error("run {id} is in {} folders ({}): copies of one run; name the folder instead", .dirs.len(), .dirs.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(", "))]
+    SameId { id: String, dirs: Vec<PathBuf> },
     #[error("{what} is {holder}")]
     Claimed { what: String, holder: String },
     #[error("{env}={0}: expected auto, wal or delete", env = journal::ENV)]

@@ -32,6 +32,25 @@ pub struct Selected {
     pub unreadable: Vec<StoreError>,
 }
 
+impl Selected {
+    /// Run ids held by more than one folder (a run directory copied), with
+    /// their folders: worth a warning wherever runs are listed.
+    pub fn copies(&self) -> Vec<StoreError> {
+        let mut by_id: std::collections::BTreeMap<&str, Vec<PathBuf>> = Default::default();
+        for r in &self.runs {
+            by_id.entry(&r.id).or_default().push(r.dir.clone());
+        }
+        by_id
+            .into_iter()
+            .filter(|(_, dirs)| dirs.len() > 1)
+            .map(|(id, dirs)| StoreError::SameId {
+                id: id.to_string(),
+                dirs,
+            })
+            .collect()
+    }
+}
+
 impl Selection {
     /// Every run under one root.
     pub fn all(root: impl Into<PathBuf>) -> Selection {
@@ -133,6 +152,27 @@ pub fn resolve_run(arg: &str, root: &Path) -> Result<PathBuf, StoreError> {
     }
 }
 
+/// RUN for a command that writes to it (tag, note): as `resolve_run`, and
+/// by the id each run records, not only its folder's name, so that a copy
+/// of the run in a folder named otherwise makes the id ambiguous instead of
+/// one of the two being written to silently.
+pub fn resolve_run_to_write(arg: &str, root: &Path) -> Result<PathBuf, StoreError> {
+    if let Some(dir) = as_run_dir(arg) {
+        return Ok(dir);
+    }
+    let picked = pick_by_id(arg, &scan(root)?, &root.display().to_string())?;
+    let id = read_run(&picked)?.id;
+    let holders: Vec<PathBuf> = scan(root)?
+        .par_iter()
+        .filter(|d| read_run(d).is_ok_and(|r| r.id == id))
+        .cloned()
+        .collect();
+    if holders.len() > 1 {
+        return Err(StoreError::SameId { id, dirs: holders });
+    }
+    Ok(picked)
+}
+
 /// RUN|ROOT: a run directory, a directory of runs, or a run id prefix under
 /// `root`; None means every run under `root`.
 pub fn resolve_targets(target: Option<&str>, root: &Path) -> Result<Selection, StoreError> {
@@ -205,6 +245,12 @@ fn pick_by_id(arg: &str, dirs: &[PathBuf], roots: &str) -> Result<PathBuf, Store
             roots: roots.to_string(),
         }),
         [one] => Ok(one.to_path_buf()),
+        [first, ..] if matches.iter().all(|d| dir_id(d) == dir_id(first)) => {
+            Err(StoreError::SameId {
+                id: dir_id(first).unwrap_or(arg).to_string(),
+                dirs: matches.iter().map(|d| d.to_path_buf()).collect(),
+            })
+        }
         _ => Err(StoreError::AmbiguousRun {
             arg: arg.to_string(),
             candidates: matches

@@ -138,7 +138,7 @@ impl Sweep {
         let points = match mode {
             // Proposed as the search goes: the ones recorded so far.
             Mode::Tpe { .. } => {
-                let mut points = SweepRecord::recorded_points(&dir)?;
+                let mut points = SweepRecord::recorded_points(&dir, &id)?;
                 for p in &mut points {
                     p.values
                         .sort_by_key(|(k, _)| axes.iter().position(|a| a.key == *k));

@@ -234,10 +234,14 @@ impl SweepRecord {
     }
 
     /// The points recorded so far (a TPE sweep's proposals), in index order.
-    pub fn recorded_points(dir: &Path) -> Result<Vec<super::Point>, SweepError> {
+    /// Where `sweep.db` is gone but runs of sweep `id` are in its folder,
+    /// their points are rebuilt from them (each run records its sweep, point
+    /// and values): a search run again goes on from them instead of
+    /// proposing, and running, every point again.
+    pub fn recorded_points(dir: &Path, id: &str) -> Result<Vec<super::Point>, SweepError> {
         let path = dir.join(SWEEP_DB);
         if !path.is_file() {
-            return Ok(Vec::new());
+            return points_of_runs(dir, id);
         }
         let rows = read(&path, |conn| {
             let mut stmt = conn.prepare("SELECT idx, swept FROM points ORDER BY idx")?;
@@ -460,6 +464,46 @@ impl SweepRecord {
 }
 
 /// A swept value read back from its JSON record.
+/// The points of sweep `id` its runs in `dir` record, in index order (the
+/// first attempt's values where a point was tried more than once).
+fn points_of_runs(dir: &Path, id: &str) -> Result<Vec<super::Point>, SweepError> {
+    if !dir.is_dir() {
+        return Ok(Vec::new());
+    }
+    let mut runs: Vec<crate::store::query::RunInfo> = crate::store::query::list_runs(dir)?
+        .into_iter()
+        .flatten()
+        .filter(|r| r.sweep_id.as_deref() == Some(id))
+        .collect();
+    runs.sort_by(|a, b| a.created.total_cmp(&b.created));
+    let mut by_index: std::collections::BTreeMap<usize, super::Point> = Default::default();
+    for r in runs {
+        let (Some(index), Some(swept)) = (r.sweep_index, r.swept) else {
+            continue;
+        };
+        let Ok(index) = usize::try_from(index) else {
+            continue;
+        };
+        by_index.entry(index).or_insert_with(|| super::Point {
+            index,
+            values: swept
+                .into_iter()
+                .map(|(k, v)| (k, json_to_toml(&v)))
+                .collect(),
+        });
+    }
+    // Indices from 0 with no gap: a proposal lost with sweep.db (a gap)
+    // ends the rebuilt history there.
+    let mut points = Vec::new();
+    for (i, (index, point)) in by_index.into_iter().enumerate() {
+        if index != i {
+            break;
+        }
+        points.push(point);
+    }
+    Ok(points)
+}
+
 fn json_to_toml(v: &serde_json::Value) -> toml::Value {
     match v {
         serde_json::Value::Bool(b) => toml::Value::Boolean(*b),
