@@ -27,7 +27,11 @@ fn copy_dir(from: &Path, to: &Path) {
 
 #[test]
 fn a_sweep_runs_as_a_slurm_array_job_and_resubmits_only_what_did_not_complete() {
-    let work = tempfile::tempdir().unwrap();
+    // A folder with a space: the script's #SBATCH --output must quote it.
+    let work = tempfile::Builder::new()
+        .prefix("esx work ")
+        .tempdir()
+        .unwrap();
     let state = tempfile::tempdir().unwrap();
     let Some(cluster) = Cluster::start(state.path()) else {
         return;

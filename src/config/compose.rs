@@ -269,7 +269,10 @@ fn typed_error(e: figment::Error, provenance: &Figment) -> ConfigError {
 
 fn humanize_expected(expected: &str) -> String {
     match expected {
-        "u8" | "u16" | "u32" | "u64" | "usize" => "a non-negative integer".into(),
+        "u8" => "a non-negative integer up to 255".into(),
+        "u16" => "a non-negative integer up to 65535".into(),
+        "u32" => format!("a non-negative integer up to {}", u32::MAX),
+        "u64" | "usize" => format!("a non-negative integer up to {}", u64::MAX),
         "i8" | "i16" | "i32" | "i64" | "isize" => "an integer".into(),
         "f32" | "f64" => "a number".into(),
         "a boolean" | "bool" => "true or false".into(),

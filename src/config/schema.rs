@@ -386,6 +386,22 @@ impl Config {
         if !(self.lr > 0.0 && self.lr.is_finite()) {
             return bad("lr", self.lr.to_string(), "must be a positive number");
         }
+        // NaN or infinity here only fails later, as "the loss became NaN".
+        for (key, v) in [
+            ("model.sigma_init", self.model.sigma_init),
+            ("loss.w_inst", self.loss.w_inst),
+            ("loss.w_var", self.loss.w_var),
+            ("loss.w_seed", self.loss.w_seed),
+            ("loss.foreground_weight", self.loss.foreground_weight),
+            ("train.weight_decay", self.train.weight_decay),
+        ] {
+            if !v.is_finite() {
+                return bad(key, v.to_string(), "must be a finite number");
+            }
+            if key != "model.sigma_init" && v < 0.0 {
+                return bad(key, v.to_string(), "must not be negative");
+            }
+        }
         if !matches!(self.model.n_sigma, 1 | 2) {
             return bad(
                 "model.n_sigma",

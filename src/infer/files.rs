@@ -89,6 +89,12 @@ pub fn predict_files(
             )));
         }
     }
+    if out.exists() && !out.is_dir() {
+        return Err(InferError::NoFrames(format!(
+            "--out {}: is a file, not a folder; --out names the folder the masks go to",
+            out.display()
+        )));
+    }
     std::fs::create_dir_all(out).map_err(|e| DataError::io(out, e))?;
     let bar = reporter.stage("predicting", images.len() as u64);
     let mut done = Vec::with_capacity(images.len());

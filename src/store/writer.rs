@@ -251,47 +251,59 @@ impl RunWriter {
 
     /// Opens a run to add results after the fact (evaluation, tuned
     /// thresholds) without touching its status, even while it trains.
+    /// Errors name the database.
     pub fn annotate(dir: &Path) -> Result<RunWriter, StoreError> {
-        let mut conn = open_for_writing(dir, None)?;
-        migrate(&mut conn)?;
-        let id: String = conn.query_row("SELECT id FROM run", [], |r| r.get(0))?;
-        let mut w = RunWriter::wrap(conn, id, dir.to_path_buf(), None);
-        w.finished = true;
-        Ok(w)
+        let open = || -> Result<RunWriter, StoreError> {
+            let mut conn = open_for_writing(dir, None)?;
+            migrate(&mut conn)?;
+            let id: String = conn.query_row("SELECT id FROM run", [], |r| r.get(0))?;
+            let mut w = RunWriter::wrap(conn, id, dir.to_path_buf(), None);
+            w.finished = true;
+            Ok(w)
+        };
+        open().map_err(|e| e.at(&dir.join(super::RUN_DB)))
     }
 
     /// Adds tags (already there: kept as they were).
     pub fn add_tags(&mut self, tags: &[String]) -> Result<(), StoreError> {
-        let tx = self.conn.transaction()?;
+        let db = self.dir.join(super::RUN_DB);
+        let tx = self.conn.transaction().map_err(|e| named(&db, e))?;
         for tag in tags {
             tx.execute(
                 "INSERT INTO tags (tag, wall) VALUES (?1, ?2) ON CONFLICT (tag) DO NOTHING",
                 params![tag, now()],
-            )?;
+            )
+            .map_err(|e| named(&db, e))?;
         }
-        tx.commit()?;
-        Ok(())
+        tx.commit().map_err(|e| named(&db, e))
     }
 
     /// Removes tags; returns those the run did not have.
     pub fn remove_tags(&mut self, tags: &[String]) -> Result<Vec<String>, StoreError> {
-        let tx = self.conn.transaction()?;
+        let db = self.dir.join(super::RUN_DB);
+        let tx = self.conn.transaction().map_err(|e| named(&db, e))?;
         let mut absent = Vec::new();
         for tag in tags {
-            if tx.execute("DELETE FROM tags WHERE tag = ?1", params![tag])? == 0 {
+            let n = tx
+                .execute("DELETE FROM tags WHERE tag = ?1", params![tag])
+                .map_err(|e| named(&db, e))?;
+            if n == 0 {
                 absent.push(tag.clone());
             }
         }
-        tx.commit()?;
+        tx.commit().map_err(|e| named(&db, e))?;
         Ok(absent)
     }
 
     /// Adds a note (notes accumulate, each with its time).
     pub fn add_note(&mut self, text: &str) -> Result<(), StoreError> {
-        self.conn.execute(
-            "INSERT INTO notes (wall, text) VALUES (?1, ?2)",
-            params![now(), text],
-        )?;
+        let db = self.dir.join(super::RUN_DB);
+        self.conn
+            .execute(
+                "INSERT INTO notes (wall, text) VALUES (?1, ?2)",
+                params![now(), text],
+            )
+            .map_err(|e| named(&db, e))?;
         Ok(())
     }
 
@@ -569,4 +581,9 @@ fn open_for_writing(dir: &Path, choice: Option<&JournalChoice>) -> Result<Connec
         journal::apply(&conn, choice).map_err(|e| StoreError::from(e).at(&path))?;
     }
     Ok(conn)
+}
+
+/// An SQLite error of the database at `db`, naming it.
+fn named(db: &Path, e: rusqlite::Error) -> StoreError {
+    StoreError::from(e).at(db)
 }

@@ -45,6 +45,21 @@ pub const SIGNAL_BEFORE: u32 = 120;
 impl SlurmOptions {
     /// Refuses what cannot be written into a script as given.
     pub fn check(&self) -> Result<(), SweepError> {
+        // A value written into an `#SBATCH` line: one line, no quote (a
+        // newline would add a directive of its own).
+        for (flag, value) in [
+            ("partition", &self.partition),
+            ("time", &self.time),
+            ("mem", &self.mem),
+        ] {
+            let Some(v) = value else { continue };
+            if v.is_empty() || v.chars().any(|c| c.is_control() || c == '"') {
+                return Err(SweepError::Launcher(format!(
+                    "--{flag} `{}`: one word, without quotes or line breaks",
+                    crate::text::printable(&crate::text::shorten(v, 60))
+                )));
+            }
+        }
         for arg in &self.sbatch_args {
             if !arg.starts_with('-') || arg.contains('\n') {
                 return Err(SweepError::Launcher(format!(
@@ -129,15 +144,26 @@ fn script(
         let _ = write!(array, "%{k}");
     }
     let mut s = String::from("#!/bin/bash\n");
+    // sbatch reads directive values as shell words: one with a space is
+    // quoted (SlurmOptions::check refused quotes and line breaks; the
+    // folder is checked here).
+    let output = cwd.join(folder).join("%A_%a.out").display().to_string();
+    if output.chars().any(|c| c.is_control() || c == '"') {
+        return Err(SweepError::Launcher(format!(
+            "the sweep's folder {} holds a quote or a line break, which an #SBATCH line cannot carry",
+            crate::text::printable(&output)
+        )));
+    }
     let mut directive = |flag: &str, value: &str| {
-        let _ = writeln!(s, "#SBATCH --{flag}={value}");
+        if value.contains(char::is_whitespace) {
+            let _ = writeln!(s, "#SBATCH --{flag}=\"{value}\"");
+        } else {
+            let _ = writeln!(s, "#SBATCH --{flag}={value}");
+        }
     };
     directive("job-name", &format!("esx-{}", sweep.id));
     directive("array", &array);
-    directive(
-        "output",
-        &cwd.join(folder).join("%A_%a.out").display().to_string(),
-    );
+    directive("output", &output);
     if let Some(p) = &options.partition {
         directive("partition", p);
     }
@@ -408,5 +434,29 @@ mod tests {
         assert_eq!(compact_ranges(&[0, 1, 2, 5, 7, 8]), "0-2,5,7-8");
         assert_eq!(compact_ranges(&[3]), "3");
         assert_eq!(compact_ranges(&[4, 3, 3]), "3-4");
+    }
+
+    /// A value with a line break would write an #SBATCH line of its own.
+    #[test]
+    fn values_that_would_inject_directives_are_refused() {
+        for bad in ["gpu\n#SBATCH --exclusive", "a\"b", "", "x\ry"] {
+            let o = SlurmOptions {
+                partition: Some(bad.into()),
+                ..SlurmOptions::default()
+            };
+            let e = o.check().unwrap_err().to_string();
+            assert!(e.contains("--partition"), "{e}");
+        }
+        let o = SlurmOptions {
+            mem: Some("4G\n#SBATCH --x".into()),
+            ..SlurmOptions::default()
+        };
+        assert!(o.check().is_err());
+        let fine = SlurmOptions {
+            partition: Some("gpu".into()),
+            time: Some("01:00:00".into()),
+            ..SlurmOptions::default()
+        };
+        assert!(fine.check().is_ok());
     }
 }
