@@ -903,3 +903,68 @@ fn esx_output(dir: &Path, args: &[&str]) -> (String, String) {
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+/// Ground truth without a single object scores nothing (issue 33 item
+/// 11): AP and SEG over no object are undefined, and nothing is recorded.
+#[test]
+fn eval_against_empty_masks_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    tiny(d);
+    succeeds(d, &["run", "-q", "tiny.toml", "epochs=1"]);
+    let run = only_run(&d.join("runs"));
+    let id = read_run(&run).unwrap().id;
+    let empty = d.join("empty");
+    let ok = Command::new("cp")
+        .arg("-r")
+        .arg(d.join("data/tiny"))
+        .arg(&empty)
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+    for entry in std::fs::read_dir(empty.join("01_GT/SEG")).unwrap() {
+        let path = entry.unwrap().path();
+        let mask = esx::data::tiff_io::read_labels(&path).unwrap();
+        let zero = esx::data::Grid::filled(mask.width, mask.height, 0u32);
+        esx::data::tiff_io::write_labels(&path, &zero).unwrap();
+    }
+    let err = fails(d, &["eval", &id, empty.to_str().unwrap()]);
+    assert!(err.contains("hold no object"), "{err}");
+    assert!(
+        metrics(&run, None)
+            .unwrap()
+            .iter()
+            .all(|m| m.split != "test"),
+        "nothing recorded"
+    );
+}
+
+/// A grid sweep whose objective no run records says so and fails (issue
+/// 33 item 11), naming what the runs do record.
+#[test]
+fn a_sweep_objective_no_run_records_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    tiny(d);
+    let out = Command::new(bin())
+        .current_dir(d)
+        .args([
+            "sweep",
+            "tiny.toml",
+            "lr=1e-3,1e-4",
+            "epochs=1",
+            "--objective",
+            "val/nosuch",
+            "-q",
+        ])
+        .env_remove("ESX_RUNS")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("val/nosuch") && err.contains("val/iou"),
+        "{err}"
+    );
+}

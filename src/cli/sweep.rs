@@ -263,6 +263,14 @@ pub fn exec(args: Args) -> anyhow::Result<ExitCode> {
             report.id
         );
     }
+    if let Some(recorded) = report.objective_unrecorded() {
+        eprintln!(
+            "esx: error: no completed run recorded the objective {}, so no point is best; the runs record {}",
+            esx::text::printable(&report.objective),
+            recorded.join(", ")
+        );
+        return Ok(ExitCode::FAILURE);
+    }
     Ok(if report.interrupted {
         ExitCode::from(130)
     } else if !report.waited || report.all_completed() {

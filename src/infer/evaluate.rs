@@ -71,7 +71,15 @@ pub fn evaluate(
         bar.inc(1);
     }
     bar.finish_and_clear();
-    Ok(Scores::of(scored))
+    let scores = Scores::of(scored);
+    if scores.n_true == 0 {
+        // AP and SEG over no object are undefined, not 0.
+        return Err(InferError::NoFrames(format!(
+            "the masks of the {} frames hold no object: nothing to score against",
+            frames.len()
+        )));
+    }
+    Ok(scores)
 }
 
 /// As `evaluate`, for frames already in memory.

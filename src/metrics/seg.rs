@@ -8,15 +8,12 @@ use super::matching::Overlap;
 /// (Σ Jaccard of matched reference objects, number of reference objects) of
 /// one frame; SEG over frames is Σ of the first / Σ of the second.
 pub fn seg_parts(ov: &Overlap) -> (f64, usize) {
-    let mut sum = 0.0;
-    for i in 0..ov.n_true {
-        for j in 0..ov.n_pred {
-            let k = i * ov.n_pred + j;
-            if 2 * ov.inter[k] > ov.true_sizes[i] {
-                sum += ov.iou[k];
-            }
-        }
-    }
+    let sum = ov
+        .pairs
+        .iter()
+        .filter(|q| 2 * q.inter > ov.true_sizes[q.t])
+        .map(|q| q.iou)
+        .sum();
     (sum, ov.n_true)
 }
 

@@ -277,6 +277,31 @@ pub fn execute(
     })
 }
 
+impl SweepReport {
+    /// Where points completed but none recorded the objective (a metric no
+    /// run records, mistyped): what the completed runs do record.
+    pub fn objective_unrecorded(&self) -> Option<Vec<String>> {
+        let completed: Vec<&PointState> = self
+            .points
+            .iter()
+            .map(|(_, s)| s)
+            .filter(|s| s.status == PointStatus::Completed)
+            .collect();
+        if completed.is_empty() || self.objectives.iter().any(Option::is_some) {
+            return None;
+        }
+        let mut keys: Vec<String> = completed
+            .iter()
+            .filter_map(|s| s.run.as_ref())
+            .flat_map(|r| r.summary.iter().map(|m| format!("{}/{}", m.split, m.key)))
+            .filter(|k| !k.starts_with("step/"))
+            .collect();
+        keys.sort();
+        keys.dedup();
+        Some(keys)
+    }
+}
+
 /// The point with the best objective among those that ended with one.
 fn best_point(
     sweep: &Sweep,
