@@ -310,3 +310,45 @@ fn gpus_this_machine_lacks_are_refused_before_anything_runs() {
         std::fs::read_dir(dir.path().join("runs")).map(|d| d.count())
     );
 }
+
+/// Points that ended while no launcher was there to record them (it was
+/// killed; its runs went on) get their results in sweep.db when the sweep
+/// is run again (issue 33 item 11).
+#[test]
+fn results_missed_while_the_launcher_was_dead_are_recorded_later() {
+    let dir = setup(1, 2);
+    let (code, report) = sweep_json(dir.path(), &["tiny.toml"]);
+    assert_eq!(code, Some(0), "{report:#}");
+    let root = dir.path().join("runs");
+    let sweep_dir = runs(&root)[0].dir.parent().unwrap().to_path_buf();
+    let db = sweep_dir.join("sweep.db");
+    let count = || -> i64 {
+        rusqlite::Connection::open(&db)
+            .unwrap()
+            .query_row("SELECT count(*) FROM results", [], |r| r.get(0))
+            .unwrap()
+    };
+    assert_eq!(count(), 2);
+    // As a launcher killed before it recorded them leaves sweep.db.
+    rusqlite::Connection::open(&db)
+        .unwrap()
+        .execute("DELETE FROM results", [])
+        .unwrap();
+    let (code, report) = sweep_json(dir.path(), &["tiny.toml"]);
+    assert_eq!(code, Some(0), "{report:#}");
+    assert_eq!(
+        report["launched"].as_array().unwrap().len(),
+        0,
+        "{report:#}"
+    );
+    assert_eq!(count(), 2, "both results recorded again");
+    let statuses: Vec<String> = rusqlite::Connection::open(&db)
+        .unwrap()
+        .prepare("SELECT status FROM results ORDER BY idx")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(statuses, ["completed", "completed"]);
+}

@@ -174,9 +174,9 @@ pub fn execute(
             tasks.clone(),
             &initial,
             reporter,
-        ))
+        )?)
     } else {
-        Box::new(Planned::new(sweep, &record, tasks.clone(), &initial))
+        Box::new(Planned::new(sweep, &record, tasks.clone(), &initial)?)
     };
     let mut outcomes = Vec::new();
     let mut job_id = None;

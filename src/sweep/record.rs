@@ -2,6 +2,7 @@
 //! experiment, base overrides, axes, mode), its planned points, and every
 //! launch (local or a Slurm job id with the points it was given).
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -374,6 +375,18 @@ impl SweepRecord {
                     finished: r.get::<_, i64>(2)? as usize,
                     running: r.get::<_, i64>(3)? as usize,
                 })
+            })?;
+            rows.collect()
+        })
+    }
+
+    /// Each recorded result's point and (run id, status).
+    pub fn results(&self) -> Result<HashMap<usize, (Option<String>, String)>, SweepError> {
+        let path = self.dir.join(SWEEP_DB);
+        read(&path, |conn| {
+            let mut stmt = conn.prepare("SELECT idx, run_id, status FROM results")?;
+            let rows = stmt.query_map([], |r| {
+                Ok((r.get::<_, i64>(0)? as usize, (r.get(1)?, r.get(2)?)))
             })?;
             rows.collect()
         })

@@ -50,20 +50,46 @@ struct Results<'a> {
 }
 
 impl<'a> Results<'a> {
-    fn new(sweep: &'a Sweep, record: &'a SweepRecord, states: &[PointState]) -> Results<'a> {
+    /// The results of the points that have ended, and in sweep.db those it
+    /// misses: points that ended while no launcher was there to record them
+    /// (it was killed, and its runs went on).
+    fn new(
+        sweep: &'a Sweep,
+        record: &'a SweepRecord,
+        states: &[PointState],
+    ) -> Result<Results<'a>, SweepError> {
         let mut results = Results {
             sweep,
             record,
             best: None,
         };
+        let recorded = record.results()?;
+        let mut missing = Vec::new();
         for s in states {
-            if let (Some(run), PointStatus::Completed | PointStatus::Pruned) = (&s.run, s.status) {
-                if let (Some(v), _) = objective_of(&sweep.search, &run.dir) {
-                    results.offer(s.index, v);
-                }
+            let Some(run) = &s.run else { continue };
+            let ended = matches!(
+                s.status,
+                PointStatus::Completed | PointStatus::Pruned | PointStatus::Failed
+            );
+            let value = if ended {
+                objective_of(&sweep.search, &run.dir).0
+            } else {
+                None
+            };
+            if let (Some(v), PointStatus::Completed | PointStatus::Pruned) = (value, s.status) {
+                results.offer(s.index, v);
+            }
+            let known = recorded.get(&s.index).is_some_and(|(id, status)| {
+                id.as_deref() == Some(run.id.as_str()) && status == s.status.as_str()
+            });
+            if ended && !known {
+                missing.push((s.index, run.id.clone(), s.status, value));
             }
         }
-        results
+        for (index, id, status, value) in missing {
+            record.set_result(index, Some(&id), status.as_str(), value, results.best)?;
+        }
+        Ok(results)
     }
 
     /// TPE and the pruners need the objective; a plain grid or random
@@ -133,12 +159,12 @@ impl<'a> Planned<'a> {
         record: &'a SweepRecord,
         tasks: Vec<Task>,
         states: &[PointState],
-    ) -> Planned<'a> {
-        Planned {
+    ) -> Result<Planned<'a>, SweepError> {
+        Ok(Planned {
             total: tasks.len(),
             tasks: tasks.into(),
-            results: Results::new(sweep, record, states),
-        }
+            results: Results::new(sweep, record, states)?,
+        })
     }
 }
 
@@ -186,9 +212,9 @@ impl<'a> Proposals<'a> {
         tasks: Vec<Task>,
         states: &[PointState],
         reporter: &'a Reporter,
-    ) -> Proposals<'a> {
+    ) -> Result<Proposals<'a>, SweepError> {
         let trials = sweep.search.trials.unwrap_or(0);
-        Proposals {
+        Ok(Proposals {
             sweep,
             record,
             points: sweep.points.clone(),
@@ -197,9 +223,9 @@ impl<'a> Proposals<'a> {
             again: tasks.into(),
             live: Vec::new(),
             trials,
-            results: Results::new(sweep, record, states),
+            results: Results::new(sweep, record, states)?,
             reporter,
-        }
+        })
     }
 
     fn history(&self) -> Result<Vec<Observation>, SweepError> {
