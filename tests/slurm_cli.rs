@@ -297,6 +297,25 @@ fn watch_follows_a_sweep_that_slurm_runs() {
     );
     let id = json(&out)["id"].as_str().unwrap().to_string();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(240);
+    // A run held still (SIGSTOP: the test's cluster is this machine) as soon
+    // as its store names its process, so that a frame of it running is
+    // there to see however fast the machine trains; let go once seen.
+    let held = loop {
+        let found = common::newest_run(&work.path().join("runs"))
+            .and_then(|d| esx::store::query::read_run(&d).ok())
+            .filter(|r| r.pid > 0);
+        if let Some(run) = found {
+            let pid = run.pid.to_string();
+            let stopped = std::process::Command::new("kill")
+                .args(["-STOP", &pid])
+                .status();
+            assert!(stopped.is_ok_and(|s| s.success()), "kill -STOP {pid}");
+            break pid;
+        }
+        assert!(std::time::Instant::now() < deadline, "no run started");
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    };
+    let mut held = Some(held);
     let mut saw_running = false;
     loop {
         let out = cluster.esx(
@@ -306,6 +325,13 @@ fn watch_follows_a_sweep_that_slurm_runs() {
         let frame = String::from_utf8_lossy(&out.stdout).into_owned();
         assert!(out.status.success() || frame.is_empty(), "{frame}");
         saw_running |= frame.contains("1 running") || frame.contains("2 running");
+        if saw_running {
+            if let Some(pid) = held.take() {
+                let _ = std::process::Command::new("kill")
+                    .args(["-CONT", &pid])
+                    .status();
+            }
+        }
         if frame.contains("2 of 2 done") {
             assert!(frame.contains("2 runs: 2 completed"), "{frame}");
             break;
