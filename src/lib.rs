@@ -10,11 +10,13 @@ pub mod conv_pass;
 #[cfg(feature = "cuda")]
 pub mod cuda;
 pub mod data;
+pub mod device;
 pub mod infer;
 pub mod loss;
 pub mod metrics;
 pub mod model;
 pub mod output;
+pub mod prediction;
 pub mod progress;
 pub mod report;
 pub mod store;

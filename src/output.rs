@@ -64,10 +64,21 @@ pub fn write(path: &Path, bytes: &[u8]) -> Result<()> {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    let mut tmp = crate::data::shared_temp_file(&dir)?;
+    let mut tmp = shared_temp_file(&dir)?;
     tmp.write_all(bytes)?;
     tmp.persist(&target).map_err(|e| e.error)?;
     Ok(())
+}
+
+/// A temporary file beside its destination, readable by everyone like a file
+/// made with `File::create` (tempfile's default of 0600 would hide a shared
+/// dataset's crops from other users of a cluster).
+pub(crate) fn shared_temp_file(dir: &std::path::Path) -> std::io::Result<tempfile::NamedTempFile> {
+    use std::os::unix::fs::PermissionsExt;
+    tempfile::Builder::new()
+        .prefix(".esx-tmp")
+        .permissions(std::fs::Permissions::from_mode(0o644))
+        .tempfile_in(dir)
 }
 
 #[cfg(test)]

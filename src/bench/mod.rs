@@ -6,6 +6,7 @@ pub mod parity;
 pub mod predict;
 pub mod report;
 pub mod search;
+pub mod sides;
 pub mod store;
 pub mod sweep;
 pub mod train;

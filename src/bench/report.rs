@@ -13,7 +13,7 @@ use super::Figure;
 use crate::config::{SynthConfig, SynthKind};
 use crate::data::Grid;
 use crate::infer::cluster::{cluster, ClusterParams};
-use crate::infer::prediction::Prediction;
+use crate::prediction::Prediction;
 use crate::store::{NewRun, Outcome, RunWriter, SweepMembership};
 use crate::viz;
 
@@ -212,7 +212,7 @@ pub fn run(opts: &ReportBench) -> Result<Vec<Figure>, Box<dyn std::error::Error 
     let start = Instant::now();
     fake_runs(&root, opts.runs, opts.points)?;
     let setup = start.elapsed().as_secs_f64();
-    let rows: usize = crate::store::select::scan(&root)?
+    let rows: usize = crate::store::query::scan(&root)?
         .iter()
         .map(|d| crate::store::query::metrics(d, None).map(|m| m.len()))
         .sum::<Result<usize, _>>()?;

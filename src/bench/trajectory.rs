@@ -20,7 +20,7 @@
 
 use candle_core::{DType, Device, Tensor};
 
-use super::parity::{pair, ParityBench, Side};
+use super::sides::{figure, pair, Bounds, ParityBench, Side};
 use super::train::synthetic_batch_from;
 use super::Figure;
 use crate::loss::LossTerms;
@@ -68,7 +68,7 @@ pub fn run(
     let mut opt_ref = optimiser(&reference, opts.lr)?;
     let mut opt_sub = optimiser(&subject, opts.lr)?;
     // The first step as the loss's parity bound; the level to 1 %.
-    let (first, level) = (super::parity::Bounds::of(dtype, opts.tf32).out, 1e-2);
+    let (first, level) = (Bounds::of(dtype, opts.tf32).out, 1e-2);
     let names = ["total", "instance", "var", "seed"];
     let mut worst_total = 0.0f64;
     let (mut sum_a, mut sum_b) = (0.0, 0.0);
@@ -97,7 +97,7 @@ pub fn run(
         let name = format!("{tag} trajectory step {}", k + 1);
         let detail = format!(" (total, device vs CPU): {}", side_by_side.join(", "));
         emit(if k == 0 {
-            super::parity::figure(name, total, first, detail)
+            figure(name, total, first, detail)
         } else {
             Figure {
                 name,
@@ -109,7 +109,7 @@ pub fn run(
         });
     }
     let steps = opts.steps as f64;
-    emit(super::parity::figure(
+    emit(figure(
         format!("{tag} trajectory level, {} steps", opts.steps),
         relative(sum_a / steps, sum_b / steps),
         level,

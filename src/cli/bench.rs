@@ -211,7 +211,7 @@ pub fn exec(args: Args) -> anyhow::Result<()> {
                     .collect()
             };
             let torch = torch.into_torch(&device, precision);
-            let dev = esx::train::device(&device, precision)?;
+            let dev = esx::device::open(&device, precision)?;
             let mut print = printer(args.json);
             print(esx::bench::train::setup(&device, &dev));
             let all = esx::bench::train::run(
@@ -251,7 +251,7 @@ pub fn exec(args: Args) -> anyhow::Result<()> {
                     other => Err(anyhow::anyhow!("--dtype `{other}`: expected f64 or f32")),
                 })
                 .collect::<anyhow::Result<Vec<_>>>()?;
-            let dev = esx::train::device(&device, precision)?;
+            let dev = esx::device::open(&device, precision)?;
             let opts = esx::bench::parity::ParityBench {
                 batch,
                 size,

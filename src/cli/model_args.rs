@@ -87,7 +87,7 @@ impl ModelArgs {
     }
 
     pub fn segmenter(&self, source: &ModelSource) -> anyhow::Result<Segmenter> {
-        let device = esx::train::device(&source.config.device, source.config.train.precision)?;
+        let device = esx::device::open(&source.config.device, source.config.train.precision)?;
         let options = PredictOptions {
             tta: self.tta,
             tile: self.tile,

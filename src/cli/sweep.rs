@@ -290,8 +290,8 @@ fn check_gpus(gpus: &[usize]) -> anyhow::Result<()> {
         .map(|g| g.to_string())
         .collect::<Vec<_>>()
         .join(",");
-    let count = esx::train::device::cuda_device_count()
-        .map_err(|why| anyhow::anyhow!("--gpus {list}: {why}"))?;
+    let count =
+        esx::device::cuda_device_count().map_err(|why| anyhow::anyhow!("--gpus {list}: {why}"))?;
     if highest >= count {
         anyhow::bail!(
             "--gpus {list}: this machine has {count} CUDA device{} (0…{})",

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use super::overrides::inline_toml;
+use super::value_text::inline_toml;
 use super::ConfigError;
 
 /// The longest a string may grow by interpolation: five keys that each

@@ -8,6 +8,7 @@ mod provider;
 mod schema;
 mod suggest;
 pub mod sweep_value;
+mod value_text;
 
 #[cfg(test)]
 mod proptests;

@@ -13,7 +13,9 @@
 
 use std::fmt;
 
+pub use super::sweep_value::format_value;
 use super::sweep_value::SweepSpec;
+pub use super::value_text::{inline_toml, parse_scalar};
 use super::ConfigError;
 
 /// What an override does to its key.
@@ -129,42 +131,6 @@ pub fn parse_value(text: &str) -> Result<OverrideValue, String> {
         return Ok(OverrideValue::Sweep(spec));
     }
     Ok(OverrideValue::Value(parse_scalar(text)))
-}
-
-/// A value as TOML if it is one, else the text itself as a string.
-pub fn parse_scalar(text: &str) -> toml::Value {
-    let doc = format!("v = {text}");
-    match toml::from_str::<toml::Table>(&doc) {
-        Ok(mut table) if table.len() == 1 => table.remove("v").unwrap_or_else(|| text.into()),
-        _ => toml::Value::String(text.to_string()),
-    }
-}
-
-/// Formats a value so that `parse_value` gives it back: strings bare where
-/// that reads back the same, TOML-quoted otherwise.
-pub fn format_value(value: &toml::Value) -> String {
-    match value {
-        toml::Value::String(s) if parse_value(s) == Ok(OverrideValue::Value(value.clone())) => {
-            s.clone()
-        }
-        other => inline_toml(other),
-    }
-}
-
-/// A value in TOML's inline syntax.
-pub fn inline_toml(value: &toml::Value) -> String {
-    match value {
-        toml::Value::Float(x) if x.is_finite() && x.fract() == 0.0 && x.abs() < 1e15 => {
-            format!("{x:.1}")
-        }
-        // A basic string with JSON's escapes, which TOML shares: one line, one quote style.
-        toml::Value::String(s) => serde_json::to_string(s).unwrap_or_default(),
-        toml::Value::Array(items) => {
-            let inner: Vec<String> = items.iter().map(inline_toml).collect();
-            format!("[{}]", inner.join(", "))
-        }
-        other => other.to_string(),
-    }
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 
 use std::fmt;
 
-use super::overrides::{format_value, inline_toml, parse_scalar};
+use super::value_text::{inline_toml, parse_scalar};
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum SweepSpec {
@@ -273,6 +273,20 @@ impl fmt::Display for SweepSpec {
             SweepSpec::Uniform(a, b) => write!(f, "uniform({a:?},{b:?})"),
             SweepSpec::LogUniform(a, b) => write!(f, "loguniform({a:?},{b:?})"),
         }
+    }
+}
+
+/// Formats a value so that an override's `parse_value` gives it back:
+/// strings bare where that reads back the same (not as a sweep, not as
+/// another TOML value), TOML-quoted otherwise.
+pub fn format_value(value: &toml::Value) -> String {
+    match value {
+        toml::Value::String(s)
+            if matches!(SweepSpec::parse(s), Ok(None)) && parse_scalar(s) == *value =>
+        {
+            s.clone()
+        }
+        other => inline_toml(other),
     }
 }
 

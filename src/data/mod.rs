@@ -109,14 +109,3 @@ fn list(items: &[String]) -> String {
         items.join(", ")
     }
 }
-
-/// A temporary file beside its destination, readable by everyone like a file
-/// made with `File::create` (tempfile's default of 0600 would hide a shared
-/// dataset's crops from other users of a cluster).
-pub(crate) fn shared_temp_file(dir: &std::path::Path) -> std::io::Result<tempfile::NamedTempFile> {
-    use std::os::unix::fs::PermissionsExt;
-    tempfile::Builder::new()
-        .prefix(".esx-tmp")
-        .permissions(std::fs::Permissions::from_mode(0o644))
-        .tempfile_in(dir)
-}

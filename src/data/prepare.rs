@@ -204,7 +204,7 @@ pub(crate) fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), Dat
     }
     let parent = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(parent).map_err(|e| DataError::io(parent, e))?;
-    let mut tmp = crate::data::shared_temp_file(parent).map_err(|e| DataError::io(parent, e))?;
+    let mut tmp = crate::output::shared_temp_file(parent).map_err(|e| DataError::io(parent, e))?;
     std::io::Write::write_all(&mut tmp, &text).map_err(|e| DataError::io(tmp.path(), e))?;
     tmp.persist(path)
         .map_err(|e| DataError::io(path, e.error))?;

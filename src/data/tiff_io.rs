@@ -293,7 +293,7 @@ fn write_atomically(
         _ => Path::new("."),
     };
     std::fs::create_dir_all(parent).map_err(|e| DataError::io(parent, e))?;
-    let tmp = crate::data::shared_temp_file(parent).map_err(|e| DataError::io(parent, e))?;
+    let tmp = crate::output::shared_temp_file(parent).map_err(|e| DataError::io(parent, e))?;
     let (file, tmp_path) = tmp.into_parts();
     let mut out = BufWriter::new(file);
     write(&mut out).map_err(|e| DataError::Tiff {

@@ -10,8 +10,8 @@
 //! looks at pixels whose embeddings lie within its radius, through a grid
 //! over embedding space. Deterministic.
 
-use super::prediction::Prediction;
 use crate::data::Grid;
+use crate::prediction::Prediction;
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct ClusterParams {

@@ -5,15 +5,14 @@ pub mod cluster;
 pub mod evaluate;
 pub mod files;
 pub mod predict;
-pub mod prediction;
 pub mod segment;
 pub mod source;
 
 use std::path::PathBuf;
 
+pub use crate::prediction::Prediction;
 pub use cluster::{cluster, ClusterParams};
 pub use predict::{PredictOptions, Predictor};
-pub use prediction::Prediction;
 pub use segment::{Segmented, Segmenter};
 pub use source::{ModelSource, Which};
 

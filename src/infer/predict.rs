@@ -8,11 +8,11 @@ use std::path::Path;
 
 use candle_core::{Device, Tensor};
 
-use super::prediction::Prediction;
 use crate::data::augment::Dihedral;
 use crate::data::crops::reflect;
 use crate::data::Grid;
 use crate::model::{load_for_inference, BranchedErfnet, Mode, ModelError};
+use crate::prediction::Prediction;
 
 #[derive(Clone, Copy, Debug)]
 pub struct PredictOptions {

@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use super::heartbeat::{self, Recorded};
 use super::provenance::now;
-use super::{read_db, RunStatus, StoreError};
+use super::{read_db, RunStatus, StoreError, RUN_DB};
 
 /// One run as recorded, with the derived status (crashed) and summaries.
 #[derive(Clone, Debug, Serialize)]
@@ -253,10 +253,7 @@ fn read_with(conn: &Connection, dir: &Path) -> Result<RunInfo, StoreError> {
 
 /// Reads every run under `root` in parallel; unreadable ones come back as errors.
 pub fn list_runs(root: &Path) -> Result<Vec<Result<RunInfo, StoreError>>, StoreError> {
-    Ok(super::select::scan(root)?
-        .par_iter()
-        .map(|d| read_run(d))
-        .collect())
+    Ok(scan(root)?.par_iter().map(|d| read_run(d)).collect())
 }
 
 /// Metric points, optionally only some keys, ordered by split, key and step.
@@ -432,4 +429,34 @@ pub fn export_rows(runs: &[RunInfo]) -> Result<Vec<(String, MetricPoint)>, Store
         out.extend(rows.into_iter().map(|m| (run.id.clone(), m)));
     }
     Ok(out)
+}
+
+/// Every run directory under `root` (a run directory holds run.db; runs do
+/// not nest, so the walk stops there).
+pub fn scan(root: &Path) -> Result<Vec<PathBuf>, StoreError> {
+    if !root.is_dir() {
+        return Err(if root.exists() {
+            StoreError::RootNotADir(root.to_path_buf())
+        } else {
+            StoreError::NoRoot(root.to_path_buf())
+        });
+    }
+    let mut found = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        if dir.join(RUN_DB).is_file() {
+            found.push(dir);
+            continue;
+        }
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                stack.push(entry.path());
+            }
+        }
+    }
+    found.sort();
+    Ok(found)
 }

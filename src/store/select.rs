@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use rayon::prelude::*;
 
 use super::filter::Expr;
-use super::query::{read_run, RunInfo};
+use super::query::{read_run, scan, RunInfo};
 use super::{StoreError, RUN_DB};
 
 /// The runs to act on: every run under the roots, narrowed down.
@@ -187,36 +187,6 @@ pub fn resolve_targets(target: Option<&str>, root: &Path) -> Result<Selection, S
         runs: vec![resolve_run(arg, root)?.display().to_string()],
         ..Selection::all(root)
     })
-}
-
-/// Every run directory under `root` (a run directory holds run.db; runs do
-/// not nest, so the walk stops there).
-pub fn scan(root: &Path) -> Result<Vec<PathBuf>, StoreError> {
-    if !root.is_dir() {
-        return Err(if root.exists() {
-            StoreError::RootNotADir(root.to_path_buf())
-        } else {
-            StoreError::NoRoot(root.to_path_buf())
-        });
-    }
-    let mut found = Vec::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        if dir.join(RUN_DB).is_file() {
-            found.push(dir);
-            continue;
-        }
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            if entry.file_type().is_ok_and(|t| t.is_dir()) {
-                stack.push(entry.path());
-            }
-        }
-    }
-    found.sort();
-    Ok(found)
 }
 
 /// The run id a directory name carries (`<id>` or `<index>-<id>` in sweeps).

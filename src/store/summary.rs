@@ -1,7 +1,15 @@
 //! The per-key summary (last, min, max, count) of a batch of scalars, which
 //! the writer upserts with each flush.
 
-use super::writer::MetricRow;
+/// One scalar as the writer buffers it.
+pub(super) struct MetricRow {
+    pub step: u64,
+    pub epoch: u32,
+    pub split: String,
+    pub key: String,
+    pub value: f64,
+    pub wall: f64,
+}
 
 pub(super) struct KeySummary<'a> {
     pub split: &'a str,

@@ -13,7 +13,7 @@ use super::journal::{self, JournalChoice, JournalMode};
 use super::params::{flatten_params, param_value};
 use super::provenance::{git_state, hostname, new_id, now, process_start, slurm_job};
 use super::schema::migrate;
-use super::summary::summarise;
+use super::summary::{summarise, MetricRow};
 use super::{RunStatus, StoreError, RUN_DB};
 
 /// Space set aside in every run directory (`run.reserve`) while it trains:
@@ -57,15 +57,6 @@ pub enum Outcome {
     Interrupted,
     /// Stopped by its sweep's pruner at the end of an epoch.
     Pruned,
-}
-
-pub(super) struct MetricRow {
-    pub step: u64,
-    pub epoch: u32,
-    pub split: String,
-    pub key: String,
-    pub value: f64,
-    pub wall: f64,
 }
 
 pub struct RunWriter {

@@ -9,67 +9,11 @@ use super::local::{self, LocalOptions};
 use super::slurm::{self, SlurmOptions};
 use super::source::{Planned, Proposals, TaskSource};
 use super::state::{point_states, PointState, PointStatus};
+use super::task::{Task, TaskOutcome};
 use super::{Mode, Point, Sweep, SweepError, SweepRecord};
 use crate::progress::Reporter;
-use crate::store::checkpoint_file;
 use crate::store::claim::{Claim, SWEEP_LOCK};
 use crate::train::Interrupt;
-
-/// One point to run now.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct Task {
-    pub index: usize,
-    /// Some(run directory) to resume an interrupted run from its checkpoint.
-    pub resume: Option<PathBuf>,
-    #[serde(skip)]
-    pub point: Point,
-}
-
-impl Task {
-    /// Completed, pruned and still-running points need nothing; an interrupted run
-    /// with a checkpoint continues; anything else starts afresh.
-    pub fn for_point(point: &Point, state: &PointState) -> Option<Task> {
-        let resume = match state.status {
-            PointStatus::Completed | PointStatus::Pruned | PointStatus::Running => return None,
-            PointStatus::Interrupted => state
-                .run_dir()
-                .filter(|d| checkpoint_file(d, "last").is_file())
-                .cloned(),
-            _ => None,
-        };
-        Some(Task {
-            index: point.index,
-            resume,
-            point: point.clone(),
-        })
-    }
-
-    /// The `esx run` arguments of this task.
-    pub fn args(&self, sweep: &Sweep, extra: &[String]) -> Vec<String> {
-        match &self.resume {
-            Some(dir) => vec![
-                "run".into(),
-                "--resume".into(),
-                dir.display().to_string(),
-                "--runs".into(),
-                sweep.runs_root.display().to_string(),
-                "--quiet".into(),
-            ],
-            None => sweep.run_args(&self.point, extra),
-        }
-    }
-}
-
-/// How one child process ended (local launcher).
-#[derive(Clone, Debug, Serialize)]
-pub struct TaskOutcome {
-    pub index: usize,
-    /// The exit code; None when a signal ended it.
-    pub exit: Option<i32>,
-    /// Spawn to exit, as the launcher saw it.
-    pub seconds: f64,
-    pub log: PathBuf,
-}
 
 pub enum Launcher {
     Local(LocalOptions),

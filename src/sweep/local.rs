@@ -11,9 +11,9 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use super::launch::{Task, TaskOutcome};
 use super::source::TaskSource;
 use super::state::PointStatus;
+use super::task::{Task, TaskOutcome};
 use super::{Sweep, SweepError};
 use crate::progress::Reporter;
 use crate::train::Interrupt;

@@ -7,8 +7,10 @@
 //! `<runs>/<sweep-id>/` holds `sweep.db` (the plan and every launch) and the
 //! runs (`<index>-<run-id>/run.db`), each written by its own process.
 
+pub mod decision;
 pub mod launch;
 pub mod local;
+pub mod member;
 pub mod plan;
 pub mod prune;
 pub mod record;
@@ -16,6 +18,7 @@ pub mod search;
 pub mod slurm;
 pub mod source;
 pub mod state;
+pub mod task;
 pub mod tpe;
 
 use std::path::{Path, PathBuf};
@@ -23,11 +26,11 @@ use std::path::{Path, PathBuf};
 use rayon::prelude::*;
 use sha2::{Digest, Sha256};
 
-pub use launch::{Task, TaskOutcome};
 pub use plan::{Axis, Mode, Point};
 pub use record::SweepRecord;
 pub use search::{Search, SearchFlags};
 pub use state::{PointState, PointStatus};
+pub use task::{Task, TaskOutcome};
 
 use crate::config::{compose, Composed, Override};
 use crate::progress::Reporter;

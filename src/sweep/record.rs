@@ -318,7 +318,7 @@ impl SweepRecord {
         dir: &Path,
         index: usize,
         run_id: &str,
-        d: &super::prune::Decision,
+        d: &super::decision::Decision,
     ) -> Result<(), SweepError> {
         let path = dir.join(SWEEP_DB);
         let conn = open(&path, false)?;

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use super::launch::Task;
+use super::task::Task;
 use super::{Sweep, SweepError, SweepRecord};
 use crate::progress::Reporter;
 use crate::train::slurm_job::MAX_REQUEUES_ENV;

@@ -6,10 +6,10 @@
 use std::collections::VecDeque;
 use std::path::Path;
 
-use super::launch::Task;
 use super::record::Proposal;
 use super::search::Search;
 use super::state::{point_states, PointState, PointStatus};
+use super::task::Task;
 use super::tpe::{self, Observation, Outcome};
 use super::{Point, Sweep, SweepError, SweepRecord};
 use crate::progress::Reporter;

@@ -251,7 +251,7 @@ pub fn run_summary(r: &RunResult) -> String {
 }
 
 /// The line printed after each training epoch.
-pub fn epoch_line(r: &crate::train::trainer::EpochReport, epochs: u32) -> String {
+pub fn epoch_line(r: &crate::train::EpochReport, epochs: u32) -> String {
     let val = match (&r.val, r.val_iou) {
         (Some(v), Some(iou)) => format!("  val loss {:.4} IoU {:.3}", v.loss, iou),
         _ => String::new(),

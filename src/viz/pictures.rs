@@ -8,7 +8,7 @@ use image::{imageops, Rgb as Px, RgbImage};
 use super::colour::{diverging, hsv, instance, viridis, Rgb};
 use super::text::text;
 use crate::data::Grid;
-use crate::infer::Prediction;
+use crate::prediction::Prediction;
 
 /// One validation sample and what the network made of it.
 pub struct Sample<'a> {

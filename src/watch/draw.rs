@@ -13,8 +13,8 @@ use ratatui::widgets::{
 };
 use ratatui::Frame;
 
-use super::app::{View, SMOOTHING};
 use super::board::{Board, SweepProgress};
+use super::view::{View, SMOOTHING};
 use crate::report::palette::run_colours;
 use crate::report::series::ema;
 use crate::store::RunStatus;

@@ -6,11 +6,13 @@
 mod app;
 mod board;
 mod draw;
+mod view;
 
 use std::fmt;
 
-pub use app::{interactive, snapshot, View};
+pub use app::{interactive, snapshot};
 pub use board::{Board, Row, SweepProgress};
+pub use view::View;
 
 use crate::store::StoreError;
 

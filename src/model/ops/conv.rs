@@ -9,8 +9,9 @@ use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tenso
 use rayon::prelude::*;
 
 use super::batch_norm::{channel_sum, relu_gate};
-use super::conv_kernels::{forward, grad_input, grad_weight, Around, Dims};
+use super::conv_kernels::{forward, grad_input, grad_weight, Dims};
 use super::elem::relu;
+use super::elem::Around;
 use super::elem::{dispatch, Elem};
 use super::im2col::Geom;
 use num_traits::NumCast;

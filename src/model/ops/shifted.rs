@@ -16,8 +16,7 @@
 //! (−dy, −dx) and the weights transposed; the weight gradient is in
 //! shifted_weight.rs.
 
-use super::conv_kernels::Around;
-use super::elem::Elem;
+use super::elem::{Around, Elem};
 use super::im2col::Geom;
 use super::matmul::{gemm_add, Dst, Mat, SendPtr};
 

@@ -22,8 +22,7 @@ use std::cell::RefCell;
 
 use rayon::prelude::*;
 
-use super::conv_kernels::Around;
-use super::elem::Elem;
+use super::elem::{Around, Elem};
 use super::im2col::Geom;
 use super::matmul::{matmul, Mat, SendPtr};
 

@@ -3,7 +3,7 @@
 //! with bias, residual and ReLU) and output gradients (A g), along columns
 //! (3×1) or rows (1×3), compiled for AVX2+FMA where the CPU has them.
 
-use crate::model::ops::conv_kernels::Around;
+use crate::model::ops::elem::Around;
 use crate::model::ops::elem::Elem;
 use crate::model::ops::im2col::Geom;
 use crate::model::ops::matmul::SendPtr;

@@ -3,7 +3,7 @@
 
 use std::fmt::Write;
 
-use super::runs::Column;
+use super::columns::Column;
 use super::{esc, swatch};
 use crate::report::groups::mean_std;
 use crate::report::Report;

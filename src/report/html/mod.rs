@@ -3,6 +3,7 @@
 //! Every string that comes from a run (names, configs, errors, parameter
 //! values) goes through `esc`.
 
+mod columns;
 mod groups;
 mod runs;
 mod sections;

@@ -1,18 +1,23 @@
-//! Where training and inference run: the CPU thread pool and the device.
+//! Where training, inference and benchmarks run: the CPU thread pool and
+//! the device, opened once by name.
 
 use candle_core::Device;
 
-use super::TrainError;
 use crate::config::{parse_cuda_ordinal, Precision};
+
+/// A device or thread count that cannot be had, in one line.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct DeviceError(String);
 
 /// Sizes rayon's pool (every CPU op runs on it): `threads` if non-zero, else
 /// RAYON_NUM_THREADS or all cores. Only the first call in a process counts.
 /// A RAYON_NUM_THREADS beyond reason is refused (rayon would panic on it).
-pub fn set_threads(threads: usize) -> Result<(), TrainError> {
+pub fn set_threads(threads: usize) -> Result<(), DeviceError> {
     let max = crate::config::MAX_THREADS;
     if let Ok(text) = std::env::var("RAYON_NUM_THREADS") {
         if text.trim().parse::<usize>().map_or(true, |n| n > max) {
-            return Err(TrainError::Device(format!(
+            return Err(DeviceError(format!(
                 "RAYON_NUM_THREADS={}: expected a number of threads up to {max} (0: all cores)",
                 crate::text::shorten(&text, 40)
             )));
@@ -28,15 +33,13 @@ pub fn set_threads(threads: usize) -> Result<(), TrainError> {
 
 /// The device a config names; CUDA only in builds with the `cuda` feature.
 /// `precision`: how its f32 convolutions compute (CUDA; the CPU's are fp32).
-pub fn device(name: &str, precision: Precision) -> Result<Device, TrainError> {
+pub fn open(name: &str, precision: Precision) -> Result<Device, DeviceError> {
     if name == "cpu" {
         return Ok(Device::Cpu);
     }
-    let ordinal = parse_cuda_ordinal(name).ok_or_else(|| {
-        TrainError::Device(format!("device `{name}`: expected \"cpu\" or \"cuda:N\""))
-    })?;
-    open_cuda(ordinal, precision)
-        .map_err(|why| TrainError::Device(format!("device `{name}`: {why}")))
+    let ordinal = parse_cuda_ordinal(name)
+        .ok_or_else(|| DeviceError(format!("device `{name}`: expected \"cpu\" or \"cuda:N\"")))?;
+    open_cuda(ordinal, precision).map_err(|why| DeviceError(format!("device `{name}`: {why}")))
 }
 
 /// The device in one line for records and epoch lines: "cpu", or the GPU,
