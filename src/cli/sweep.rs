@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use esx::config::{Direction, PruneMethod, SearchMethod};
 use esx::progress::Reporter;
-use esx::sweep::launch::{execute, states, Launcher};
+use esx::sweep::launch::{execute, states, Launcher, SweepReport};
 use esx::sweep::local::LocalOptions;
 use esx::sweep::slurm::{SlurmOptions, SIGNAL_BEFORE};
 use esx::sweep::{Mode, SearchFlags, Sweep};
@@ -163,106 +163,140 @@ impl SlurmArgs {
     }
 }
 
+/// The command's flags with their cross-flag rules applied, resolved once
+/// before anything is planned or launched.
+struct Options {
+    search: SearchFlags,
+    launcher: LauncherChoice,
+    dry_run: bool,
+    output: Output,
+}
+
+/// Where the runs go, before the sweep's config is known (local slots
+/// depend on its `threads`).
+enum LauncherChoice {
+    Local {
+        jobs: Option<usize>,
+        gpus: Vec<usize>,
+    },
+    Slurm(SlurmOptions),
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Output {
+    Json,
+    Quiet,
+    Lines,
+}
+
+impl Options {
+    fn resolve(args: &Args) -> anyhow::Result<Options> {
+        let launcher = match args.launcher {
+            LauncherKind::Local => {
+                if args.slurm.any_given() {
+                    anyhow::bail!("the Slurm options need --launcher slurm");
+                }
+                LauncherChoice::Local {
+                    jobs: args.jobs.map(|j| j as usize),
+                    gpus: args.gpus.clone(),
+                }
+            }
+            LauncherKind::Slurm => {
+                if args.jobs.is_some() || !args.gpus.is_empty() {
+                    anyhow::bail!("--jobs and --gpus are for the local launcher; Slurm takes --array-parallelism and --gpus-per-task");
+                }
+                let options = args.slurm.options();
+                options.check()?;
+                LauncherChoice::Slurm(options)
+            }
+        };
+        let output = if args.json {
+            Output::Json
+        } else if args.quiet {
+            Output::Quiet
+        } else {
+            Output::Lines
+        };
+        Ok(Options {
+            search: args.search.flags(),
+            launcher,
+            dry_run: args.dry_run,
+            output,
+        })
+    }
+
+    /// Runs at once: what a TPE search proposes ahead of results.
+    fn slots(&self, sweep: &Sweep) -> usize {
+        match &self.launcher {
+            LauncherChoice::Local { jobs, .. } => {
+                LocalOptions::new(*jobs, sweep.base.config.threads, Vec::new()).jobs
+            }
+            LauncherChoice::Slurm(o) => o.array_parallelism.unwrap_or(4),
+        }
+    }
+
+    /// The launcher for this sweep; a TPE search on Slurm needs `--wait`.
+    fn launcher(&self, sweep: &Sweep) -> anyhow::Result<Launcher> {
+        Ok(match &self.launcher {
+            LauncherChoice::Local { jobs, gpus } => {
+                check_gpus(gpus)?;
+                Launcher::Local(LocalOptions::new(
+                    *jobs,
+                    sweep.base.config.threads,
+                    gpus.clone(),
+                ))
+            }
+            LauncherChoice::Slurm(o) => {
+                if matches!(sweep.mode, Mode::Tpe { .. }) && !o.wait {
+                    anyhow::bail!("a TPE search on Slurm proposes each point from the results before it: give --wait (the launcher stays to propose)");
+                }
+                Launcher::Slurm(o.clone())
+            }
+        })
+    }
+}
+
+impl SlurmArgs {
+    fn options(&self) -> SlurmOptions {
+        SlurmOptions {
+            partition: self.partition.clone(),
+            time: self.time.clone(),
+            mem: self.mem.clone(),
+            cpus_per_task: self.cpus_per_task,
+            gpus_per_task: self.gpus_per_task,
+            array_parallelism: self.array_parallelism,
+            wait: self.wait,
+            poll_seconds: self.poll,
+            signal_before: (self.signal_before > 0).then_some(self.signal_before),
+            max_requeues: self.max_requeues,
+            sbatch_args: self.sbatch_arg.clone(),
+            setup: self.setup.clone(),
+        }
+    }
+}
+
 pub fn exec(args: Args) -> anyhow::Result<ExitCode> {
+    let options = Options::resolve(&args)?;
     let interrupt = Interrupt::install()?;
-    let reporter = Reporter::terminal(args.quiet || args.json);
+    let reporter = Reporter::terminal(options.output != Output::Lines);
     let overrides = parse_overrides(&args.overrides)?;
-    let sweep = Sweep::plan(
-        &args.file,
-        &overrides,
-        &args.search.flags(),
-        &args.runs.runs,
-    )?;
-    if args.dry_run {
+    let sweep = Sweep::plan(&args.file, &overrides, &options.search, &args.runs.runs)?;
+    if options.dry_run {
         print!("{}", esx::view::sweep_plan(&sweep, &states(&sweep)?));
         if let Mode::Tpe { n, .. } = sweep.mode {
-            let jobs = match args.launcher {
-                LauncherKind::Local => {
-                    LocalOptions::new(
-                        args.jobs.map(|j| j as usize),
-                        sweep.base.config.threads,
-                        Vec::new(),
-                    )
-                    .jobs
-                }
-                LauncherKind::Slurm => args.slurm.array_parallelism.unwrap_or(4),
-            };
-            let next = esx::sweep::source::preview(&sweep, jobs)?;
+            let next = esx::sweep::source::preview(&sweep, options.slots(&sweep))?;
             print!("{}", esx::view::tpe_preview(&sweep, n, &next));
         }
         return Ok(ExitCode::SUCCESS);
     }
-    let launcher = match args.launcher {
-        LauncherKind::Local => {
-            if args.slurm.any_given() {
-                anyhow::bail!("the Slurm options need --launcher slurm");
-            }
-            check_gpus(&args.gpus)?;
-            Launcher::Local(LocalOptions::new(
-                args.jobs.map(|j| j as usize),
-                sweep.base.config.threads,
-                args.gpus.clone(),
-            ))
-        }
-        LauncherKind::Slurm => {
-            if matches!(sweep.mode, Mode::Tpe { .. }) && !args.slurm.wait {
-                anyhow::bail!("a TPE search on Slurm proposes each point from the results before it: give --wait (the launcher stays to propose)");
-            }
-            if args.jobs.is_some() || !args.gpus.is_empty() {
-                anyhow::bail!("--jobs and --gpus are for the local launcher; Slurm takes --array-parallelism and --gpus-per-task");
-            }
-            let s = &args.slurm;
-            let options = SlurmOptions {
-                partition: s.partition.clone(),
-                time: s.time.clone(),
-                mem: s.mem.clone(),
-                cpus_per_task: s.cpus_per_task,
-                gpus_per_task: s.gpus_per_task,
-                array_parallelism: s.array_parallelism,
-                wait: s.wait,
-                poll_seconds: s.poll,
-                signal_before: (s.signal_before > 0).then_some(s.signal_before),
-                max_requeues: s.max_requeues,
-                sbatch_args: s.sbatch_arg.clone(),
-                setup: s.setup.clone(),
-            };
-            options.check()?;
-            Launcher::Slurm(options)
-        }
-    };
+    let launcher = options.launcher(&sweep)?;
     if let Launcher::Local(o) = &launcher {
-        reporter.note(format!(
-            "local launcher: {} at once, {} thread{} each{}",
-            o.jobs,
-            o.threads,
-            if o.threads == 1 { "" } else { "s" },
-            if o.gpus.is_empty() {
-                String::new()
-            } else {
-                format!(", CUDA devices {:?}", o.gpus)
-            }
-        ));
+        reporter.note(esx::view::local_launcher_line(o));
     }
     let exe = std::env::current_exe()?;
     let command: Vec<String> = std::env::args().collect();
     let report = execute(&sweep, &launcher, &exe, &command, &reporter, &interrupt)?;
-    if args.json {
-        print_json(&report)?;
-    } else if report.waited {
-        print!("{}", esx::view::sweep_summary(&report));
-    } else if let Some(job) = &report.job_id {
-        println!(
-            "sweep {}: Slurm job {job} runs {} points; follow with `squeue -j {job}` or `esx ls --sweep {}`",
-            report.id,
-            report.launched.len(),
-            report.id
-        );
-    } else {
-        println!(
-            "sweep {}: nothing to submit; every point has completed or is queued",
-            report.id
-        );
-    }
+    print_outcome(&report, options.output)?;
     if let Some(recorded) = report.objective_unrecorded() {
         eprintln!(
             "esx: error: no completed run recorded the objective {}, so no point is best; the runs record {}",
@@ -278,6 +312,27 @@ pub fn exec(args: Args) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+fn print_outcome(report: &SweepReport, output: Output) -> anyhow::Result<()> {
+    if output == Output::Json {
+        print_json(report)?;
+    } else if report.waited {
+        print!("{}", esx::view::sweep_summary(report));
+    } else if let Some(job) = &report.job_id {
+        println!(
+            "sweep {}: Slurm job {job} runs {} points; follow with `squeue -j {job}` or `esx ls --sweep {}`",
+            report.id,
+            report.launched.len(),
+            report.id
+        );
+    } else {
+        println!(
+            "sweep {}: nothing to submit; every point has completed or is queued",
+            report.id
+        );
+    }
+    Ok(())
 }
 
 /// `--gpus` names devices this machine has, before any run starts.

@@ -8,7 +8,7 @@ mod table;
 
 pub use infer::{predictions, scores, tuning};
 pub use runs::{epoch_line, metrics_csv, run_details, run_summary, runs_table};
-pub use sweep::{sweep_plan, sweep_summary, tpe_preview};
+pub use sweep::{local_launcher_line, sweep_plan, sweep_summary, tpe_preview};
 pub use table::Table;
 
 /// A Unix time as local `YYYY-MM-DD HH:MM:SS`.

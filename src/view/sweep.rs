@@ -6,6 +6,7 @@ use std::fmt::Write;
 use super::{duration, number, Table};
 use crate::config::overrides::format_value;
 use crate::sweep::launch::SweepReport;
+use crate::sweep::local::LocalOptions;
 use crate::sweep::{slurm, PointState, PointStatus, Sweep};
 
 /// `--dry-run`: one line per point with its overrides and what a launch
@@ -78,6 +79,21 @@ pub fn tpe_preview(sweep: &Sweep, trials: usize, next: &[(crate::sweep::Point, S
 
 /// The table at the end of a sweep: every point, its swept values, status,
 /// best validation IoU and duration; then the errors of points that failed.
+/// The local launcher's line: slots, threads each and devices.
+pub fn local_launcher_line(o: &LocalOptions) -> String {
+    format!(
+        "local launcher: {} at once, {} thread{} each{}",
+        o.jobs,
+        o.threads,
+        if o.threads == 1 { "" } else { "s" },
+        if o.gpus.is_empty() {
+            String::new()
+        } else {
+            format!(", CUDA devices {:?}", o.gpus)
+        }
+    )
+}
+
 pub fn sweep_summary(report: &SweepReport) -> String {
     let mut header = vec!["#".to_string()];
     header.extend(report.axes.iter().cloned());
