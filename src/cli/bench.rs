@@ -195,41 +195,9 @@ pub fn exec(args: Args) -> anyhow::Result<()> {
             precision,
             torch,
         } => {
-            let parse = |v: &[String]| -> anyhow::Result<Vec<(usize, usize)>> {
-                v.iter()
-                    .filter(|s| !s.is_empty())
-                    .map(|s| {
-                        let bad = || anyhow::anyhow!("shape `{s}`: expected BATCHxSIZE with a positive batch and a size that is a positive multiple of 8, e.g. 2x256");
-                        let (b, n) = s.split_once('x').ok_or_else(bad)?;
-                        let (b, n): (usize, usize) =
-                            (b.parse().map_err(|_| bad())?, n.parse().map_err(|_| bad())?);
-                        if b == 0 || n == 0 || n % 8 != 0 {
-                            return Err(bad());
-                        }
-                        Ok((b, n))
-                    })
-                    .collect()
-            };
-            let torch = torch.into_torch(&device, precision);
-            let dev = esx::device::open(&device, precision)?;
-            let mut print = printer(args.json);
-            print(esx::bench::train::setup(&device, &dev));
-            let all = esx::bench::train::run(
-                &parse(&train)?,
-                &parse(&infer)?,
-                steps,
-                rounds,
-                torch.as_ref(),
-                &dev,
-                &mut print,
-            )?;
-            if let Some(libraries) = esx::bench::train::libraries() {
-                print(libraries);
-            }
-            if !all {
-                anyhow::bail!("some shapes could not be measured (FAILED above)");
-            }
-            return Ok(());
+            return train_bench(
+                args.json, &device, &train, &infer, steps, rounds, precision, torch,
+            );
         }
         Which::Parity {
             device,
@@ -240,36 +208,9 @@ pub fn exec(args: Args) -> anyhow::Result<()> {
             lr,
             precision,
         } => {
-            if size == 0 || size % 8 != 0 || batch == 0 {
-                anyhow::bail!("--size must be a positive multiple of 8 and --batch positive (got {size}, {batch})");
-            }
-            let dtypes = dtype
-                .iter()
-                .map(|d| match d.as_str() {
-                    "f64" => Ok(candle_core::DType::F64),
-                    "f32" => Ok(candle_core::DType::F32),
-                    other => Err(anyhow::anyhow!("--dtype `{other}`: expected f64 or f32")),
-                })
-                .collect::<anyhow::Result<Vec<_>>>()?;
-            let dev = esx::device::open(&device, precision)?;
-            let opts = esx::bench::parity::ParityBench {
-                batch,
-                size,
-                dtypes,
-                steps,
-                lr,
-                tf32: precision == esx::config::Precision::Tf32 && !dev.is_cpu(),
-            };
-            let mut print = printer(args.json);
-            print(esx::bench::train::setup(&device, &dev));
-            let ok = esx::bench::parity::run(&opts, &dev, &mut print)?;
-            if let Some(libraries) = esx::bench::train::libraries() {
-                print(libraries);
-            }
-            if !ok {
-                anyhow::bail!("{device} differs from the CPU beyond the bounds above");
-            }
-            return Ok(());
+            return parity_bench(
+                args.json, &device, batch, size, &dtype, steps, lr, precision,
+            );
         }
         Which::Predict {
             sizes,
@@ -343,6 +284,104 @@ pub fn exec(args: Args) -> anyhow::Result<()> {
         }
     };
     print_figures(&figures, args.json)
+}
+
+/// `esx bench train`: the shapes parsed, the device opened once, each
+/// figure printed as soon as it is measured.
+#[allow(clippy::too_many_arguments)]
+fn train_bench(
+    json: bool,
+    device: &str,
+    train: &[String],
+    infer: &[String],
+    steps: usize,
+    rounds: usize,
+    precision: esx::config::Precision,
+    torch: TorchArgs,
+) -> anyhow::Result<()> {
+    let torch = torch.into_torch(device, precision);
+    let dev = esx::device::open(device, precision)?;
+    let mut print = printer(json);
+    print(esx::bench::train::setup(device, &dev));
+    let all = esx::bench::train::run(
+        &parse_shapes(train)?,
+        &parse_shapes(infer)?,
+        steps,
+        rounds,
+        torch.as_ref(),
+        &dev,
+        &mut print,
+    )?;
+    if let Some(libraries) = esx::bench::train::libraries() {
+        print(libraries);
+    }
+    if !all {
+        anyhow::bail!("some shapes could not be measured (FAILED above)");
+    }
+    Ok(())
+}
+
+/// BATCHxSIZE shapes, the size a positive multiple of 8.
+fn parse_shapes(v: &[String]) -> anyhow::Result<Vec<(usize, usize)>> {
+    v.iter()
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            let bad = || anyhow::anyhow!("shape `{s}`: expected BATCHxSIZE with a positive batch and a size that is a positive multiple of 8, e.g. 2x256");
+            let (b, n) = s.split_once('x').ok_or_else(bad)?;
+            let (b, n): (usize, usize) =
+                (b.parse().map_err(|_| bad())?, n.parse().map_err(|_| bad())?);
+            if b == 0 || n == 0 || !n.is_multiple_of(8) {
+                return Err(bad());
+            }
+            Ok((b, n))
+        })
+        .collect()
+}
+
+/// `esx bench parity`: a device against the CPU on the same weights.
+#[allow(clippy::too_many_arguments)]
+fn parity_bench(
+    json: bool,
+    device: &str,
+    batch: usize,
+    size: usize,
+    dtype: &[String],
+    steps: usize,
+    lr: f64,
+    precision: esx::config::Precision,
+) -> anyhow::Result<()> {
+    if size == 0 || !size.is_multiple_of(8) || batch == 0 {
+        anyhow::bail!(
+            "--size must be a positive multiple of 8 and --batch positive (got {size}, {batch})"
+        );
+    }
+    let dtypes = dtype
+        .iter()
+        .map(|d| match d.as_str() {
+            "f64" => Ok(candle_core::DType::F64),
+            "f32" => Ok(candle_core::DType::F32),
+            other => Err(anyhow::anyhow!("--dtype `{other}`: expected f64 or f32")),
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let dev = esx::device::open(device, precision)?;
+    let opts = esx::bench::parity::ParityBench {
+        batch,
+        size,
+        dtypes,
+        steps,
+        lr,
+        tf32: precision == esx::config::Precision::Tf32 && !dev.is_cpu(),
+    };
+    let mut print = printer(json);
+    print(esx::bench::train::setup(device, &dev));
+    let ok = esx::bench::parity::run(&opts, &dev, &mut print)?;
+    if let Some(libraries) = esx::bench::train::libraries() {
+        print(libraries);
+    }
+    if !ok {
+        anyhow::bail!("{device} differs from the CPU beyond the bounds above");
+    }
+    Ok(())
 }
 
 /// Prints each figure as it is measured: a line, or with `json` a JSON
