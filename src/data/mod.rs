@@ -12,6 +12,7 @@ mod grid;
 pub mod instances;
 pub mod medoid;
 pub mod normalize;
+pub mod object_sizes;
 pub mod prepare;
 pub mod synth;
 pub mod tiff_io;
@@ -22,6 +23,8 @@ pub use grid::Grid;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
+    #[error("\"auto\" sizes come from the objects in {root}'s masks, but {why}; give data.crop_size and cluster.min_size as numbers")]
+    NoMasks { root: PathBuf, why: String },
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,

@@ -1,0 +1,258 @@
+//! The objects' sizes in a dataset's masks, and the two settings that
+//! follow from them when a config says "auto": the training crop and the
+//! clustering's smallest object.
+//!
+//! EmbedSeg computes both in its data notebooks (`get_data_properties`):
+//! the crop is the larger over y and x of round_up_8(mean extent + 5·std)
+//! (an extent being max − min of an object's rows or columns) and
+//! `min_object_size` is the smallest object's pixel count. esx follows the
+//! crop rule and keeps it sane: at least 64 pixels (a crop around a tiny
+//! object must still show its neighbours and background) and at most the
+//! largest frame rounded down to 8 (a crop larger than every frame is
+//! padding). The smallest object's count is used as EmbedSeg uses it.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use serde::Serialize;
+
+use super::ctc::discover;
+use super::tiff_io::read_labels;
+use super::{DataError, Grid};
+use crate::config::Annotations;
+
+/// Standard deviations above the mean extent a crop covers (EmbedSeg's notebooks).
+pub const CROP_SIGMAS: f64 = 5.0;
+/// The smallest crop "auto" chooses.
+pub const MIN_AUTO_CROP: usize = 64;
+
+/// What the masks hold, over every object of every annotated frame.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ObjectSizes {
+    pub frames: usize,
+    pub objects: usize,
+    /// Pixel counts.
+    pub min_area: usize,
+    pub mean_area: f64,
+    pub max_area: usize,
+    /// Extents (max − min of the rows, of the columns): mean and population std.
+    pub mean_y: f64,
+    pub std_y: f64,
+    pub mean_x: f64,
+    pub std_x: f64,
+    /// The largest frame's sides.
+    pub frame_height: usize,
+    pub frame_width: usize,
+}
+
+/// An object's extent along y and x and its pixel count.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Extent {
+    y: usize,
+    x: usize,
+    area: usize,
+}
+
+fn extents(labels: &Grid<u32>) -> Vec<Extent> {
+    // id → (min y, max y, min x, max x, count)
+    let mut boxes: HashMap<u32, (usize, usize, usize, usize, usize)> = HashMap::new();
+    for y in 0..labels.height {
+        for x in 0..labels.width {
+            let id = labels.data[y * labels.width + x];
+            if id == 0 {
+                continue;
+            }
+            let b = boxes.entry(id).or_insert((y, y, x, x, 0));
+            b.0 = b.0.min(y);
+            b.1 = b.1.max(y);
+            b.2 = b.2.min(x);
+            b.3 = b.3.max(x);
+            b.4 += 1;
+        }
+    }
+    boxes
+        .into_values()
+        .map(|(y0, y1, x0, x1, n)| Extent {
+            y: y1 - y0,
+            x: x1 - x0,
+            area: n,
+        })
+        .collect()
+}
+
+fn mean_std(v: impl Iterator<Item = f64> + Clone) -> (f64, f64) {
+    let n = v.clone().count().max(1) as f64;
+    let mean = v.clone().sum::<f64>() / n;
+    let var = v.map(|a| (a - mean) * (a - mean)).sum::<f64>() / n;
+    (mean, var.sqrt())
+}
+
+impl ObjectSizes {
+    /// From masks in memory; None when they hold no object.
+    pub fn of(masks: &[Grid<u32>]) -> Option<ObjectSizes> {
+        let all: Vec<Extent> = masks.iter().flat_map(extents).collect();
+        if all.is_empty() {
+            return None;
+        }
+        let (mean_y, std_y) = mean_std(all.iter().map(|e| e.y as f64));
+        let (mean_x, std_x) = mean_std(all.iter().map(|e| e.x as f64));
+        Some(ObjectSizes {
+            frames: masks.len(),
+            objects: all.len(),
+            min_area: all.iter().map(|e| e.area).min().unwrap_or(0),
+            mean_area: all.iter().map(|e| e.area as f64).sum::<f64>() / all.len() as f64,
+            max_area: all.iter().map(|e| e.area).max().unwrap_or(0),
+            mean_y,
+            std_y,
+            mean_x,
+            std_x,
+            frame_height: masks.iter().map(|m| m.height).max().unwrap_or(0),
+            frame_width: masks.iter().map(|m| m.width).max().unwrap_or(0),
+        })
+    }
+
+    /// From the annotated frames of a CTC dataset's sequences.
+    pub fn read(
+        root: &Path,
+        sequences: &[String],
+        annotations: Annotations,
+    ) -> Result<ObjectSizes, DataError> {
+        let frames = discover(root, sequences, annotations)?;
+        let masks = frames
+            .iter()
+            .map(|f| read_labels(&f.mask))
+            .collect::<Result<Vec<_>, _>>()?;
+        ObjectSizes::of(&masks).ok_or_else(|| DataError::NoMasks {
+            root: root.to_path_buf(),
+            why: if frames.is_empty() {
+                format!(
+                    "no annotated frame ({annotations:?} masks) in sequences {}",
+                    sequences.join(", ")
+                )
+            } else {
+                format!("its {} masks hold no object", frames.len())
+            },
+        })
+    }
+
+    /// EmbedSeg's rule, y and x: round_up_8(mean extent + 5·std).
+    pub fn embedseg_crop(&self) -> (usize, usize) {
+        (
+            round_up_8(self.mean_y + CROP_SIGMAS * self.std_y),
+            round_up_8(self.mean_x + CROP_SIGMAS * self.std_x),
+        )
+    }
+
+    /// The crop "auto" chooses: EmbedSeg's rule (the larger side), at least
+    /// `MIN_AUTO_CROP`, at most the largest frame rounded down to 8 (where
+    /// that is at least 16).
+    pub fn auto_crop(&self) -> usize {
+        let (y, x) = self.embedseg_crop();
+        let frame = (self.frame_height.max(self.frame_width) / 8 * 8).max(16);
+        y.max(x).max(MIN_AUTO_CROP).min(frame)
+    }
+
+    /// The smallest object "auto" keeps: the smallest annotated object's
+    /// pixel count (EmbedSeg's `min_object_size`).
+    pub fn auto_min_size(&self) -> usize {
+        self.min_area
+    }
+
+    /// The rules and their numbers in a line.
+    pub fn describe(&self) -> String {
+        let (y, x) = self.embedseg_crop();
+        format!(
+            "{} objects in {} frames: extent y {:.1} ± {:.1}, x {:.1} ± {:.1} px, area {}…{} px (mean {:.0}); \
+             crop = max(round_up_8(mean + 5·std) over y and x = {y}, {x}) within [{MIN_AUTO_CROP}, the largest frame] = {}; \
+             min_size = the smallest object = {}",
+            self.objects,
+            self.frames,
+            self.mean_y,
+            self.std_y,
+            self.mean_x,
+            self.std_x,
+            self.min_area,
+            self.max_area,
+            self.mean_area,
+            self.auto_crop(),
+            self.auto_min_size()
+        )
+    }
+}
+
+/// The multiple of 8 at or above `v` (EmbedSeg's round_up_8 on a float).
+pub fn round_up_8(v: f64) -> usize {
+    ((v.max(0.0) / 8.0).ceil() as usize) * 8
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A mask with rectangles (top, left, height, width) labelled 1, 2, …
+    fn mask(w: usize, h: usize, rects: &[(usize, usize, usize, usize)]) -> Grid<u32> {
+        let mut g = Grid::filled(w, h, 0u32);
+        for (i, &(t, l, rh, rw)) in rects.iter().enumerate() {
+            for y in t..t + rh {
+                for x in l..l + rw {
+                    g.data[y * w + x] = i as u32 + 1;
+                }
+            }
+        }
+        g
+    }
+
+    #[test]
+    fn extents_areas_and_spreads_by_hand() {
+        // Extents (max − min): y 9 and 19, x 4 and 4; areas 50 and 100.
+        let s = ObjectSizes::of(&[mask(100, 80, &[(0, 0, 10, 5), (30, 30, 20, 5)])]).unwrap();
+        assert_eq!(
+            (s.objects, s.frames, s.min_area, s.max_area),
+            (2, 1, 50, 100)
+        );
+        assert_eq!(s.mean_area, 75.0);
+        assert_eq!((s.mean_y, s.std_y), (14.0, 5.0));
+        assert_eq!((s.mean_x, s.std_x), (4.0, 0.0));
+        // y: 14 + 25 = 39 → 40; x: 4 → 8.
+        assert_eq!(s.embedseg_crop(), (40, 8));
+        // Below the 64 floor.
+        assert_eq!(s.auto_crop(), 64);
+        assert_eq!(s.auto_min_size(), 50);
+    }
+
+    #[test]
+    fn large_objects_give_embedseg_s_crop_and_frames_bound_it() {
+        // Two objects of extents 59 and 79 (y), 39 (x): 69 ± 10 → 69 + 50 = 119 → 120.
+        let m = mask(300, 300, &[(0, 0, 60, 40), (100, 100, 80, 40)]);
+        let s = ObjectSizes::of(&[m]).unwrap();
+        assert_eq!(s.embedseg_crop(), (120, 40));
+        assert_eq!(s.auto_crop(), 120);
+        // The same objects in 100-pixel frames: at most the frame.
+        let small = ObjectSizes {
+            frame_height: 100,
+            frame_width: 100,
+            ..s.clone()
+        };
+        assert_eq!(small.auto_crop(), 96);
+        assert!(s.describe().contains("= 120"), "{}", s.describe());
+    }
+
+    #[test]
+    fn objects_across_frames_and_empty_masks() {
+        let a = mask(50, 50, &[(0, 0, 3, 3)]);
+        let b = mask(40, 60, &[(5, 5, 1, 1), (10, 10, 2, 2)]);
+        let s = ObjectSizes::of(&[a, b]).unwrap();
+        assert_eq!((s.objects, s.frames, s.min_area), (3, 2, 1));
+        assert_eq!((s.frame_height, s.frame_width), (60, 50));
+        assert!(ObjectSizes::of(&[Grid::filled(8, 8, 0u32)]).is_none());
+        assert!(ObjectSizes::of(&[]).is_none());
+    }
+
+    #[test]
+    fn round_up_8_as_embedseg() {
+        assert_eq!(round_up_8(7.0), 8);
+        assert_eq!(round_up_8(8.0), 8);
+        assert_eq!(round_up_8(8.01), 16);
+        assert_eq!(round_up_8(0.0), 0);
+    }
+}
