@@ -5,9 +5,8 @@ use std::path::PathBuf;
 
 use esx::config::Annotations;
 use esx::data::prepare::all_sequences;
-use esx::infer::evaluate::{
-    annotated_frames, evaluate, record_test, record_tuned, tune_fg_thresh, validation_frames,
-};
+use esx::infer::evaluate::{annotated_frames, evaluate, record_test};
+use esx::infer::tune::tune_source;
 use esx::progress::Reporter;
 
 use super::model_args::ModelArgs;
@@ -26,8 +25,9 @@ pub struct Args {
     /// Masks to score against: GT, ST or both
     #[arg(long, default_value = "GT", value_parser = parse_enum::<Annotations>)]
     pub annotations: Annotations,
-    /// First pick cluster.fg_thresh on the run's validation frames and store it with the run
-    #[arg(long, conflicts_with = "fg_thresh")]
+    /// First tune the clustering (and TTA) on the run's validation frames
+    /// and record it with the run, as `esx tune` does
+    #[arg(long, conflicts_with_all = ["fg_thresh", "seed_thresh", "min_size", "tta", "no_tta"])]
     pub tune: bool,
     #[command(flatten)]
     pub model_args: ModelArgs,
@@ -41,22 +41,24 @@ pub fn exec(args: Args) -> anyhow::Result<()> {
     let mut source = args.model_args.source(&args.model)?;
     let mut tuned = None;
     if args.tune {
-        let Some(run_dir) = source.run_dir.clone() else {
+        if source.run_dir.is_none() {
             anyhow::bail!("--tune needs a run (its validation frames), not a bare checkpoint");
-        };
-        let segmenter = args.model_args.segmenter(&source)?;
-        let frames = validation_frames(&run_dir, &source.config)?;
-        let (candidates, best) = tune_fg_thresh(&segmenter, &frames, &reporter)?;
-        record_tuned(&run_dir, &candidates, best)?;
-        source.config.cluster.fg_thresh = candidates[best].fg_thresh;
-        if !args.json {
-            println!(
-                "fg_thresh on {} validation frames:\n{}",
-                frames.len(),
-                esx::view::tuning(&candidates, best)
-            );
         }
-        tuned = Some(candidates[best].clone());
+        let device = esx::device::open(&source.config.device, source.config.train.precision)?;
+        let tuning = tune_source(
+            &source,
+            &device,
+            source.config.tune.objective,
+            source.config.tune.tta,
+            &reporter,
+        )?;
+        let best = tuning.best;
+        best.apply(&mut source.config.cluster);
+        source.tuned_tta = Some(best.tta);
+        if !args.json {
+            println!("{}", esx::view::tuning(&tuning));
+        }
+        tuned = Some(tuning);
     }
     let sequences = if args.sequences.is_empty() {
         all_sequences(&args.dataset)?
@@ -72,7 +74,7 @@ pub fn exec(args: Args) -> anyhow::Result<()> {
         "annotations": args.annotations,
         "checkpoint": source.checkpoint,
         "cluster": source.config.cluster,
-        "tta": args.model_args.tta,
+        "tta": args.model_args.tta_for(&source),
     });
     if let Some(dir) = &source.run_dir {
         record_test(dir, &scores, context.clone())?;

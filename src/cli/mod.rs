@@ -16,6 +16,7 @@ mod show;
 mod sweep;
 mod synth;
 mod tag;
+mod tune;
 mod watch;
 
 use std::path::PathBuf;
@@ -47,6 +48,7 @@ pub enum Command {
     Prepare(prepare::Args),
     Predict(predict::Args),
     Eval(eval::Args),
+    Tune(tune::Args),
     Bench(bench::Args),
 }
 
@@ -67,6 +69,7 @@ impl Command {
             Command::Prepare(a) => prepare::exec(a),
             Command::Predict(a) => predict::exec(a),
             Command::Eval(a) => eval::exec(a),
+            Command::Tune(a) => tune::exec(a),
             Command::Bench(a) => bench::exec(a),
         }?;
         Ok(ExitCode::SUCCESS)

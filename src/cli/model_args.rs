@@ -14,9 +14,13 @@ pub struct ModelArgs {
     /// falling back to last) or last
     #[arg(long, default_value = "best", value_parser = parse_which)]
     pub checkpoint: Which,
-    /// 8-fold test-time augmentation (4 rotations × flip)
-    #[arg(long)]
+    /// 8-fold test-time augmentation (4 rotations × flip); default: as the
+    /// run was tuned (esx tune), else off
+    #[arg(long, conflicts_with = "no_tta")]
     pub tta: bool,
+    /// No test-time augmentation, even where tuning chose it
+    #[arg(long)]
+    pub no_tta: bool,
     /// Images larger than this (either side) are predicted in tiles of it
     #[arg(long, default_value_t = 1024, value_name = "PIXELS")]
     pub tile: usize,
@@ -40,7 +44,7 @@ pub struct ModelArgs {
     pub quiet: bool,
 }
 
-fn parse_which(s: &str) -> Result<Which, String> {
+pub fn parse_which(s: &str) -> Result<Which, String> {
     match s {
         "best" => Ok(Which::Best),
         "last" => Ok(Which::Last),
@@ -70,7 +74,7 @@ impl ModelArgs {
             c.cluster.fg_thresh = v;
         }
         if let Some(v) = self.min_size {
-            c.cluster.min_size = v;
+            c.cluster.min_size = esx::config::AutoSize::Fixed(v);
         }
         if let Some(d) = &self.device {
             c.device = d.clone();
@@ -86,10 +90,15 @@ impl ModelArgs {
         Ok(())
     }
 
+    /// TTA as asked, else as the run was tuned.
+    pub fn tta_for(&self, source: &ModelSource) -> bool {
+        self.tta || (!self.no_tta && source.tuned_tta == Some(true))
+    }
+
     pub fn segmenter(&self, source: &ModelSource) -> anyhow::Result<Segmenter> {
         let device = esx::device::open(&source.config.device, source.config.train.precision)?;
         let options = PredictOptions {
-            tta: self.tta,
+            tta: self.tta_for(source),
             tile: self.tile,
             overlap: self.overlap,
         };

@@ -2,8 +2,9 @@
 
 use std::path::PathBuf;
 
-use esx::config::{Annotations, CenterMethod, Normalization};
+use esx::config::{Annotations, AutoSize, CenterMethod, Normalization};
 use esx::data::crops::{prepare_crops, CropSpec};
+use esx::data::object_sizes::ObjectSizes;
 use esx::data::prepare::{all_sequences, prepare_centers};
 use esx::progress::Reporter;
 
@@ -45,8 +46,10 @@ pub enum What {
     Crops {
         #[command(flatten)]
         common: Common,
-        #[arg(long, default_value_t = 256)]
-        crop_size: usize,
+        /// Crop side in pixels, or auto: from the objects in the masks
+        /// (EmbedSeg's rule, printed with its numbers)
+        #[arg(long, default_value = "auto", value_parser = parse_crop_size)]
+        crop_size: AutoSize,
         #[arg(long, default_value = "percentile", value_parser = parse_enum::<Normalization>)]
         normalization: Normalization,
         /// Skip images smaller than the crop instead of padding them
@@ -87,6 +90,17 @@ pub fn exec(args: Args) -> anyhow::Result<()> {
             config.data.crop_size = crop_size;
             config.validate()?;
             let reporter = Reporter::terminal(c.quiet);
+            let seqs = sequences(&c)?;
+            let (crop_size, sizes) = match crop_size {
+                AutoSize::Fixed(n) => (n, None),
+                AutoSize::Auto => {
+                    let sizes = ObjectSizes::read(&c.dataset, &seqs, c.annotations)?;
+                    (sizes.auto_crop(), Some(sizes))
+                }
+            };
+            if let (Some(sizes), false) = (&sizes, c.json) {
+                println!("crop size auto: {}", sizes.describe(true, false));
+            }
             let spec = CropSpec {
                 crop_size,
                 center: c.method,
@@ -96,9 +110,13 @@ pub fn exec(args: Args) -> anyhow::Result<()> {
                 pmax: config.data.pmax,
                 pad: !no_pad,
             };
-            let r = prepare_crops(&c.dataset, &sequences(&c)?, &spec, &reporter)?;
+            let r = prepare_crops(&c.dataset, &seqs, &spec, &reporter)?;
             if c.json {
-                return print_json(&r);
+                let mut v = serde_json::to_value(&r)?;
+                if let Some(sizes) = sizes {
+                    v["object_sizes"] = serde_json::to_value(sizes)?;
+                }
+                return print_json(&v);
             }
             println!(
                 "{} frames: {} cropped, {} already current; {} crops in {}",
@@ -118,5 +136,15 @@ fn sequences(c: &Common) -> anyhow::Result<Vec<String>> {
         Ok(all_sequences(&c.dataset)?)
     } else {
         Ok(c.sequences.clone())
+    }
+}
+
+fn parse_crop_size(s: &str) -> Result<AutoSize, String> {
+    match s {
+        "auto" => Ok(AutoSize::Auto),
+        n => n
+            .parse()
+            .map(AutoSize::Fixed)
+            .map_err(|_| format!("`{n}`: expected a size in pixels or auto")),
     }
 }

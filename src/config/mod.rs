@@ -1,6 +1,7 @@
 //! Hydra-style configuration: experiment files with a defaults list of group
 //! options, command-line overrides, `${…}` interpolation and a typed schema.
 
+mod auto_size;
 mod compose;
 mod interpolate;
 pub mod overrides;
@@ -15,6 +16,7 @@ mod proptests;
 
 use std::path::PathBuf;
 
+pub use auto_size::AutoSize;
 pub use compose::{compose, Composed};
 pub use overrides::{Override, OverrideKind, OverrideValue};
 pub use schema::*;

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::ConfigError;
+use super::{AutoSize, ConfigError};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -27,6 +27,8 @@ pub struct Config {
     pub train: TrainConfig,
     pub cluster: ClusterConfig,
     pub log: LogConfig,
+    /// How the clustering is tuned on the validation frames.
+    pub tune: TuneConfig,
     /// Sweep axes, key → list | "range(…)" | "choice(…)"; read by `esx sweep`.
     pub sweep: BTreeMap<String, toml::Value>,
     /// How `esx sweep` searches the axes and stops losing runs.
@@ -50,6 +52,7 @@ impl Default for Config {
             train: TrainConfig::default(),
             cluster: ClusterConfig::default(),
             log: LogConfig::default(),
+            tune: TuneConfig::default(),
             sweep: BTreeMap::new(),
             search: SearchConfig::default(),
         }
@@ -156,8 +159,9 @@ pub struct DataConfig {
     pub root: String,
     pub sequences: Vec<String>,
     pub annotations: Annotations,
-    /// Training crops are crop_size × crop_size, centred on instances.
-    pub crop_size: usize,
+    /// Training crops are crop_size × crop_size, centred on instances;
+    /// "auto": from the objects in the masks (data::object_sizes).
+    pub crop_size: AutoSize,
     pub center: CenterMethod,
     /// Fraction of annotated frames held out for validation (split by frame).
     pub val_fraction: f64,
@@ -175,7 +179,7 @@ impl Default for DataConfig {
             root: String::new(),
             sequences: vec!["01".into(), "02".into()],
             annotations: Annotations::Gt,
-            crop_size: 256,
+            crop_size: AutoSize::Auto,
             center: CenterMethod::Medoid,
             val_fraction: 0.15,
             normalization: Normalization::Percentile,
@@ -275,6 +279,78 @@ pub struct TrainConfig {
     /// inputs rounded to TF32, PyTorch's default for cuDNN) or "fp32"
     /// (exact f32, for parity with the CPU). The CPU always computes fp32.
     pub precision: Precision,
+    /// Which epoch's weights are the run's best checkpoint.
+    pub select: Select,
+}
+
+/// `train.select`: the validation measure the best checkpoint is chosen by.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Select {
+    /// AP at IoU 0.5 of the validation frames, predicted whole and
+    /// clustered (at the epochs `log.eval_every` scores them).
+    #[default]
+    Ap50,
+    /// Mean IoU of the validation crops (EmbedSeg's choice).
+    Iou,
+    /// The validation loss (lowest).
+    Loss,
+}
+
+impl Select {
+    pub fn name(self) -> &'static str {
+        match self {
+            Select::Ap50 => "ap50",
+            Select::Iou => "iou",
+            Select::Loss => "loss",
+        }
+    }
+}
+
+/// `[tune]`: the clustering's thresholds, minimum size and TTA searched on
+/// the run's validation frames (the network runs once per frame and view).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TuneConfig {
+    /// Tune when training ends (else `esx tune RUN`).
+    pub after_training: bool,
+    /// What the search maximises on the validation frames.
+    pub objective: TuneObjective,
+    /// Also try 8-fold test-time augmentation, kept where it scores higher.
+    pub tta: bool,
+}
+
+impl Default for TuneConfig {
+    fn default() -> Self {
+        TuneConfig {
+            after_training: true,
+            objective: TuneObjective::Ap50,
+            tta: true,
+        }
+    }
+}
+
+/// `tune.objective`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum TuneObjective {
+    /// AP at IoU 0.5.
+    #[default]
+    Ap50,
+    /// AP averaged over IoU 0.5…0.9.
+    Ap,
+    /// The Cell Tracking Challenge's SEG.
+    Seg,
+}
+
+impl TuneObjective {
+    pub fn name(self) -> &'static str {
+        match self {
+            TuneObjective::Ap50 => "ap50",
+            TuneObjective::Ap => "ap",
+            TuneObjective::Seg => "seg",
+        }
+    }
 }
 
 /// `train.precision`: the arithmetic of f32 convolutions on a GPU.
@@ -309,6 +385,7 @@ impl Default for TrainConfig {
             steps_per_epoch: 0,
             val_steps: 0,
             precision: Precision::default(),
+            select: Select::default(),
         }
     }
 }
@@ -318,7 +395,9 @@ impl Default for TrainConfig {
 pub struct ClusterConfig {
     pub seed_thresh: f64,
     pub fg_thresh: f64,
-    pub min_size: usize,
+    /// Proposals with fewer pixels are dropped; "auto": the smallest
+    /// object in the training masks.
+    pub min_size: AutoSize,
 }
 
 impl Default for ClusterConfig {
@@ -326,7 +405,7 @@ impl Default for ClusterConfig {
         ClusterConfig {
             seed_thresh: 0.9,
             fg_thresh: 0.5,
-            min_size: 10,
+            min_size: AutoSize::Auto,
         }
     }
 }
@@ -336,7 +415,10 @@ impl Default for ClusterConfig {
 pub struct LogConfig {
     /// Training pictures every this many epochs (0: never).
     pub vis_every: u32,
-    /// Validation frames scored (AP, SEG) at those epochs, at most.
+    /// Validation frames scored (AP, SEG) every this many epochs and at
+    /// the last (0: never).
+    pub eval_every: u32,
+    /// Validation frames scored, at most.
     pub eval_frames: usize,
 }
 
@@ -344,6 +426,7 @@ impl Default for LogConfig {
     fn default() -> Self {
         LogConfig {
             vis_every: 5,
+            eval_every: 1,
             eval_frames: 16,
         }
     }
@@ -409,8 +492,12 @@ impl Config {
                 "must be 1 or 2",
             );
         }
-        let crop = self.data.crop_size;
-        if !(16..=MAX_CROP).contains(&crop) || !crop.is_multiple_of(8) {
+        if let Some(crop) = self
+            .data
+            .crop_size
+            .fixed()
+            .filter(|&crop| !(16..=MAX_CROP).contains(&crop) || !crop.is_multiple_of(8))
+        {
             return bad(
                 "data.crop_size",
                 crop.to_string(),
@@ -514,7 +601,12 @@ mod tests {
     fn defaults_are_embedseg_defaults() {
         let c = Config::default();
         assert_eq!(c.lr, 5e-4);
-        assert_eq!((c.epochs, c.batch_size, c.data.crop_size), (200, 2, 256));
+        // EmbedSeg's notebooks compute the crop and the smallest object
+        // from the data, as "auto" does.
+        assert_eq!(
+            (c.epochs, c.batch_size, c.data.crop_size),
+            (200, 2, AutoSize::Auto)
+        );
         assert_eq!((c.model.n_sigma, c.model.sigma_init), (2, 1.0));
         assert_eq!(c.loss.foreground_weight, 10.0);
         assert_eq!(
@@ -528,7 +620,7 @@ mod tests {
                 c.cluster.fg_thresh,
                 c.cluster.min_size
             ),
-            (0.9, 0.5, 10)
+            (0.9, 0.5, AutoSize::Auto)
         );
         c.validate().unwrap();
     }
@@ -551,7 +643,7 @@ mod tests {
     #[test]
     fn validation_names_the_key() {
         let mut c = Config::default();
-        c.data.crop_size = 100;
+        c.data.crop_size = AutoSize::Fixed(100);
         assert!(c
             .validate()
             .unwrap_err()

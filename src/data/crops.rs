@@ -43,9 +43,10 @@ pub struct CropSpec {
 }
 
 impl CropSpec {
-    pub fn from_config(data: &crate::config::DataConfig) -> CropSpec {
+    /// With the crop size resolved (a config's may be "auto").
+    pub fn from_config(data: &crate::config::DataConfig, crop_size: usize) -> CropSpec {
         CropSpec {
-            crop_size: data.crop_size,
+            crop_size,
             center: data.center,
             annotations: data.annotations,
             normalization: data.normalization,

@@ -158,13 +158,11 @@ impl ObjectSizes {
         self.min_area
     }
 
-    /// The rules and their numbers in a line.
-    pub fn describe(&self) -> String {
+    /// The numbers, and the rules of the sizes asked for, in a line.
+    pub fn describe(&self, crop: bool, min_size: bool) -> String {
         let (y, x) = self.embedseg_crop();
-        format!(
-            "{} objects in {} frames: extent y {:.1} ± {:.1}, x {:.1} ± {:.1} px, area {}…{} px (mean {:.0}); \
-             crop = max(round_up_8(mean + 5·std) over y and x = {y}, {x}) within [{MIN_AUTO_CROP}, the largest frame] = {}; \
-             min_size = the smallest object = {}",
+        let mut line = format!(
+            "{} objects in {} frames: extent y {:.1} ± {:.1}, x {:.1} ± {:.1} px, area {}…{} px (mean {:.0})",
             self.objects,
             self.frames,
             self.mean_y,
@@ -174,9 +172,20 @@ impl ObjectSizes {
             self.min_area,
             self.max_area,
             self.mean_area,
-            self.auto_crop(),
-            self.auto_min_size()
-        )
+        );
+        if crop {
+            line.push_str(&format!(
+                "; crop_size = max(round_up_8(mean + 5·std) over y and x = {y}, {x}) within [{MIN_AUTO_CROP}, the largest frame] = {}",
+                self.auto_crop()
+            ));
+        }
+        if min_size {
+            line.push_str(&format!(
+                "; min_size = the smallest object = {}",
+                self.auto_min_size()
+            ));
+        }
+        line
     }
 }
 
@@ -234,7 +243,12 @@ mod tests {
             ..s.clone()
         };
         assert_eq!(small.auto_crop(), 96);
-        assert!(s.describe().contains("= 120"), "{}", s.describe());
+        assert!(
+            s.describe(true, false).contains("= 120"),
+            "{}",
+            s.describe(true, false)
+        );
+        assert!(!s.describe(true, false).contains("min_size"));
     }
 
     #[test]

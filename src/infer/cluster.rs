@@ -20,12 +20,16 @@ pub struct ClusterParams {
     pub min_size: usize,
 }
 
+/// `cluster.min_size = "auto"` where no dataset says more (a bare
+/// checkpoint with the defaults): EmbedSeg's default `min_object_size`.
+pub const MIN_SIZE_WITHOUT_DATA: usize = 10;
+
 impl ClusterParams {
     pub fn from_config(c: &crate::config::ClusterConfig) -> ClusterParams {
         ClusterParams {
             seed_thresh: c.seed_thresh as f32,
             fg_thresh: c.fg_thresh as f32,
-            min_size: c.min_size,
+            min_size: c.min_size.fixed().unwrap_or(MIN_SIZE_WITHOUT_DATA),
         }
     }
 }

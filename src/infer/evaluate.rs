@@ -1,10 +1,9 @@
-//! Scoring a model on annotated frames (`esx eval`), and tuning the
-//! foreground threshold on a run's validation frames (`esx eval --tune`).
+//! Scoring a model on annotated frames (`esx eval`), and reading a run's
+//! validation frames (what tuning searches on).
 
 use std::path::Path;
 
-use super::source::TUNED_FG_THRESH;
-use super::{cluster, InferError, Prediction, Segmenter};
+use super::{InferError, Segmenter};
 use crate::config::{Annotations, Config};
 use crate::data::ctc::{discover, Frame};
 use crate::data::tiff_io::{read_image, read_labels, RawImage};
@@ -145,68 +144,6 @@ pub fn validation_frames(run_dir: &Path, config: &Config) -> Result<Vec<Frame>, 
     Ok(frames)
 }
 
-/// One candidate threshold's score on the tuning frames.
-#[derive(Clone, Debug, serde::Serialize)]
-pub struct Candidate {
-    pub fg_thresh: f64,
-    /// Mean over frames of AP averaged over IoU 0.5…0.9.
-    pub ap: f64,
-    pub ap50: f64,
-}
-
-/// Tries fg_thresh = 0.30, 0.35, …, 0.70 (one prediction per frame, clustered
-/// once per candidate) and returns the candidates with the index of the best:
-/// highest mean AP, ties to the threshold nearest 0.5.
-pub fn tune_fg_thresh(
-    segmenter: &Segmenter,
-    frames: &[Frame],
-    reporter: &Reporter,
-) -> Result<(Vec<Candidate>, usize), InferError> {
-    let bar = reporter.stage("tuning fg_thresh", frames.len() as u64);
-    let mut predicted: Vec<(Prediction, Grid<u32>)> = Vec::new();
-    for frame in frames {
-        let (raw, truth) = load(frame)?;
-        let image = segmenter.normalised(&raw);
-        predicted.push((
-            segmenter.predictor.predict(&image, &segmenter.options)?,
-            truth,
-        ));
-        bar.inc(1);
-    }
-    bar.finish_and_clear();
-    let candidates: Vec<Candidate> = (6..=14)
-        .map(|k| {
-            let t = k as f64 * 0.05;
-            let mut params = segmenter.cluster;
-            params.fg_thresh = t as f32;
-            let scores = Scores::of(
-                predicted
-                    .iter()
-                    .zip(frames)
-                    .map(|((p, truth), f)| FrameScores::new(&f.key(), truth, &cluster(p, &params)))
-                    .collect(),
-            );
-            let ap = scores.ap_mean.iter().sum::<f64>() / scores.ap_mean.len() as f64;
-            Candidate {
-                fg_thresh: t,
-                ap,
-                ap50: scores.ap50(),
-            }
-        })
-        .collect();
-    let best = (0..candidates.len())
-        .max_by(|&a, &b| {
-            let (ca, cb) = (&candidates[a], &candidates[b]);
-            ca.ap.total_cmp(&cb.ap).then(
-                (cb.fg_thresh - 0.5)
-                    .abs()
-                    .total_cmp(&(ca.fg_thresh - 0.5).abs()),
-            )
-        })
-        .unwrap_or(0);
-    Ok((candidates, best))
-}
-
 /// Files an evaluation with its run: the scalars under split `test` (replacing
 /// the previous evaluation's) at the run's last step, and the whole result as
 /// an `eval` event (so earlier evaluations stay in the event history).
@@ -231,26 +168,6 @@ pub fn record_test(
         .into_iter()
         .collect::<std::collections::BTreeMap<_, _>>());
     w.log_event("eval", &detail.to_string())?;
-    w.close()?;
-    Ok(())
-}
-
-/// Stores a tuned foreground threshold with its run (predict and eval use it).
-pub fn record_tuned(
-    run_dir: &Path,
-    candidates: &[Candidate],
-    best: usize,
-) -> Result<(), InferError> {
-    let mut w = RunWriter::annotate(run_dir)?;
-    let chosen = candidates[best].fg_thresh;
-    w.set_param(
-        TUNED_FG_THRESH,
-        &toml::Value::Float((chosen * 100.0).round() / 100.0),
-    )?;
-    w.log_event(
-        "tuned",
-        &serde_json::json!({"fg_thresh": chosen, "candidates": candidates}).to_string(),
-    )?;
     w.close()?;
     Ok(())
 }

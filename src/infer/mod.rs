@@ -7,6 +7,7 @@ pub mod files;
 pub mod predict;
 pub mod segment;
 pub mod source;
+pub mod tune;
 
 use std::path::PathBuf;
 

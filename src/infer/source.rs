@@ -5,14 +5,16 @@
 
 use std::path::{Path, PathBuf};
 
+use super::tune::{TUNED_FG_THRESH, TUNED_MIN_SIZE, TUNED_SEED_THRESH, TUNED_TTA};
 use super::InferError;
-use crate::config::Config;
+use crate::config::{AutoSize, ClusterConfig, Config};
 use crate::store::query::read_run;
 use crate::store::select::resolve_run;
 use crate::store::{checkpoint_file, CHECKPOINTS};
 
-/// The param under which `esx eval --tune` stores the tuned foreground threshold.
-pub const TUNED_FG_THRESH: &str = "tuned.cluster.fg_thresh";
+/// Params under which a run keeps the numbers its "auto" sizes became.
+pub const AUTO_CROP_SIZE: &str = "auto.data.crop_size";
+pub const AUTO_MIN_SIZE: &str = "auto.cluster.min_size";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Which {
@@ -26,6 +28,10 @@ pub struct ModelSource {
     pub config: Config,
     /// The run the checkpoint belongs to, if any.
     pub run_dir: Option<PathBuf>,
+    /// Whether tuning found test-time augmentation pays (None: not tuned).
+    pub tuned_tta: Option<bool>,
+    /// The run's clustering before any tuning (where tuning starts).
+    pub untuned: ClusterConfig,
 }
 
 impl ModelSource {
@@ -38,14 +44,16 @@ impl ModelSource {
                 .filter(|p| p.file_name().is_some_and(|n| n == CHECKPOINTS))
                 .and_then(Path::parent)
                 .filter(|d| d.join(crate::store::RUN_DB).is_file());
-            let config = match run_dir {
+            let (config, tuned_tta, untuned) = match run_dir {
                 Some(d) => run_config(d)?,
-                None => Config::default(),
+                None => (Config::default(), None, ClusterConfig::default()),
             };
             return Ok(ModelSource {
                 checkpoint: path.to_path_buf(),
                 config,
                 run_dir: run_dir.map(Path::to_path_buf),
+                tuned_tta,
+                untuned,
             });
         }
         let dir = resolve_run(arg, runs_root)?;
@@ -58,23 +66,47 @@ impl ModelSource {
             .map(|n| checkpoint_file(&dir, n))
             .find(|p| p.is_file())
             .ok_or_else(|| InferError::NoCheckpoint { dir: dir.clone() })?;
+        let (config, tuned_tta, untuned) = run_config(&dir)?;
         Ok(ModelSource {
             checkpoint,
-            config: run_config(&dir)?,
+            config,
             run_dir: Some(dir),
+            tuned_tta,
+            untuned,
         })
     }
 }
 
-/// A run's stored config, with a tuned foreground threshold applied.
-fn run_config(dir: &Path) -> Result<Config, InferError> {
+/// A run's stored config with what the run found applied: the numbers
+/// its "auto" sizes became, then the post-processing it was tuned to; and
+/// whether tuning chose TTA; and the clustering before tuning.
+fn run_config(dir: &Path) -> Result<(Config, Option<bool>, ClusterConfig), InferError> {
     let info = read_run(dir)?;
     let mut config: Config = toml::from_str(&info.config).map_err(|e| InferError::RunConfig {
         dir: dir.to_path_buf(),
         why: e.to_string(),
     })?;
-    if let Some(v) = info.params.get(TUNED_FG_THRESH).and_then(|p| p.num) {
+    let num = |key: &str| info.params.get(key).and_then(|p| p.num);
+    let size = |key: &str| {
+        num(key)
+            .filter(|v| *v >= 0.0)
+            .map(|v| AutoSize::Fixed(v as usize))
+    };
+    if let Some(v) = size(AUTO_CROP_SIZE) {
+        config.data.crop_size = v;
+    }
+    if let Some(v) = size(AUTO_MIN_SIZE) {
+        config.cluster.min_size = v;
+    }
+    let untuned = config.cluster.clone();
+    if let Some(v) = num(TUNED_SEED_THRESH) {
+        config.cluster.seed_thresh = v;
+    }
+    if let Some(v) = num(TUNED_FG_THRESH) {
         config.cluster.fg_thresh = v;
     }
-    Ok(config)
+    if let Some(v) = size(TUNED_MIN_SIZE) {
+        config.cluster.min_size = v;
+    }
+    Ok((config, num(TUNED_TTA).map(|v| v != 0.0), untuned))
 }

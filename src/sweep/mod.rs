@@ -116,6 +116,7 @@ impl Sweep {
     ) -> Result<Sweep, SweepError> {
         let base = compose(experiment, overrides, true).map_err(Box::new)?;
         let search = Search::resolve(&base.config.search, flags, base.config.epochs)?;
+        search::check_tuned_objective(&search, &base.config)?;
         // A plain value on the command line fixes a key the file sweeps.
         let fixed: Vec<&str> = overrides
             .iter()

@@ -232,6 +232,38 @@ pub fn method_name(m: SearchMethod) -> &'static str {
     }
 }
 
+/// An objective that tuning records (`val/ap50_tuned`, …) exists once a
+/// run's training has ended: the runs must tune after training, and no
+/// pruner can judge an epoch by it.
+pub fn check_tuned_objective(
+    search: &Search,
+    base: &crate::config::Config,
+) -> Result<(), SweepError> {
+    let key = &search.objective.key;
+    if !(key.ends_with("_tuned") || key.ends_with("_untuned")) {
+        return Ok(());
+    }
+    if !search.pruning.is_none() {
+        return Err(bad(
+            "search.prune",
+            format!(
+                "the objective {} is recorded once, when training ends (by tuning); a pruner needs one every epoch: prune on val/ap50 or prune none",
+                search.objective
+            ),
+        ));
+    }
+    if !base.tune.after_training {
+        return Err(bad(
+            "search.objective",
+            format!(
+                "{} is recorded by tuning after training, and tune.after_training is false",
+                search.objective
+            ),
+        ));
+    }
+    Ok(())
+}
+
 fn bad(key: &str, why: String) -> SweepError {
     SweepError::BadAxis {
         key: key.into(),

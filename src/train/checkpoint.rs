@@ -14,7 +14,7 @@ use crate::model::{ModelError, Weights};
 const POSITION_KEY: &str = "esx.position";
 
 /// Where training stands: resuming continues from here.
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct Position {
     /// The epoch in progress (0-based).
     pub epoch: u32,
@@ -22,10 +22,33 @@ pub struct Position {
     pub batch: usize,
     /// Training steps taken so far.
     pub step: u64,
-    /// Best validation IoU so far (-1: none yet).
+    /// The best of the run's `train.select` measure so far, oriented so
+    /// that higher is better (the loss negated); None: none yet.
+    #[serde(default)]
+    pub best: Option<f64>,
+    /// Where checkpoints before `train.select` kept the best validation
+    /// IoU (-1: none); read only.
+    #[serde(default = "no_best_iou", skip_serializing)]
     pub best_iou: f64,
     /// The running sums of the epoch in progress.
     pub sums: EpochSums,
+}
+
+fn no_best_iou() -> f64 {
+    -1.0
+}
+
+impl Default for Position {
+    fn default() -> Position {
+        Position {
+            epoch: 0,
+            batch: 0,
+            step: 0,
+            best: None,
+            best_iou: no_best_iou(),
+            sums: EpochSums::default(),
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq)]

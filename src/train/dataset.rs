@@ -5,9 +5,10 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::config::Config;
+use crate::config::{AutoSize, Config};
 use crate::data::batches::split_frames;
 use crate::data::crops::{load_crop_list, prepare_crops, CropItem, CropSpec};
+use crate::data::object_sizes::ObjectSizes;
 use crate::data::synth::synthesize;
 use crate::data::DataError;
 use crate::progress::Reporter;
@@ -28,7 +29,10 @@ impl TrainData {
     }
 }
 
-pub fn prepare(config: &Config, reporter: &Reporter) -> Result<TrainData, DataError> {
+/// The dataset synthesised where the config asks and it is missing, or
+/// refreshed where esx made it (a no-op when current); a real dataset is
+/// never touched.
+fn synthesize_if_asked(config: &Config, reporter: &Reporter) -> Result<PathBuf, DataError> {
     let d = &config.data;
     if d.root.is_empty() {
         return Err(DataError::MissingDataset(PathBuf::from(
@@ -37,8 +41,6 @@ pub fn prepare(config: &Config, reporter: &Reporter) -> Result<TrainData, DataEr
     }
     let root = PathBuf::from(&d.root);
     if let Some(spec) = &d.synthetic {
-        // Synthesise when the dataset is missing, or refresh one esx made
-        // (a no-op when it is current); never touch a real dataset.
         let missing = !root.join(&d.sequences[0]).is_dir();
         let ours = root.join(".esx-synth.json").is_file();
         if (missing || ours) && synthesize(&root, spec, reporter)? {
@@ -52,7 +54,51 @@ pub fn prepare(config: &Config, reporter: &Reporter) -> Result<TrainData, DataEr
             ));
         }
     }
-    let report = prepare_crops(&root, &d.sequences, &CropSpec::from_config(d), reporter)?;
+    Ok(root)
+}
+
+/// A config's "auto" sizes made numbers from the objects in the dataset's
+/// masks (its sequences' annotated frames: training and validation, never
+/// a test set), with the measured sizes; None where nothing was "auto".
+pub fn resolve_auto(
+    config: &Config,
+    reporter: &Reporter,
+) -> Result<(Config, Option<ObjectSizes>), DataError> {
+    if !config.data.crop_size.is_auto() && !config.cluster.min_size.is_auto() {
+        return Ok((config.clone(), None));
+    }
+    let root = synthesize_if_asked(config, reporter)?;
+    let d = &config.data;
+    let sizes = ObjectSizes::read(&root, &d.sequences, d.annotations)?;
+    let mut resolved = config.clone();
+    if d.crop_size.is_auto() {
+        resolved.data.crop_size = AutoSize::Fixed(sizes.auto_crop());
+    }
+    if config.cluster.min_size.is_auto() {
+        resolved.cluster.min_size = AutoSize::Fixed(sizes.auto_min_size());
+    }
+    reporter.note(format!(
+        "auto sizes: {}",
+        sizes.describe(d.crop_size.is_auto(), config.cluster.min_size.is_auto())
+    ));
+    Ok((resolved, Some(sizes)))
+}
+
+/// Centres and crops made current and split by frame; the config's sizes
+/// are resolved (`resolve_auto`).
+pub fn prepare(config: &Config, reporter: &Reporter) -> Result<TrainData, DataError> {
+    let d = &config.data;
+    let root = synthesize_if_asked(config, reporter)?;
+    let crop_size = d.crop_size.fixed().ok_or_else(|| DataError::NoMasks {
+        root: root.clone(),
+        why: "data.crop_size was not resolved".into(),
+    })?;
+    let report = prepare_crops(
+        &root,
+        &d.sequences,
+        &CropSpec::from_config(d, crop_size),
+        reporter,
+    )?;
     if report.written_frames > 0 {
         reporter.note(format!(
             "prepared {} crops of {} frames in {}",

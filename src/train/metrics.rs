@@ -4,6 +4,7 @@
 
 use super::step::Means;
 use crate::loss::LossValues;
+use crate::metrics::Scores;
 use crate::store::{RunWriter, StoreError};
 
 /// One epoch's figures.
@@ -17,6 +18,9 @@ pub struct EpochReport {
     pub train: Means,
     pub val: Option<Means>,
     pub val_iou: Option<f64>,
+    /// AP at IoU 0.5 of the validation frames, at the epochs they are scored.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub val_ap50: Option<f64>,
     pub images_per_s: f64,
     pub seconds: f64,
 }
@@ -41,9 +45,15 @@ pub trait MetricSink {
     fn training(&mut self, step: u64, report: &EpochReport) -> Result<(), StoreError>;
     /// The epoch's validation figures, where it has them.
     fn validation(&mut self, step: u64, report: &EpochReport) -> Result<(), StoreError>;
+    /// AP and SEG of the validation frames, at the epochs they are scored.
+    fn scores(&mut self, step: u64, epoch: u32, scores: &Scores) -> Result<(), StoreError>;
 }
 
 impl MetricSink for RunWriter {
+    fn scores(&mut self, step: u64, epoch: u32, scores: &Scores) -> Result<(), StoreError> {
+        log_all(self, step, epoch, "val", &scores.scalars())
+    }
+
     fn step(&mut self, step: u64, epoch: u32, values: &LossValues) -> Result<(), StoreError> {
         log_all(
             self,

@@ -6,8 +6,10 @@ use std::path::{Path, PathBuf};
 
 use super::adam::Adam;
 use super::checkpoint::{self, Position};
+use super::metrics::EpochReport;
 use super::signals::Interrupt;
 use super::TrainError;
+use crate::config::Select;
 use crate::model::Weights;
 use crate::progress::Reporter;
 use crate::store::{checkpoint_file, RunWriter};
@@ -64,32 +66,73 @@ impl<'a> StopPolicy<'a> {
     }
 }
 
-/// The best validation IoU so far.
+/// The best of the `train.select` measure so far, kept oriented so that
+/// higher is better (the validation loss negated).
 #[derive(Clone, Copy, Debug)]
-pub struct Best(Option<f64>);
+pub struct Best {
+    pub by: Select,
+    value: Option<f64>,
+}
 
 impl Best {
-    /// From a checkpoint's position (-1: none yet).
-    pub fn from_position(best_iou: f64) -> Best {
-        Best((best_iou >= 0.0).then_some(best_iou))
+    /// From a checkpoint's position (older checkpoints kept the IoU).
+    pub fn from_position(by: Select, pos: &Position) -> Best {
+        let legacy = (by == Select::Iou && pos.best_iou >= 0.0).then_some(pos.best_iou);
+        Best {
+            by,
+            value: pos.best.or(legacy),
+        }
     }
 
+    /// The best so far, oriented (for a position).
     pub fn get(&self) -> Option<f64> {
-        self.0
+        self.value
     }
 
-    /// For a position: -1 when there is none yet.
-    pub fn or_none(&self) -> f64 {
-        self.0.unwrap_or(-1.0)
+    /// The best so far as the measure reads (the loss positive again).
+    pub fn shown(&self) -> Option<f64> {
+        self.value.map(|v| self.shown_value(v))
     }
 
-    /// The epoch's IoU where it beats the best so far (not yet taken).
-    pub fn improved_by(&self, iou: Option<f64>) -> Option<f64> {
-        iou.filter(|&iou| self.0.is_none_or(|b| iou > b))
+    pub fn shown_value(&self, oriented: f64) -> f64 {
+        match self.by {
+            Select::Loss => -oriented,
+            _ => oriented,
+        }
     }
 
-    pub fn take(&mut self, iou: f64) {
-        self.0 = Some(iou);
+    /// The epoch's measure, oriented, where the epoch has one.
+    pub fn measure(&self, r: &EpochReport) -> Option<f64> {
+        match self.by {
+            Select::Ap50 => r.val_ap50,
+            Select::Iou => r.val_iou,
+            Select::Loss => r.val.as_ref().map(|v| -v.loss),
+        }
+        .filter(|v| v.is_finite())
+    }
+
+    /// The epoch's measure where it beats the best so far (not yet taken).
+    pub fn improved_by(&self, r: &EpochReport) -> Option<f64> {
+        self.measure(r)
+            .filter(|&m| self.value.is_none_or(|b| m > b))
+    }
+
+    pub fn take(&mut self, value: f64) {
+        self.value = Some(value);
+    }
+}
+
+/// The measure the best checkpoint is chosen by: `train.select`, or the
+/// validation IoU where AP50 cannot be had (no validation frames scored),
+/// with the reason.
+pub fn selection(select: Select, frames_scored: bool) -> (Select, Option<String>) {
+    if select == Select::Ap50 && !frames_scored {
+        (
+            Select::Iou,
+            Some("train.select = \"ap50\" but no validation frame is scored (no validation frames, log.eval_every = 0 or log.eval_frames = 0): the best checkpoint is chosen by validation IoU".into()),
+        )
+    } else {
+        (select, None)
     }
 }
 
@@ -140,16 +183,16 @@ impl Checkpoints {
         weights: &Weights,
         opt: &Adam,
         pos: &Position,
-        improved: Option<f64>,
+        improved: Option<(Select, f64)>,
     ) -> Result<(), TrainError> {
         writer.flush()?;
         let saved = (|| {
             let best_file = match improved {
-                Some(iou) => {
+                Some(_) => {
                     let at = Position {
                         epoch: pos.epoch,
                         step: pos.step,
-                        best_iou: iou,
+                        best: pos.best,
                         ..Position::default()
                     };
                     Some(checkpoint::stage(
@@ -172,10 +215,10 @@ impl Checkpoints {
             let _ = writer.forget_epoch_end(pos.epoch);
             return Err(err.into());
         }
-        if let Some(iou) = improved {
+        if let Some((by, value)) = improved {
             writer.log_event(
                 "checkpoint",
-                &format!("best: epoch {}, val IoU {iou:.4}", pos.epoch),
+                &format!("best: epoch {}, val {} {value:.4}", pos.epoch, by.name()),
             )?;
         }
         Ok(())
@@ -229,19 +272,87 @@ mod tests {
         assert_eq!(stop.why(), "", "not the time limit");
     }
 
+    fn epoch(val_iou: Option<f64>, val_ap50: Option<f64>, val_loss: Option<f64>) -> EpochReport {
+        let means = |loss| super::super::step::Means {
+            loss,
+            inst: 0.0,
+            var: 0.0,
+            seed: 0.0,
+        };
+        EpochReport {
+            epoch: 1,
+            device: None,
+            lr: 0.0,
+            train: means(1.0),
+            val: val_loss.map(means),
+            val_iou,
+            val_ap50,
+            images_per_s: 0.0,
+            seconds: 0.0,
+        }
+    }
+
     #[test]
-    fn only_a_better_iou_improves_the_best() {
-        let mut best = Best::from_position(-1.0);
+    fn only_a_better_measure_improves_the_best() {
+        let mut best = Best::from_position(Select::Iou, &Position::default());
         assert_eq!(best.get(), None);
-        assert_eq!(best.improved_by(None), None);
+        assert_eq!(best.improved_by(&epoch(None, Some(0.9), None)), None);
         assert_eq!(
-            best.improved_by(Some(0.0)),
+            best.improved_by(&epoch(Some(0.0), None, None)),
             Some(0.0),
             "the first is the best"
         );
         best.take(0.5);
-        assert_eq!(best.improved_by(Some(0.5)), None, "a tie keeps the earlier");
-        assert_eq!(best.improved_by(Some(0.6)), Some(0.6));
-        assert_eq!(Best::from_position(0.25).or_none(), 0.25);
+        assert_eq!(
+            best.improved_by(&epoch(Some(0.5), None, None)),
+            None,
+            "a tie keeps the earlier"
+        );
+        assert_eq!(best.improved_by(&epoch(Some(0.6), None, None)), Some(0.6));
+        // AP50: epochs where it was not scored never improve the best.
+        let mut ap = Best::from_position(Select::Ap50, &Position::default());
+        assert_eq!(ap.improved_by(&epoch(Some(0.9), None, Some(0.1))), None);
+        assert_eq!(
+            ap.improved_by(&epoch(Some(0.1), Some(0.7), None)),
+            Some(0.7)
+        );
+        ap.take(0.7);
+        assert_eq!(ap.improved_by(&epoch(Some(0.9), Some(0.6), None)), None);
+        // The loss: lower is better, shown as it reads.
+        let mut loss = Best::from_position(Select::Loss, &Position::default());
+        assert_eq!(loss.improved_by(&epoch(None, None, Some(2.0))), Some(-2.0));
+        loss.take(-2.0);
+        assert_eq!(loss.improved_by(&epoch(None, None, Some(3.0))), None);
+        assert_eq!(loss.improved_by(&epoch(None, None, Some(1.5))), Some(-1.5));
+        assert_eq!(loss.shown(), Some(2.0));
+    }
+
+    #[test]
+    fn older_checkpoints_kept_the_iou() {
+        let old = Position {
+            best_iou: 0.25,
+            ..Position::default()
+        };
+        assert_eq!(Best::from_position(Select::Iou, &old).get(), Some(0.25));
+        let none = Position {
+            best_iou: -1.0,
+            ..Position::default()
+        };
+        assert_eq!(Best::from_position(Select::Iou, &none).get(), None);
+        let new = Position {
+            best: Some(-0.5),
+            best_iou: -1.0,
+            ..Position::default()
+        };
+        assert_eq!(Best::from_position(Select::Loss, &new).get(), Some(-0.5));
+    }
+
+    #[test]
+    fn ap50_falls_back_to_iou_only_without_scored_frames() {
+        assert_eq!(selection(Select::Ap50, true), (Select::Ap50, None));
+        let (by, why) = selection(Select::Ap50, false);
+        assert_eq!(by, Select::Iou);
+        assert!(why.unwrap().contains("log.eval_every"));
+        assert_eq!(selection(Select::Loss, false), (Select::Loss, None));
     }
 }

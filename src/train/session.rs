@@ -7,13 +7,17 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use super::dataset::resolve_auto;
 use super::metrics::{EpochObserver, EpochReport};
 use super::policy::EpochJudge;
 use super::signals::Interrupt;
 use super::slurm_job::{self, SlurmJob};
 use super::trainer::{train, Setting};
 use super::TrainError;
-use crate::config::{Composed, Config, Override};
+use crate::config::{AutoSize, Composed, Config, Override, Select};
+use crate::infer::source::{AUTO_CROP_SIZE, AUTO_MIN_SIZE};
+use crate::infer::tune::tune_source;
+use crate::infer::{InferError, ModelSource, Which};
 use crate::progress::Reporter;
 use crate::store::heartbeat::STALE_AFTER;
 use crate::store::provenance::now;
@@ -81,7 +85,8 @@ pub struct RunResult {
     pub status: RunStatus,
     pub epochs: u32,
     pub steps: u64,
-    pub best_val_iou: Option<f64>,
+    /// The measure the best checkpoint was chosen by, and its value.
+    pub best: Option<(Select, f64)>,
     pub last: Option<EpochReport>,
 }
 
@@ -295,17 +300,24 @@ fn train_to_end(
     let (config, dev) = config;
     let dir = writer.dir().to_path_buf();
     let id = writer.id().to_string();
-    let setting = Setting {
-        cfg: &config,
-        dev: &dev,
-        resume,
-        reporter: w.reporter,
-        observer: w.epochs,
-        interrupt: w.interrupt,
-        judge,
-    };
     let mut started = false;
-    let result = match train(&setting, &mut writer, &mut started) {
+    let trained = resolve_sizes(&config, &mut writer, w.reporter, resume).and_then(|config| {
+        let setting = Setting {
+            cfg: &config,
+            dev: &dev,
+            resume,
+            reporter: w.reporter,
+            observer: w.epochs,
+            interrupt: w.interrupt,
+            judge,
+        };
+        let done = train(&setting, &mut writer, &mut started)?;
+        if !done.interrupted && !done.pruned && config.tune.after_training {
+            tune_after_training(&config, &dev, &mut writer, w.reporter)?;
+        }
+        Ok(done)
+    });
+    let result = match trained {
         Err(e) if resume && !started => {
             // The resume failed before it changed anything (data, checkpoint):
             // the run keeps the status it had; the attempt is an event.
@@ -331,7 +343,7 @@ fn train_to_end(
                     status,
                     epochs: done.epochs,
                     steps: done.steps,
-                    best_val_iou: done.best_val_iou,
+                    best: done.best,
                     last: done.last,
                 }),
             )
@@ -340,6 +352,100 @@ fn train_to_end(
     };
     writer.finish(outcome)?;
     ret
+}
+
+/// The config with its "auto" sizes made numbers: from the dataset's
+/// objects for a new run (the numbers and the rule recorded with it), as
+/// recorded for a resumed one (its crops were cut at that size).
+fn resolve_sizes(
+    config: &Config,
+    writer: &mut RunWriter,
+    reporter: &Reporter,
+    resume: bool,
+) -> Result<Config, TrainError> {
+    if resume {
+        let info = read_run(writer.dir())?;
+        let recorded = |key: &str| {
+            info.params
+                .get(key)
+                .and_then(|p| p.num)
+                .map(|v| AutoSize::Fixed(v as usize))
+        };
+        if let (Some(crop), Some(min)) = (recorded(AUTO_CROP_SIZE), recorded(AUTO_MIN_SIZE)) {
+            let mut c = config.clone();
+            c.data.crop_size = crop;
+            c.cluster.min_size = min;
+            return Ok(c);
+        }
+    }
+    let (resolved, sizes) = resolve_auto(config, reporter)?;
+    let Some(sizes) = sizes else {
+        return Ok(resolved);
+    };
+    // Both recorded (a number the config gave stays as given), so a resume
+    // finds them.
+    for (key, size) in [
+        (AUTO_CROP_SIZE, resolved.data.crop_size),
+        (AUTO_MIN_SIZE, resolved.cluster.min_size),
+    ] {
+        if let Some(n) = size.fixed() {
+            writer.set_param(key, &toml::Value::Integer(n as i64))?;
+        }
+    }
+    writer.log_event(
+        "auto_sizes",
+        &serde_json::json!({
+            "rule": sizes.describe(config.data.crop_size.is_auto(), config.cluster.min_size.is_auto()),
+            "sizes": sizes,
+            "crop_size": resolved.data.crop_size,
+            "min_size": resolved.cluster.min_size,
+        })
+        .to_string(),
+    )?;
+    Ok(resolved)
+}
+
+/// `tune.after_training`: the post-processing tuned on the validation
+/// frames with the best checkpoint, before the run is marked completed. A
+/// run without validation frames is not tuned (an event says why); any
+/// other failure to tune fails the run.
+fn tune_after_training(
+    config: &Config,
+    dev: &candle_core::Device,
+    writer: &mut RunWriter,
+    reporter: &Reporter,
+) -> Result<(), TrainError> {
+    writer.flush()?;
+    let dir = writer.dir().to_path_buf();
+    let source = ModelSource::resolve(&dir.to_string_lossy(), &dir, Which::Best)?;
+    match tune_source(
+        &source,
+        dev,
+        config.tune.objective,
+        config.tune.tta,
+        reporter,
+    ) {
+        Ok(t) => {
+            reporter.note(format!(
+                "tuned on {} validation frames: {} {:.4} → {:.4} (seed_thresh {:.2}, fg_thresh {:.2}, min_size {}, TTA {})",
+                t.frames,
+                t.objective.name(),
+                t.before.objective(t.objective),
+                t.best.objective(t.objective),
+                t.best.seed_thresh,
+                t.best.fg_thresh,
+                t.best.min_size,
+                if t.best.tta { "on" } else { "off" }
+            ));
+            Ok(())
+        }
+        Err(InferError::NoFrames(why)) => {
+            writer.log_event("tune_skipped", &why)?;
+            reporter.note(format!("not tuned: {why}"));
+            Ok(())
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// The device the config names, opened once for the whole run, and the

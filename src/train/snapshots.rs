@@ -1,7 +1,8 @@
-//! What a run records every `log.vis_every` epochs (and at its last): the
-//! pictures of one fixed validation crop (chosen at run start from the seed)
-//! and AP/SEG of the validation frames, predicted whole and clustered with the
-//! run's thresholds.
+//! What a run records of its validation data beside the loss: the pictures
+//! of one fixed validation crop (chosen at run start from the seed) every
+//! `log.vis_every` epochs, and AP/SEG of the validation frames, predicted
+//! whole and clustered with the run's thresholds, every `log.eval_every`
+//! epochs (both at the last epoch too).
 
 use std::path::Path;
 
@@ -14,68 +15,121 @@ use crate::data::batches::{load_sample, Sample};
 use crate::data::ctc::{discover, Frame};
 use crate::infer::evaluate::{evaluate_loaded, LoadedFrame};
 use crate::infer::{cluster, ClusterParams, PredictOptions, Predictor, Segmenter};
+use crate::metrics::Scores;
 use crate::model::{BranchedErfnet, Weights};
 use crate::store::RunWriter;
 use crate::viz;
 
-pub struct Snapshots {
+/// The crop drawn every `every` epochs.
+struct Pictures {
     every: u32,
     sample: Sample,
     sample_name: String,
+}
+
+pub struct Snapshots {
+    pictures: Option<Pictures>,
+    eval_every: u32,
     /// Validation frames, read once at run start.
     frames: Vec<LoadedFrame>,
 }
 
+fn due(every: u32, epoch: u32, epochs: u32) -> bool {
+    every > 0 && (epoch.is_multiple_of(every) || epoch == epochs)
+}
+
 impl Snapshots {
-    /// None when pictures are off (`log.vis_every = 0`).
-    pub fn new(cfg: &Config, data: &TrainData) -> Result<Option<Snapshots>, TrainError> {
-        if cfg.log.vis_every == 0 {
-            return Ok(None);
-        }
-        let (pool, split) = if data.val.is_empty() {
-            (&data.train, "train")
+    pub fn new(cfg: &Config, data: &TrainData) -> Result<Snapshots, TrainError> {
+        let pictures = if cfg.log.vis_every == 0 {
+            None
         } else {
-            (&data.val, "val")
+            let (pool, split) = if data.val.is_empty() {
+                (&data.train, "train")
+            } else {
+                (&data.val, "val")
+            };
+            let item = &data.items[pool[(cfg.seed % pool.len() as u64) as usize]];
+            Some(Pictures {
+                every: cfg.log.vis_every,
+                sample: load_sample(item)?,
+                sample_name: format!("{split} crop {} cell {}", item.frame, item.id),
+            })
         };
-        let item = &data.items[pool[(cfg.seed % pool.len() as u64) as usize]];
-        let mut frames: Vec<Frame> = discover(
-            Path::new(&cfg.data.root),
-            &cfg.data.sequences,
-            cfg.data.annotations,
-        )?
-        .into_iter()
-        .filter(|f| data.val_frames.contains(&f.key()))
-        .collect();
-        frames.truncate(cfg.log.eval_frames);
-        let frames = frames
-            .iter()
-            .map(LoadedFrame::read)
-            .collect::<Result<_, _>>()?;
-        Ok(Some(Snapshots {
-            every: cfg.log.vis_every,
-            sample: load_sample(item)?,
-            sample_name: format!("{split} crop {} cell {}", item.frame, item.id),
+        let frames = if cfg.log.eval_every == 0 {
+            Vec::new()
+        } else {
+            let mut frames: Vec<Frame> = discover(
+                Path::new(&cfg.data.root),
+                &cfg.data.sequences,
+                cfg.data.annotations,
+            )?
+            .into_iter()
+            .filter(|f| data.val_frames.contains(&f.key()))
+            .collect();
+            frames.truncate(cfg.log.eval_frames);
+            frames
+                .iter()
+                .map(LoadedFrame::read)
+                .collect::<Result<_, _>>()?
+        };
+        Ok(Snapshots {
+            pictures,
+            eval_every: cfg.log.eval_every,
             frames,
-        }))
+        })
     }
 
-    pub fn due(&self, epoch: u32, epochs: u32) -> bool {
-        epoch.is_multiple_of(self.every) || epoch == epochs
+    /// Whether any validation frame is scored (AP50 can select checkpoints).
+    pub fn scores_frames(&self) -> bool {
+        self.eval_every > 0 && !self.frames.is_empty()
     }
 
-    pub fn record(
+    pub fn scores_due(&self, epoch: u32, epochs: u32) -> bool {
+        !self.frames.is_empty() && due(self.eval_every, epoch, epochs)
+    }
+
+    pub fn pictures_due(&self, epoch: u32, epochs: u32) -> bool {
+        self.pictures
+            .as_ref()
+            .is_some_and(|p| due(p.every, epoch, epochs))
+    }
+
+    fn predictor(
+        weights: &Weights,
+        cfg: &Config,
+        device: &Device,
+    ) -> Result<Predictor, TrainError> {
+        let net = BranchedErfnet::for_inference(weights, cfg.model.n_sigma)?;
+        Ok(Predictor::new(net, device.clone()))
+    }
+
+    /// AP and SEG of the validation frames with these weights.
+    pub fn score(
+        &self,
+        weights: &Weights,
+        cfg: &Config,
+        device: &Device,
+    ) -> Result<Scores, TrainError> {
+        let predictor = Self::predictor(weights, cfg, device)?;
+        let segmenter = Segmenter::new(predictor, cfg, PredictOptions::default());
+        Ok(evaluate_loaded(&segmenter, &self.frames)?)
+    }
+
+    /// The six pictures and their panel of the fixed crop.
+    pub fn record_pictures(
         &self,
         weights: &Weights,
         cfg: &Config,
         device: &Device,
         writer: &mut RunWriter,
-        (epoch, step): (u32, u64),
+        epoch: u32,
     ) -> Result<(), TrainError> {
-        let net = BranchedErfnet::for_inference(weights, cfg.model.n_sigma)?;
-        let predictor = Predictor::new(net, device.clone());
-        let options = PredictOptions::default();
-        let s = &self.sample;
-        let prediction = predictor.predict(&s.image, &options)?;
+        let Some(p) = &self.pictures else {
+            return Ok(());
+        };
+        let predictor = Self::predictor(weights, cfg, device)?;
+        let s = &p.sample;
+        let prediction = predictor.predict(&s.image, &PredictOptions::default())?;
         let labels = cluster(&prediction, &ClusterParams::from_config(&cfg.cluster));
         let pictures = viz::training_pictures(&viz::Sample {
             image: &s.image,
@@ -87,19 +141,12 @@ impl Snapshots {
         for p in &pictures {
             writer.log_image(epoch, p.kind, &viz::encode_png(&p.image()))?;
         }
-        let heading = format!("epoch {epoch} · {}", self.sample_name);
+        let heading = format!("epoch {epoch} · {}", p.sample_name);
         writer.log_image(
             epoch,
             "panel",
             &viz::encode_png(&viz::panel(&pictures, &heading)),
         )?;
-        if !self.frames.is_empty() {
-            let segmenter = Segmenter::new(predictor, cfg, options);
-            let scores = evaluate_loaded(&segmenter, &self.frames)?;
-            for (key, v) in scores.scalars() {
-                writer.log_scalar(step, epoch, "val", key, v)?;
-            }
-        }
         Ok(())
     }
 }

@@ -12,12 +12,12 @@ use super::adam::{poly_lr, Adam};
 use super::checkpoint::{self, EpochSums, Position};
 use super::dataset::{prepare, TrainData};
 use super::metrics::{EpochObserver, EpochReport, MetricSink};
-use super::policy::{judged, Action, Best, Checkpoints, EpochJudge, StopPolicy};
+use super::policy::{judged, selection, Action, Best, Checkpoints, EpochJudge, StopPolicy};
 use super::signals::Interrupt;
 use super::snapshots::Snapshots;
 use super::step::{check_finite, step_loss, validate, Means};
 use super::TrainError;
-use crate::config::Config;
+use crate::config::{Config, Select};
 use crate::data::batches::{epoch_order, rng_for, Augment, BatchStream};
 use crate::loss::{EmbedSegLoss, LossWeights};
 use crate::model::{BranchedErfnet, Mode, Weights};
@@ -30,7 +30,8 @@ pub(super) struct Done {
     pub pruned: bool,
     pub epochs: u32,
     pub steps: u64,
-    pub best_val_iou: Option<f64>,
+    /// The best checkpoint's measure and value.
+    pub best: Option<(Select, f64)>,
     pub last: Option<EpochReport>,
 }
 
@@ -73,20 +74,27 @@ pub(super) fn train(
             (report.val, report.val_iou) = (Some(means), Some(iou));
             writer.validation(t.pos.step, &report)?;
         }
-        let improved = t.best.improved_by(report.val_iou);
+        if t.snapshots.scores_due(e, cfg.epochs) {
+            let scores = t.snapshots.score(&t.weights, cfg, s.dev)?;
+            writer.scores(t.pos.step, e, &scores)?;
+            report.val_ap50 = Some(scores.ap50());
+        }
+        let improved = t.best.improved_by(&report);
         t.pos = Position {
             epoch: e,
             batch: 0,
             step: t.pos.step,
-            best_iou: improved.unwrap_or(t.best.or_none()),
-            sums: EpochSums::default(),
+            best: improved.or(t.best.get()),
+            ..Position::default()
         };
-        checkpoints.epoch_end(writer, &t.weights, &t.opt, &t.pos, improved)?;
-        if let Some(iou) = improved {
-            t.best.take(iou);
+        let shown = improved.map(|v| (t.best.by, t.best.shown_value(v)));
+        checkpoints.epoch_end(writer, &t.weights, &t.opt, &t.pos, shown)?;
+        if let Some(v) = improved {
+            t.best.take(v);
         }
-        if let Some(snap) = t.snapshots.as_ref().filter(|x| x.due(e, cfg.epochs)) {
-            snap.record(&t.weights, cfg, s.dev, writer, (e, t.pos.step))?;
+        if t.snapshots.pictures_due(e, cfg.epochs) {
+            t.snapshots
+                .record_pictures(&t.weights, cfg, s.dev, writer, e)?;
         }
         s.observer.epoch_ended(&report, cfg.epochs);
         t.last = Some(report);
@@ -112,7 +120,7 @@ struct Trainer<'a> {
     net: BranchedErfnet,
     opt: Adam,
     loss: EmbedSegLoss,
-    snapshots: Option<Snapshots>,
+    snapshots: Snapshots,
     pos: Position,
     best: Best,
     last: Option<EpochReport>,
@@ -147,10 +155,15 @@ impl<'a> Trainer<'a> {
             cfg.train.weight_decay,
             weights.backend,
         )?;
-        let mut pos = Position {
-            best_iou: -1.0,
-            ..Position::default()
-        };
+        let mut pos = Position::default();
+        let snapshots = Snapshots::new(cfg, &data)?;
+        let (select, why) = selection(cfg.train.select, snapshots.scores_frames());
+        if let Some(why) = why {
+            s.reporter.note(&why);
+            if !s.resume {
+                writer.log_event("select", &why)?;
+            }
+        }
         if s.resume {
             let last = checkpoint_file(writer.dir(), "last");
             pos = checkpoint::load(&last, &weights, Some(&mut opt))?;
@@ -167,7 +180,6 @@ impl<'a> Trainer<'a> {
             cfg.model.n_sigma,
             weights.backend,
         );
-        let snapshots = Snapshots::new(cfg, &data)?;
         Ok(Trainer {
             cfg,
             dev,
@@ -177,7 +189,7 @@ impl<'a> Trainer<'a> {
             opt,
             loss,
             snapshots,
-            best: Best::from_position(pos.best_iou),
+            best: Best::from_position(select, &pos),
             pos,
             last: None,
         })
@@ -238,7 +250,8 @@ impl<'a> Trainer<'a> {
                     epoch,
                     batch: index,
                     step: self.pos.step,
-                    best_iou: self.best.or_none(),
+                    best: self.best.get(),
+                    best_iou: -1.0,
                     sums: EpochSums {
                         seconds: sums.seconds + epoch_start.elapsed().as_secs_f64(),
                         ..sums
@@ -292,6 +305,7 @@ impl<'a> Trainer<'a> {
             train: Means::of(sums),
             val: None,
             val_iou: None,
+            val_ap50: None,
             images_per_s: sums.images as f64 / sums.seconds.max(1e-9),
             seconds: sums.seconds,
         }
@@ -305,7 +319,7 @@ impl<'a> Trainer<'a> {
             pruned: how == Action::Prune,
             epochs,
             steps: self.pos.step,
-            best_val_iou: self.best.get(),
+            best: self.best.shown().map(|v| (self.best.by, v)),
             last: self.last,
         }
     }

@@ -4,8 +4,8 @@ use std::fmt::Write;
 use std::path::Path;
 
 use super::Table;
-use crate::infer::evaluate::Candidate;
 use crate::infer::files::PredictedFile;
+use crate::infer::tune::{Trial, Tuning};
 use crate::metrics::Scores;
 
 pub fn predictions(checkpoint: &Path, done: &[PredictedFile]) -> String {
@@ -61,19 +61,46 @@ pub fn scores(s: &Scores) -> String {
     out
 }
 
-pub fn tuning(candidates: &[Candidate], best: usize) -> String {
-    let mut t = Table::new(["fg_thresh", "mean AP", "AP50", ""]);
-    for (i, c) in candidates.iter().enumerate() {
-        t.row([
-            format!("{:.2}", c.fg_thresh),
-            format!("{:.4}", c.ap),
-            format!("{:.4}", c.ap50),
-            if i == best {
-                "← best".into()
-            } else {
-                String::new()
-            },
+/// A tuning: the best trials, then the run's own values against the chosen.
+pub fn tuning(t: &Tuning) -> String {
+    let mut trials = t.trials.clone();
+    trials.sort_by(|a, b| {
+        b.objective(t.objective)
+            .total_cmp(&a.objective(t.objective))
+    });
+    let mut table = Table::new([
+        "seed_thresh",
+        "fg_thresh",
+        "min_size",
+        "TTA",
+        "AP50",
+        "AP",
+        "SEG",
+        "",
+    ]);
+    let row = |table: &mut Table, x: &Trial, mark: &str| {
+        table.row([
+            format!("{:.2}", x.seed_thresh),
+            format!("{:.2}", x.fg_thresh),
+            x.min_size.to_string(),
+            if x.tta { "yes" } else { "no" }.into(),
+            format!("{:.4}", x.ap50),
+            format!("{:.4}", x.ap),
+            format!("{:.4}", x.seg),
+            mark.to_string(),
         ]);
+    };
+    row(&mut table, &t.before, "the run's own");
+    for x in trials.iter().take(8) {
+        row(&mut table, x, if *x == t.best { "← chosen" } else { "" });
     }
-    t.render()
+    format!(
+        "tuned on {} validation frames, {} trials, objective {}: {:.4} → {:.4}\n{}",
+        t.frames,
+        t.trials.len(),
+        t.objective.name(),
+        t.before.objective(t.objective),
+        t.best.objective(t.objective),
+        table.render()
+    )
 }

@@ -3,6 +3,8 @@
 use std::fmt::Write;
 
 use super::{duration, local_time, number, Table};
+use crate::infer::source::{AUTO_CROP_SIZE, AUTO_MIN_SIZE};
+use crate::infer::tune::{TUNED_FG_THRESH, TUNED_MIN_SIZE, TUNED_SEED_THRESH, TUNED_TTA};
 use crate::store::query::{Event, ImageInfo, MetricPoint, RunInfo};
 use crate::train::RunResult;
 
@@ -65,6 +67,48 @@ pub fn runs_table(runs: &[RunInfo]) -> String {
     table.render()
 }
 
+/// The numbers a run's "auto" sizes became.
+fn auto_line(r: &RunInfo) -> Option<String> {
+    let num = |k: &str| r.params.get(k).and_then(|p| p.num);
+    let given = |k: &str| r.params.get(k).is_some_and(|p| p.value != "auto");
+    let parts: Vec<String> = [
+        ("crop_size", AUTO_CROP_SIZE, "data.crop_size"),
+        ("min_size", AUTO_MIN_SIZE, "cluster.min_size"),
+    ]
+    .iter()
+    .filter(|(_, key, own)| num(key).is_some() && !given(own))
+    .map(|(name, key, _)| format!("{name} {}", num(key).unwrap_or_default()))
+    .collect();
+    (!parts.is_empty()).then(|| format!("{} (from the objects in the masks)", parts.join(", ")))
+}
+
+/// What tuning chose, and the objective before and after.
+fn tuned_line(r: &RunInfo, events: &[Event]) -> Option<String> {
+    let num = |k: &str| r.params.get(k).and_then(|p| p.num);
+    let (seed, fg) = (num(TUNED_SEED_THRESH)?, num(TUNED_FG_THRESH)?);
+    let mut line = format!(
+        "seed_thresh {seed:.2}, fg_thresh {fg:.2}, min_size {}, TTA {}",
+        num(TUNED_MIN_SIZE).unwrap_or_default(),
+        if num(TUNED_TTA).unwrap_or_default() != 0.0 {
+            "on"
+        } else {
+            "off"
+        }
+    );
+    let last = events.iter().rev().find(|e| e.kind == "tuned");
+    if let Some(t) = last.and_then(|e| serde_json::from_str::<serde_json::Value>(&e.detail).ok()) {
+        let objective = t["objective"].as_str().unwrap_or("?");
+        let value = |trial: &str| t[trial][objective].as_f64().unwrap_or(f64::NAN);
+        line.push_str(&format!(
+            " ({objective} {:.3} → {:.3} on {} validation frames)",
+            value("before"),
+            value("best"),
+            t["frames"].as_u64().unwrap_or(0)
+        ));
+    }
+    Some(line)
+}
+
 pub fn run_details(r: &RunInfo, images: &[ImageInfo], events: &[Event]) -> String {
     let mut s = String::new();
     let field = |s: &mut String, k: &str, v: &str| {
@@ -124,6 +168,12 @@ pub fn run_details(r: &RunInfo, images: &[ImageInfo], events: &[Event]) -> Strin
         field(&mut s, "sweep", &format!("{id} #{i} {swept}"));
     }
     field(&mut s, "dir", &r.dir.display().to_string());
+    if let Some(line) = auto_line(r) {
+        field(&mut s, "auto", &line);
+    }
+    if let Some(line) = tuned_line(r, events) {
+        field(&mut s, "tuned", &line);
+    }
     if !r.tags.is_empty() {
         field(&mut s, "tags", &r.tags.join(" "));
     }
@@ -231,10 +281,11 @@ pub fn run_summary(r: &RunResult) -> String {
             );
         }
     }
-    if let Some(best) = r.best_val_iou {
+    if let Some((by, best)) = r.best {
         let _ = writeln!(
             s,
-            "best       val IoU {best:.3}: {}",
+            "best       val {} {best:.3}: {}",
+            by.name(),
             r.dir.join("checkpoints/best.safetensors").display()
         );
     }
@@ -252,10 +303,13 @@ pub fn run_summary(r: &RunResult) -> String {
 
 /// The line printed after each training epoch.
 pub fn epoch_line(r: &crate::train::EpochReport, epochs: u32) -> String {
-    let val = match (&r.val, r.val_iou) {
+    let mut val = match (&r.val, r.val_iou) {
         (Some(v), Some(iou)) => format!("  val loss {:.4} IoU {:.3}", v.loss, iou),
         _ => String::new(),
     };
+    if let Some(ap50) = r.val_ap50 {
+        val.push_str(&format!(" AP50 {ap50:.3}"));
+    }
     format!(
         "epoch {}/{}  train loss {:.4} (inst {:.4} var {:.4} seed {:.4}){}  lr {:.2e}  {:.1} img/s  {}",
         r.epoch,

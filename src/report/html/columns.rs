@@ -56,6 +56,20 @@ pub(super) const COLUMNS: &[Column] = &[
         higher_is_better: true,
     },
     Column {
+        title: "tuned val AP50",
+        split: "val",
+        key: "ap50_tuned",
+        best: false,
+        higher_is_better: true,
+    },
+    Column {
+        title: "tuned val SEG",
+        split: "val",
+        key: "seg_tuned",
+        best: false,
+        higher_is_better: true,
+    },
+    Column {
         title: "final train loss",
         split: "train",
         key: "loss",

@@ -15,7 +15,20 @@ const MAX_PARAM_COLUMNS: usize = 12;
 
 pub(super) fn runs_section(page: &mut String, report: &Report) {
     let runs = &report.runs;
-    let params = differing_params(runs);
+    // What tuning chose is shown even where every run chose the same.
+    let mut params: Vec<String> = runs
+        .iter()
+        .flat_map(|r| r.info.params.keys())
+        .filter(|k| k.starts_with("tuned."))
+        .cloned()
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    params.extend(
+        differing_params(runs)
+            .into_iter()
+            .filter(|k| !k.starts_with("tuned.")),
+    );
     let shown_params = &params[..params.len().min(MAX_PARAM_COLUMNS)];
     let columns = present_columns(runs);
     let value = |r: &ReportRun, c: &Column| c.value(r);

@@ -1,0 +1,60 @@
+//! `esx tune RUN`: search the clustering's thresholds, minimum size and
+//! test-time augmentation on the run's validation frames, and record the
+//! best with the run (predict and eval use it).
+
+use esx::config::TuneObjective;
+use esx::infer::tune::tune_source;
+use esx::infer::{ModelSource, Which};
+use esx::progress::Reporter;
+
+use super::{print_json, RunsDir};
+
+/// Tune a run's post-processing on its validation frames and record it
+#[derive(clap::Args)]
+pub struct Args {
+    /// A run (id, prefix or directory)
+    pub run: String,
+    #[command(flatten)]
+    pub runs: RunsDir,
+    /// What the search maximises (default: the run's tune.objective)
+    #[arg(long, value_enum)]
+    pub objective: Option<TuneObjective>,
+    /// Do not try test-time augmentation (default: the run's tune.tta)
+    #[arg(long)]
+    pub no_tta: bool,
+    /// Which of the run's checkpoints: best (the default, falling back to last) or last
+    #[arg(long, default_value = "best", value_parser = super::model_args::parse_which)]
+    pub checkpoint: Which,
+    /// Device (cpu, cuda:N); default the run's
+    #[arg(long)]
+    pub device: Option<String>,
+    /// No progress bar
+    #[arg(long, short)]
+    pub quiet: bool,
+    /// Print the result as JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn exec(args: Args) -> anyhow::Result<()> {
+    let reporter = Reporter::terminal(args.quiet || args.json);
+    let mut source = ModelSource::resolve(&args.run, &args.runs.runs, args.checkpoint)?;
+    if source.run_dir.is_none() {
+        anyhow::bail!(
+            "{}: tuning needs a run (its validation frames), not a checkpoint file",
+            args.run
+        );
+    }
+    if let Some(d) = &args.device {
+        source.config.device = d.clone();
+    }
+    let device = esx::device::open(&source.config.device, source.config.train.precision)?;
+    let objective = args.objective.unwrap_or(source.config.tune.objective);
+    let try_tta = source.config.tune.tta && !args.no_tta;
+    let tuning = tune_source(&source, &device, objective, try_tta, &reporter)?;
+    if args.json {
+        return print_json(&tuning);
+    }
+    print!("{}", esx::view::tuning(&tuning));
+    Ok(())
+}

@@ -1,0 +1,376 @@
+//! Tuning the post-processing on a run's validation frames: seed_thresh,
+//! fg_thresh, min_size and whether test-time augmentation pays. The network
+//! runs once per frame (and once more with TTA); only the clustering is
+//! repeated, so the search is cheap. The result is recorded with the run
+//! and predict, eval and report use it.
+//!
+//! The search: every (seed_thresh, fg_thresh) of a grid, with and without
+//! TTA, at the run's min_size; then min_size around the run's at the best
+//! of those; then the grid once more at the chosen min_size. Ties go to the
+//! candidate nearest the run's own values (EmbedSeg's defaults), so a flat
+//! objective leaves them as they were.
+
+use std::path::Path;
+
+use rayon::prelude::*;
+use serde::Serialize;
+
+use super::evaluate::{validation_frames, LoadedFrame};
+use candle_core::Device;
+
+use super::{
+    cluster, ClusterParams, InferError, ModelSource, PredictOptions, Prediction, Segmenter,
+};
+use crate::config::{AutoSize, ClusterConfig, TuneObjective};
+use crate::data::Grid;
+use crate::metrics::{FrameScores, Scores};
+use crate::progress::Reporter;
+use crate::store::query::last_position;
+use crate::store::RunWriter;
+
+/// Params under which a run keeps what it was tuned to.
+pub const TUNED_SEED_THRESH: &str = "tuned.cluster.seed_thresh";
+pub const TUNED_FG_THRESH: &str = "tuned.cluster.fg_thresh";
+pub const TUNED_MIN_SIZE: &str = "tuned.cluster.min_size";
+pub const TUNED_TTA: &str = "tuned.tta";
+
+const SEED_GRID: [f32; 8] = [0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95];
+const FG_GRID: [f32; 9] = [0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7];
+const MIN_SIZE_FACTORS: [f64; 7] = [0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0];
+
+/// One point of the search and its scores on the validation frames.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct Trial {
+    pub seed_thresh: f32,
+    pub fg_thresh: f32,
+    pub min_size: usize,
+    pub tta: bool,
+    pub ap50: f64,
+    /// AP averaged over IoU 0.5…0.9.
+    pub ap: f64,
+    pub seg: f64,
+}
+
+impl Trial {
+    pub fn objective(&self, objective: TuneObjective) -> f64 {
+        match objective {
+            TuneObjective::Ap50 => self.ap50,
+            TuneObjective::Ap => self.ap,
+            TuneObjective::Seg => self.seg,
+        }
+    }
+
+    /// Into a config's clustering (thresholds to two decimals, as recorded).
+    pub fn apply(&self, c: &mut ClusterConfig) {
+        c.seed_thresh = two_decimals(self.seed_thresh);
+        c.fg_thresh = two_decimals(self.fg_thresh);
+        c.min_size = AutoSize::Fixed(self.min_size);
+    }
+
+    pub fn params(&self) -> ClusterParams {
+        ClusterParams {
+            seed_thresh: self.seed_thresh,
+            fg_thresh: self.fg_thresh,
+            min_size: self.min_size,
+        }
+    }
+}
+
+/// What tuning found: the run's own values and the chosen ones, scored on
+/// the same frames, and every trial.
+#[derive(Clone, Debug, Serialize)]
+pub struct Tuning {
+    pub objective: TuneObjective,
+    pub frames: usize,
+    pub before: Trial,
+    pub best: Trial,
+    pub trials: Vec<Trial>,
+}
+
+/// The frames with their network outputs: plain, and with TTA when tried.
+struct Predicted {
+    truth: Vec<(String, Grid<u32>)>,
+    plain: Vec<Prediction>,
+    tta: Option<Vec<Prediction>>,
+}
+
+impl Predicted {
+    fn score(&self, params: &ClusterParams, tta: bool) -> Trial {
+        let maps = match (&self.tta, tta) {
+            (Some(t), true) => t,
+            _ => &self.plain,
+        };
+        let frames: Vec<FrameScores> = maps
+            .par_iter()
+            .zip(&self.truth)
+            .map(|(p, (key, truth))| FrameScores::new(key, truth, &cluster(p, params)))
+            .collect();
+        let s = Scores::of(frames);
+        Trial {
+            seed_thresh: params.seed_thresh,
+            fg_thresh: params.fg_thresh,
+            min_size: params.min_size,
+            tta,
+            ap50: s.ap50(),
+            ap: s.ap_mean.iter().sum::<f64>() / s.ap_mean.len() as f64,
+            seg: s.seg,
+        }
+    }
+}
+
+/// Tunes on `frames` (read into memory) with the segmenter's network; its
+/// cluster params are the run's own values, where the search starts.
+pub fn tune(
+    segmenter: &Segmenter,
+    frames: &[LoadedFrame],
+    objective: TuneObjective,
+    try_tta: bool,
+    reporter: &Reporter,
+) -> Result<Tuning, InferError> {
+    if frames.iter().all(|f| f.truth.data.iter().all(|&v| v == 0)) {
+        return Err(InferError::NoFrames(format!(
+            "the {} validation frames' masks hold no object: nothing to tune on",
+            frames.len()
+        )));
+    }
+    let views = if try_tta { 2 } else { 1 };
+    let bar = reporter.stage("tuning: predicting", (frames.len() * views) as u64);
+    let mut plain = Vec::with_capacity(frames.len());
+    let mut with_tta = try_tta.then(|| Vec::with_capacity(frames.len()));
+    for f in frames {
+        let image = segmenter.normalised(&f.image);
+        let mut options = segmenter.options;
+        options.tta = false;
+        plain.push(segmenter.predictor.predict(&image, &options)?);
+        bar.inc(1);
+        if let Some(t) = with_tta.as_mut() {
+            options.tta = true;
+            t.push(segmenter.predictor.predict(&image, &options)?);
+            bar.inc(1);
+        }
+    }
+    bar.finish_and_clear();
+    let predicted = Predicted {
+        truth: frames
+            .iter()
+            .map(|f| (f.key.clone(), f.truth.clone()))
+            .collect(),
+        plain,
+        tta: with_tta,
+    };
+    Ok(search(&predicted, segmenter.cluster, objective, try_tta))
+}
+
+/// How far a candidate lies from the run's own values (ties go nearer).
+fn distance(t: &Trial, own: &ClusterParams) -> f64 {
+    (t.seed_thresh - own.seed_thresh).abs() as f64
+        + (t.fg_thresh - own.fg_thresh).abs() as f64
+        + ((t.min_size as f64 + 1.0).ln() - (own.min_size as f64 + 1.0).ln()).abs() / 10.0
+        + if t.tta { 0.01 } else { 0.0 }
+}
+
+fn better(a: &Trial, b: &Trial, objective: TuneObjective, own: &ClusterParams) -> bool {
+    let (sa, sb) = (a.objective(objective), b.objective(objective));
+    sa > sb + 1e-12 || ((sa - sb).abs() <= 1e-12 && distance(a, own) < distance(b, own))
+}
+
+fn search(p: &Predicted, own: ClusterParams, objective: TuneObjective, try_tta: bool) -> Tuning {
+    let before = p.score(&own, false);
+    let mut trials = vec![before];
+    let mut best = before;
+    let ttas: &[bool] = if try_tta { &[false, true] } else { &[false] };
+    let grid = |min_size: usize, trials: &mut Vec<Trial>, best: &mut Trial| {
+        for &tta in ttas {
+            for &seed_thresh in &SEED_GRID {
+                for &fg_thresh in FG_GRID.iter().filter(|&&fg| fg <= seed_thresh) {
+                    let params = ClusterParams {
+                        seed_thresh,
+                        fg_thresh,
+                        min_size,
+                    };
+                    let t = p.score(&params, tta);
+                    trials.push(t);
+                    if better(&t, best, objective, &own) {
+                        *best = t;
+                    }
+                }
+            }
+        }
+    };
+    grid(own.min_size, &mut trials, &mut best);
+    let mut sizes: Vec<usize> = MIN_SIZE_FACTORS
+        .iter()
+        .map(|f| (own.min_size as f64 * f).round() as usize)
+        .collect();
+    sizes.dedup();
+    let at = best;
+    for &min_size in sizes.iter().filter(|&&m| m != own.min_size) {
+        let t = p.score(
+            &ClusterParams {
+                min_size,
+                ..at.params()
+            },
+            at.tta,
+        );
+        trials.push(t);
+        if better(&t, &best, objective, &own) {
+            best = t;
+        }
+    }
+    if best.min_size != own.min_size {
+        grid(best.min_size, &mut trials, &mut best);
+    }
+    Tuning {
+        objective,
+        frames: p.plain.len(),
+        before,
+        best,
+        trials,
+    }
+}
+
+/// Tunes a run's model on the run's validation frames (at most
+/// `log.eval_frames` of them, as training scores them), starting from the
+/// run's own clustering (before any earlier tuning), and records the result.
+pub fn tune_source(
+    source: &ModelSource,
+    device: &Device,
+    objective: TuneObjective,
+    try_tta: bool,
+    reporter: &Reporter,
+) -> Result<Tuning, InferError> {
+    let Some(run_dir) = &source.run_dir else {
+        return Err(InferError::NoFrames(
+            "tuning needs a run (its validation frames), not a bare checkpoint".into(),
+        ));
+    };
+    let mut config = source.config.clone();
+    config.cluster = source.untuned.clone();
+    let mut frames = validation_frames(run_dir, &config)?;
+    frames.truncate(config.log.eval_frames.max(1));
+    let frames: Vec<LoadedFrame> = frames
+        .iter()
+        .map(LoadedFrame::read)
+        .collect::<Result<_, _>>()?;
+    let segmenter = Segmenter::load(
+        &source.checkpoint,
+        &config,
+        PredictOptions::default(),
+        device,
+    )?;
+    let tuning = tune(&segmenter, &frames, objective, try_tta, reporter)?;
+    record(run_dir, &tuning)?;
+    Ok(tuning)
+}
+
+fn two_decimals(v: f32) -> f64 {
+    (v as f64 * 100.0).round() / 100.0
+}
+
+/// Stores a tuning with its run: the chosen values as params (predict and
+/// eval use them), the objective before and after as `val/*_untuned` and
+/// `val/*_tuned` scalars at the run's last step, the whole table as a
+/// `tuned` event.
+pub fn record(run_dir: &Path, t: &Tuning) -> Result<(), InferError> {
+    let (step, epoch) = last_position(run_dir)?;
+    let (step, epoch) = (step.max(0) as u64, epoch.max(0) as u32);
+    let mut w = RunWriter::annotate(run_dir)?;
+    let b = &t.best;
+    let round = |v: f32| toml::Value::Float(two_decimals(v));
+    w.set_param(TUNED_SEED_THRESH, &round(b.seed_thresh))?;
+    w.set_param(TUNED_FG_THRESH, &round(b.fg_thresh))?;
+    w.set_param(TUNED_MIN_SIZE, &toml::Value::Integer(b.min_size as i64))?;
+    w.set_param(TUNED_TTA, &toml::Value::Boolean(b.tta))?;
+    for (suffix, trial) in [("tuned", &t.best), ("untuned", &t.before)] {
+        for (key, v) in [("ap50", trial.ap50), ("ap", trial.ap), ("seg", trial.seg)] {
+            w.log_scalar(step, epoch, "val", &format!("{key}_{suffix}"), v)?;
+        }
+    }
+    w.log_event("tuned", &serde_json::to_string(t).unwrap_or_default())?;
+    w.close()?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two square cells whose seed maps peak at 0.7: the default
+    /// seed_thresh 0.9 finds nothing, a lower one finds both.
+    fn two_cells() -> Predicted {
+        let (w, h) = (16, 8);
+        let mut p = Prediction::empty(w, h, 2);
+        let mut truth = Grid::filled(w, h, 0u32);
+        for y in 0..h {
+            for x in 0..w {
+                let i = y * w + x;
+                let (id, cx) = if (1..7).contains(&x) && (1..7).contains(&y) {
+                    (1, 3.5)
+                } else if (9..15).contains(&x) && (1..7).contains(&y) {
+                    (2, 11.5)
+                } else {
+                    (0, 0.0)
+                };
+                truth.data[i] = id;
+                p.seed[i] = if id > 0 { 0.7 } else { 0.0 };
+                // embeddings at the centre, a narrow bandwidth
+                p.ex[i] = if id > 0 { cx } else { x as f32 };
+                p.ey[i] = if id > 0 { 3.5 } else { y as f32 };
+                for s in p.sigma.iter_mut() {
+                    s[i] = 1.0;
+                }
+            }
+        }
+        Predicted {
+            truth: vec![("01/000".into(), truth)],
+            plain: vec![p],
+            tta: None,
+        }
+    }
+
+    #[test]
+    fn the_search_lowers_seed_thresh_where_the_seeds_are_lower() {
+        let own = ClusterParams {
+            seed_thresh: 0.9,
+            fg_thresh: 0.5,
+            min_size: 10,
+        };
+        let t = search(&two_cells(), own, TuneObjective::Ap50, false);
+        assert_eq!(t.before.ap50, 0.0);
+        assert_eq!(t.best.ap50, 1.0);
+        // The highest seed threshold at or under the seeds, nearest 0.9.
+        assert_eq!(t.best.seed_thresh, 0.7);
+        assert_eq!(t.best.fg_thresh, 0.5);
+        assert!(!t.best.tta);
+        assert!(t.trials.len() > SEED_GRID.len());
+    }
+
+    #[test]
+    fn min_size_above_the_objects_is_tuned_down() {
+        // Objects of 36 pixels and a min_size of 50: nothing survives until
+        // min_size comes down.
+        let own = ClusterParams {
+            seed_thresh: 0.5,
+            fg_thresh: 0.5,
+            min_size: 50,
+        };
+        let t = search(&two_cells(), own, TuneObjective::Ap50, false);
+        assert_eq!(t.before.ap50, 0.0);
+        assert_eq!(t.best.ap50, 1.0);
+        assert!(t.best.min_size <= 36, "{:?}", t.best);
+        // nearest the run's own min_size among those that work: 0.5 × 50
+        assert_eq!(t.best.min_size, 25);
+    }
+
+    #[test]
+    fn a_flat_objective_keeps_the_run_s_values() {
+        let own = ClusterParams {
+            seed_thresh: 0.6,
+            fg_thresh: 0.5,
+            min_size: 10,
+        };
+        let t = search(&two_cells(), own, TuneObjective::Ap, false);
+        assert_eq!(t.before.ap50, 1.0);
+        assert_eq!(t.best.params(), own);
+    }
+}
