@@ -144,20 +144,36 @@ fn predict_eval_tune_and_pictures_end_to_end() {
         .count();
     assert_eq!(tests, 1);
 
-    // --tune stores fg_thresh with the run, and predict then uses it.
+    // --tune stores the clustering it chose with the run, and predict
+    // then uses it.
     let t = json(d, &["eval", &id, "data/tiny", "--sequence", "02", "--tune"]);
-    let tuned = t["tuned"]["fg_thresh"].as_f64().unwrap();
-    assert!((0.3..=0.7).contains(&tuned));
+    let best = &t["tuned"]["best"];
+    let tuned = best["fg_thresh"].as_f64().unwrap();
+    let seed = best["seed_thresh"].as_f64().unwrap();
+    assert!((0.3..=0.7).contains(&tuned) && (0.5..=0.95).contains(&seed));
+    assert!(
+        best["ap50"].as_f64().unwrap() >= t["tuned"]["before"]["ap50"].as_f64().unwrap(),
+        "{t}"
+    );
     let info = read_run(&run_dir).unwrap();
+    let two = |v: f64| (v * 100.0).round() / 100.0;
+    assert_eq!(info.params["tuned.cluster.fg_thresh"].num, Some(two(tuned)));
     assert_eq!(
-        info.params["tuned.cluster.fg_thresh"].num,
-        Some((tuned * 100.0).round() / 100.0)
+        info.params["tuned.cluster.seed_thresh"].num,
+        Some(two(seed))
+    );
+    assert_eq!(
+        info.params["tuned.cluster.min_size"].num,
+        best["min_size"].as_f64()
     );
     let p = json(
         d,
         &["predict", &id, "data/tiny/01/t000.tif", "--out", "one"],
     );
-    assert!((p["cluster"]["fg_thresh"].as_f64().unwrap() - tuned).abs() < 1e-9);
+    assert!((p["cluster"]["fg_thresh"].as_f64().unwrap() - two(tuned)).abs() < 1e-9);
+    assert!((p["cluster"]["seed_thresh"].as_f64().unwrap() - two(seed)).abs() < 1e-9);
+    assert_eq!(p["cluster"]["min_size"].as_f64(), best["min_size"].as_f64());
+    assert_eq!(p["tta"].as_bool(), best["tta"].as_bool(), "{p}");
     let p = json(
         d,
         &[

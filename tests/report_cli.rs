@@ -533,12 +533,28 @@ fn runs_deleted_while_the_report_reads_are_skipped() {
             .spawn()
             .unwrap();
         for d in &doomed {
-            std::fs::remove_dir_all(d).unwrap();
+            // The report's read may create a file in the run's folder while
+            // it is being emptied (a journal): then the removal is retried.
+            let mut tries = 0;
+            while let Err(e) = std::fs::remove_dir_all(d) {
+                tries += 1;
+                assert!(
+                    e.kind() == std::io::ErrorKind::DirectoryNotEmpty && tries < 50,
+                    "{}: {e}",
+                    d.display()
+                );
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
             std::thread::sleep(std::time::Duration::from_millis(2));
         }
         let done = child.wait_with_output().unwrap();
         let err = String::from_utf8_lossy(&done.stderr);
         assert!(done.status.success(), "round {round}: {err}");
-        assert!(!err.contains("error"), "round {round}: {err}");
+        // Every line is a skipped run's warning (its cause may be SQLite's
+        // "disk I/O error" where the folder went mid-read), never an error.
+        assert!(
+            err.lines().all(|l| l.starts_with("esx: warning: skipped")),
+            "round {round}: {err}"
+        );
     }
 }

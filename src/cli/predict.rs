@@ -39,6 +39,7 @@ pub fn exec(args: Args) -> anyhow::Result<()> {
         return print_json(&serde_json::json!({
             "checkpoint": source.checkpoint,
             "cluster": source.config.cluster,
+            "tta": segmenter.options.tta,
             "images": done,
         }));
     }

@@ -5,12 +5,17 @@
 
 use std::path::{Path, PathBuf};
 
-use super::tune::{TUNED_FG_THRESH, TUNED_MIN_SIZE, TUNED_SEED_THRESH, TUNED_TTA};
 use super::InferError;
 use crate::config::{AutoSize, ClusterConfig, Config};
 use crate::store::query::read_run;
 use crate::store::select::resolve_run;
 use crate::store::{checkpoint_file, CHECKPOINTS};
+
+/// Params under which a run keeps what it was tuned to.
+pub const TUNED_SEED_THRESH: &str = "tuned.cluster.seed_thresh";
+pub const TUNED_FG_THRESH: &str = "tuned.cluster.fg_thresh";
+pub const TUNED_MIN_SIZE: &str = "tuned.cluster.min_size";
+pub const TUNED_TTA: &str = "tuned.tta";
 
 /// Params under which a run keeps the numbers its "auto" sizes became.
 pub const AUTO_CROP_SIZE: &str = "auto.data.crop_size";

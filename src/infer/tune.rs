@@ -12,11 +12,12 @@
 
 use std::path::Path;
 
+use candle_core::Device;
 use rayon::prelude::*;
 use serde::Serialize;
 
 use super::evaluate::{validation_frames, LoadedFrame};
-use candle_core::Device;
+use super::source::{TUNED_FG_THRESH, TUNED_MIN_SIZE, TUNED_SEED_THRESH, TUNED_TTA};
 
 use super::{
     cluster, ClusterParams, InferError, ModelSource, PredictOptions, Prediction, Segmenter,
@@ -27,12 +28,6 @@ use crate::metrics::{FrameScores, Scores};
 use crate::progress::Reporter;
 use crate::store::query::last_position;
 use crate::store::RunWriter;
-
-/// Params under which a run keeps what it was tuned to.
-pub const TUNED_SEED_THRESH: &str = "tuned.cluster.seed_thresh";
-pub const TUNED_FG_THRESH: &str = "tuned.cluster.fg_thresh";
-pub const TUNED_MIN_SIZE: &str = "tuned.cluster.min_size";
-pub const TUNED_TTA: &str = "tuned.tta";
 
 const SEED_GRID: [f32; 8] = [0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95];
 const FG_GRID: [f32; 9] = [0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7];

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use super::collect::ReportRun;
 use super::series::Points;
 use super::ReportError;
+use crate::store::found_by_the_run;
 
 /// How runs are grouped.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -88,7 +89,7 @@ pub fn find(runs: &[ReportRun], how: &Grouping) -> Result<Vec<Group>, ReportErro
                     .info
                     .params
                     .iter()
-                    .filter(|(k, _)| k.as_str() != "seed")
+                    .filter(|(k, _)| k.as_str() != "seed" && !found_by_the_run(k))
                     .map(|(k, p)| (k, &p.value))
                     .collect();
                 serde_json::to_string(&rest).unwrap_or_default()

@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 pub use claim::Claim;
-pub use params::flatten_params;
+pub use params::{flatten_params, found_by_the_run};
 pub use schema::VERSION as SCHEMA_VERSION;
 pub use writer::{NewRun, Outcome, RunWriter, SweepMembership};
 

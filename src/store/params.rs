@@ -1,6 +1,13 @@
 //! A run's resolved config as `params` rows (`a.b` → text and number), so
 //! that `--where params.KEY` can filter on any key.
 
+/// A param a run found rather than was given: what its "auto" sizes
+/// became (`auto.…`) and what tuning chose (`tuned.…`). Runs that differ
+/// only in these were set up alike.
+pub fn found_by_the_run(key: &str) -> bool {
+    key.starts_with("auto.") || key.starts_with("tuned.")
+}
+
 /// Flattens a resolved config into `a.b` → (text, number) rows for filtering.
 /// The sweep specification is not a parameter of the run.
 pub fn flatten_params(table: &toml::Table) -> Vec<(String, String, Option<f64>)> {

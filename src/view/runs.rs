@@ -3,8 +3,9 @@
 use std::fmt::Write;
 
 use super::{duration, local_time, number, Table};
-use crate::infer::source::{AUTO_CROP_SIZE, AUTO_MIN_SIZE};
-use crate::infer::tune::{TUNED_FG_THRESH, TUNED_MIN_SIZE, TUNED_SEED_THRESH, TUNED_TTA};
+use crate::infer::source::{
+    AUTO_CROP_SIZE, AUTO_MIN_SIZE, TUNED_FG_THRESH, TUNED_MIN_SIZE, TUNED_SEED_THRESH, TUNED_TTA,
+};
 use crate::store::query::{Event, ImageInfo, MetricPoint, RunInfo};
 use crate::train::RunResult;
 
