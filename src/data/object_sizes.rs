@@ -117,7 +117,10 @@ impl ObjectSizes {
         sequences: &[String],
         annotations: Annotations,
     ) -> Result<ObjectSizes, DataError> {
-        let frames = discover(root, sequences, annotations)?;
+        let frames = discover(root, sequences, annotations).map_err(|e| DataError::NoMasks {
+            root: root.to_path_buf(),
+            why: e.to_string(),
+        })?;
         let masks = frames
             .iter()
             .map(|f| read_labels(&f.mask))

@@ -15,6 +15,7 @@ use super::slurm_job::{self, SlurmJob};
 use super::trainer::{train, Setting};
 use super::TrainError;
 use crate::config::{AutoSize, Composed, Config, Override, Select};
+use crate::data::object_sizes::ObjectSizes;
 use crate::infer::source::{AUTO_CROP_SIZE, AUTO_MIN_SIZE};
 use crate::infer::tune::tune_source;
 use crate::infer::{InferError, ModelSource, Which};
@@ -269,7 +270,7 @@ fn train_to_end(
     judge: Option<&dyn EpochJudge>,
     w: &Watchers,
 ) -> Result<RunResult, TrainError> {
-    let (config, mut writer, resume) = match start {
+    let (config, mut writer, found) = match start {
         Start::New {
             composed,
             experiment,
@@ -279,6 +280,9 @@ fn train_to_end(
             sweep,
         } => {
             let dev = open(&composed.config)?;
+            // "auto" sizes before the run is recorded: a dataset they
+            // cannot come from records nothing.
+            let found = resolve_auto(&composed.config, w.reporter)?;
             let new = NewRun {
                 name: composed.config.name.clone(),
                 config_toml: composed.to_toml(),
@@ -289,19 +293,20 @@ fn train_to_end(
                 journal: None,
             };
             let writer = RunWriter::create(&parent, prefix.as_deref(), &new)?;
-            ((composed.config, dev), writer, false)
+            ((composed.config, dev), writer, Some(found))
         }
         Start::Resume { dir, requeued } => {
             let (config, claim) = resumable(&dir, requeued)?;
             let dev = open(&config)?;
-            ((config, dev), RunWriter::reopen(&dir, claim)?, true)
+            ((config, dev), RunWriter::reopen(&dir, claim)?, None)
         }
     };
     let (config, dev) = config;
+    let resume = found.is_none();
     let dir = writer.dir().to_path_buf();
     let id = writer.id().to_string();
     let mut started = false;
-    let trained = resolve_sizes(&config, &mut writer, w.reporter, resume).and_then(|config| {
+    let trained = resolve_sizes(&config, found, &mut writer, w.reporter).and_then(|config| {
         let setting = Setting {
             cfg: &config,
             dev: &dev,
@@ -354,16 +359,17 @@ fn train_to_end(
     ret
 }
 
-/// The config with its "auto" sizes made numbers: from the dataset's
-/// objects for a new run (the numbers and the rule recorded with it), as
-/// recorded for a resumed one (its crops were cut at that size).
+/// The config with its "auto" sizes made numbers: for a new run as
+/// `found` from the dataset's objects (the numbers and the rule recorded
+/// with it), for a resumed one (`found` None) as recorded (its crops were
+/// cut at that size).
 fn resolve_sizes(
     config: &Config,
+    found: Option<(Config, Option<ObjectSizes>)>,
     writer: &mut RunWriter,
     reporter: &Reporter,
-    resume: bool,
 ) -> Result<Config, TrainError> {
-    if resume {
+    if found.is_none() {
         let info = read_run(writer.dir())?;
         let recorded = |key: &str| {
             info.params
@@ -378,7 +384,10 @@ fn resolve_sizes(
             return Ok(c);
         }
     }
-    let (resolved, sizes) = resolve_auto(config, reporter)?;
+    let (resolved, sizes) = match found {
+        Some(found) => found,
+        None => resolve_auto(config, reporter)?,
+    };
     let Some(sizes) = sizes else {
         return Ok(resolved);
     };
