@@ -10,7 +10,7 @@ use super::RunsDir;
 pub struct ModelArgs {
     #[command(flatten)]
     pub runs: RunsDir,
-    /// Which of a run's checkpoints: best (by validation IoU; the default,
+    /// Which of a run's checkpoints: best (by train.select; the default,
     /// falling back to last) or last
     #[arg(long, default_value = "best", value_parser = parse_which)]
     pub checkpoint: Which,
