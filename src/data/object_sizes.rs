@@ -123,9 +123,14 @@ impl ObjectSizes {
         sequences: &[String],
         annotations: Annotations,
     ) -> Result<ObjectSizes, DataError> {
-        let frames = discover(root, sequences, annotations).map_err(|e| DataError::NoMasks {
-            root: root.to_path_buf(),
-            why: e.to_string(),
+        // A dataset that is not there stays that fault; one without mask
+        // folders is one the "auto" sizes cannot come from.
+        let frames = discover(root, sequences, annotations).map_err(|e| match e {
+            DataError::NoAnnotations { .. } => DataError::NoMasks {
+                root: root.to_path_buf(),
+                why: e.to_string(),
+            },
+            other => other,
         })?;
         let masks = frames
             .iter()

@@ -103,7 +103,8 @@ impl Claim {
 }
 
 /// "being resumed by pid 4242 on node7", from the holder's lock file (it
-/// writes it just after locking: a racing reader may find it empty a moment).
+/// writes it just after locking: a racing reader may find it empty a moment,
+/// or still holding the line of a previous holder that has ended).
 fn holder(file: &mut File) -> String {
     for _ in 0..50 {
         let mut text = String::new();
@@ -111,7 +112,13 @@ fn holder(file: &mut File) -> String {
             let mut parts = text.split_whitespace();
             if let (Some(pid), Some(host), Some(doing)) = (parts.next(), parts.next(), parts.next())
             {
-                return format!("being {doing} by pid {pid} on {host}");
+                let ended = host == hostname()
+                    && pid
+                        .parse()
+                        .is_ok_and(|pid| !super::provenance::process_alive(pid, None));
+                if !ended {
+                    return format!("being {doing} by pid {pid} on {host}");
+                }
             }
         }
         std::thread::sleep(std::time::Duration::from_millis(10));

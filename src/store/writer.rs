@@ -88,6 +88,20 @@ struct RunRow {
 }
 
 impl RunWriter {
+    /// Whether `parent` (made where missing) can take a new run: checked
+    /// before the work that precedes recording one, so a read-only or
+    /// missing runs folder is said before anything else.
+    pub fn check_parent(parent: &Path) -> Result<(), StoreError> {
+        std::fs::create_dir_all(parent).map_err(|e| StoreError::io(parent, e))?;
+        let c = std::ffi::CString::new(parent.as_os_str().as_encoded_bytes())
+            .map_err(|e| StoreError::io(parent, std::io::Error::other(e)))?;
+        // SAFETY: access(2) on a NUL-terminated path; it only checks.
+        if unsafe { libc::access(c.as_ptr(), libc::W_OK) } != 0 {
+            return Err(StoreError::io(parent, std::io::Error::last_os_error()));
+        }
+        Ok(())
+    }
+
     /// Creates `parent/<prefix-><id>/run.db` and records the run as running.
     pub fn create(
         parent: &Path,

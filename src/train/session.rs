@@ -16,6 +16,7 @@ use super::trainer::{train, Setting};
 use super::TrainError;
 use crate::config::{AutoSize, Composed, Config, Override, Select};
 use crate::data::object_sizes::ObjectSizes;
+use crate::data::DataError;
 use crate::infer::source::{AUTO_CROP_SIZE, AUTO_MIN_SIZE};
 use crate::infer::tune::tune_source;
 use crate::infer::{InferError, ModelSource, Which};
@@ -280,9 +281,16 @@ fn train_to_end(
             sweep,
         } => {
             let dev = open(&composed.config)?;
-            // "auto" sizes before the run is recorded: a dataset they
-            // cannot come from records nothing.
-            let found = resolve_auto(&composed.config, w.reporter)?;
+            // The runs folder is checked before the data is read, so a
+            // folder that cannot take the run is the one thing said.
+            RunWriter::check_parent(&parent)?;
+            // "auto" sizes before the run is recorded: a dataset without
+            // masks records nothing; any other data fault fails the run on
+            // record, as it always has.
+            let found = match resolve_auto(&composed.config, w.reporter) {
+                Err(e @ DataError::NoMasks { .. }) => return Err(e.into()),
+                found => found,
+            };
             let new = NewRun {
                 name: composed.config.name.clone(),
                 config_toml: composed.to_toml(),
@@ -365,7 +373,7 @@ fn train_to_end(
 /// cut at that size).
 fn resolve_sizes(
     config: &Config,
-    found: Option<(Config, Option<ObjectSizes>)>,
+    found: Option<Result<(Config, Option<ObjectSizes>), DataError>>,
     writer: &mut RunWriter,
     reporter: &Reporter,
 ) -> Result<Config, TrainError> {
@@ -385,7 +393,7 @@ fn resolve_sizes(
         }
     }
     let (resolved, sizes) = match found {
-        Some(found) => found,
+        Some(found) => found?,
         None => resolve_auto(config, reporter)?,
     };
     let Some(sizes) = sizes else {
