@@ -5,8 +5,11 @@
 //! and predict, eval and report use it.
 //!
 //! The search: every (seed_thresh, fg_thresh) of a grid, with and without
-//! TTA, at the run's min_size; then min_size around the run's at the best
-//! of those; then the grid once more at the chosen min_size. Ties go to the
+//! TTA, at a quarter of the run's min_size; then min_size around the run's
+//! at the best of those; then the grid once more at the chosen min_size.
+//! The first grid is permissive on size because a min_size from the data
+//! (the smallest training object) can exceed every object a young model
+//! predicts, and then every threshold scores nothing alike. Ties go to the
 //! candidate nearest the run's own values (EmbedSeg's defaults), so a flat
 //! objective leaves them as they were.
 
@@ -32,6 +35,8 @@ use crate::store::RunWriter;
 const SEED_GRID: [f32; 8] = [0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95];
 const FG_GRID: [f32; 9] = [0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7];
 const MIN_SIZE_FACTORS: [f64; 7] = [0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0];
+/// The first grid's min_size, as a factor of the run's (see the module doc).
+const FIRST_GRID_SIZE_FACTOR: f64 = 0.25;
 
 /// One point of the search and its scores on the validation frames.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize)]
@@ -192,14 +197,15 @@ fn search(p: &Predicted, own: ClusterParams, objective: TuneObjective, try_tta: 
             }
         }
     };
-    grid(own.min_size, &mut trials, &mut best);
+    let first = (own.min_size as f64 * FIRST_GRID_SIZE_FACTOR).round() as usize;
+    grid(first, &mut trials, &mut best);
     let mut sizes: Vec<usize> = MIN_SIZE_FACTORS
         .iter()
         .map(|f| (own.min_size as f64 * f).round() as usize)
         .collect();
     sizes.dedup();
     let at = best;
-    for &min_size in sizes.iter().filter(|&&m| m != own.min_size) {
+    for &min_size in sizes.iter().filter(|&&m| m != at.min_size) {
         let t = p.score(
             &ClusterParams {
                 min_size,
@@ -212,7 +218,7 @@ fn search(p: &Predicted, own: ClusterParams, objective: TuneObjective, try_tta: 
             best = t;
         }
     }
-    if best.min_size != own.min_size {
+    if best.min_size != first {
         grid(best.min_size, &mut trials, &mut best);
     }
     Tuning {
@@ -355,6 +361,23 @@ mod tests {
         assert!(t.best.min_size <= 36, "{:?}", t.best);
         // nearest the run's own min_size among those that work: 0.5 × 50
         assert_eq!(t.best.min_size, 25);
+    }
+
+    #[test]
+    fn seeds_and_sizes_both_off_are_found_together() {
+        // Seeds peak at 0.7 under a seed_thresh of 0.9 and the objects (36
+        // pixels) are under a min_size of 50: neither change alone finds an
+        // object, so a search that starts at the run's min_size sees a flat
+        // zero (a young model with a min_size from the data, on real data).
+        let own = ClusterParams {
+            seed_thresh: 0.9,
+            fg_thresh: 0.5,
+            min_size: 50,
+        };
+        let t = search(&two_cells(), own, TuneObjective::Ap50, false);
+        assert_eq!(t.before.ap50, 0.0);
+        assert_eq!(t.best.ap50, 1.0);
+        assert_eq!((t.best.seed_thresh, t.best.min_size), (0.7, 25));
     }
 
     #[test]
