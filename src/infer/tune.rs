@@ -37,6 +37,10 @@ const FG_GRID: [f32; 9] = [0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7];
 const MIN_SIZE_FACTORS: [f64; 7] = [0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0];
 /// The first grid's min_size, as a factor of the run's (see the module doc).
 const FIRST_GRID_SIZE_FACTOR: f64 = 0.25;
+/// min_size candidates as fractions of the validation objects' median area:
+/// the run's own min_size may be no guide (EmbedSeg's rule takes the
+/// smallest training object, a 1-pixel fragment in some real masks).
+const MEDIAN_AREA_FRACTIONS: [f64; 4] = [0.05, 0.1, 0.2, 0.3];
 
 /// One point of the search and its scores on the validation frames.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize)]
@@ -95,6 +99,21 @@ struct Predicted {
 }
 
 impl Predicted {
+    /// The median pixel count of the objects in the truth masks (0 where
+    /// there are none).
+    fn median_area(&self) -> usize {
+        let mut areas: Vec<usize> = Vec::new();
+        for (_, truth) in &self.truth {
+            let mut counts = std::collections::HashMap::<u32, usize>::new();
+            for &v in truth.data.iter().filter(|&&v| v > 0) {
+                *counts.entry(v).or_default() += 1;
+            }
+            areas.extend(counts.into_values());
+        }
+        areas.sort_unstable();
+        areas.get(areas.len() / 2).copied().unwrap_or(0)
+    }
+
     fn score(&self, params: &ClusterParams, tta: bool) -> Trial {
         let maps = match (&self.tta, tta) {
             (Some(t), true) => t,
@@ -199,10 +218,17 @@ fn search(p: &Predicted, own: ClusterParams, objective: TuneObjective, try_tta: 
     };
     let first = (own.min_size as f64 * FIRST_GRID_SIZE_FACTOR).round() as usize;
     grid(first, &mut trials, &mut best);
+    let median = p.median_area() as f64;
     let mut sizes: Vec<usize> = MIN_SIZE_FACTORS
         .iter()
         .map(|f| (own.min_size as f64 * f).round() as usize)
+        .chain(
+            MEDIAN_AREA_FRACTIONS
+                .iter()
+                .map(|f| (median * f).round() as usize),
+        )
         .collect();
+    sizes.sort_unstable();
     sizes.dedup();
     let at = best;
     for &min_size in sizes.iter().filter(|&&m| m != at.min_size) {
@@ -378,6 +404,38 @@ mod tests {
         assert_eq!(t.before.ap50, 0.0);
         assert_eq!(t.best.ap50, 1.0);
         assert_eq!((t.best.seed_thresh, t.best.min_size), (0.7, 25));
+    }
+
+    #[test]
+    fn a_degenerate_min_size_is_tuned_from_the_objects_sizes() {
+        // A min_size of 1 (the smallest "object" of real masks can be one
+        // pixel) keeps a 10-pixel speck the seeds reach: a false positive
+        // that only a min_size near the objects' size removes, beyond every
+        // multiple of 1 on the grid (at most 8).
+        let mut p = two_cells();
+        let (w, prediction) = (16, &mut p.plain[0]);
+        let speck = (0..8).map(|y| (8, y)).chain([(0, 0), (0, 1)]);
+        for (x, y) in speck {
+            let i = y * w + x;
+            prediction.seed[i] = 0.95;
+            // embedded out of the cells' reach, narrower than they are
+            prediction.ex[i] = 8.0;
+            prediction.ey[i] = 9.0;
+            for s in prediction.sigma.iter_mut() {
+                s[i] = 1.5;
+            }
+        }
+        let own = ClusterParams {
+            seed_thresh: 0.6,
+            fg_thresh: 0.5,
+            min_size: 1,
+        };
+        let t = search(&p, own, TuneObjective::Ap50, false);
+        assert!(t.before.ap50 < 1.0, "{:?}", t.before);
+        assert_eq!(t.best.ap50, 1.0, "{:?}", t.best);
+        // 0.3 × the median area (36) = 11: the one candidate that drops
+        // the speck and keeps the cells.
+        assert_eq!(t.best.min_size, 11);
     }
 
     #[test]

@@ -10,12 +10,15 @@
 # Every arm is scored on the test part by score.py (independent of esx;
 # SEG by py-ctcmetrics); esx's own `esx eval` figures are printed beside
 # for b and c (the SEG cross-check).
-#   bash tools/accuracy/real_ab.sh ESX PYTHON DATA WORK EPOCHS DATASET [SEEDS…]
+# Arm c's model is also scored with TTA forced on and off (does TTA pay on
+# the test part, whatever the tuner chose on validation).
+#   [ARMS="b c a"] bash tools/accuracy/real_ab.sh ESX PYTHON DATA WORK EPOCHS DATASET [SEEDS…]
 # DATA holds DATASET and DATASET_test (CTC layout); PYTHON has EmbedSeg 0.2.5,
 # torch, tifffile, scipy and py-ctcmetrics (tools/reference/setup.sh).
 set -euo pipefail
 esx=$(realpath "$1"); py=$2; data=$(realpath "$3"); work=$4; epochs=$5; ds=$6; shift 6
 seeds=${*:-1 2 3}
+arms=${ARMS:-b c a}
 here=$(cd "$(dirname "$0")" && pwd)
 mkdir -p "$work" && cd "$work"
 cp -r "$here/../../experiments" .
@@ -34,7 +37,8 @@ b="data.crop_size=128 cluster.min_size=10 train.select=iou tune.after_training=f
 c=""
 score() { "$py" "$here/score.py" "$data/${ds}_test" "$1"; }
 for seed in $seeds; do
-  for arm in b c; do
+  for arm in $arms; do
+    [ "$arm" = a ] && continue
     args=${!arm}
     start=$(date +%s)
     # shellcheck disable=SC2086
@@ -46,7 +50,15 @@ for seed in $seeds; do
 import json,sys; r=json.load(sys.stdin); s=r['scores']
 print('esx-eval AP50 %.4f SEG %.4f tta %s cluster %s' % (s['ap_mean'][0], s['seg'], r['tta'], json.dumps(r['cluster'])))")
     echo "$ds $arm seed $seed $(score "pred_$arm$seed") | $own | run $id ${secs}s"
+    if [ "$arm" = c ]; then
+      for tta in --tta --no-tta; do
+        rm -rf "pred_c$seed$tta"
+        "$esx" predict "$id" "$data/${ds}_test/01" --out "pred_c$seed$tta" -q $tta >/dev/null
+        echo "$ds c$tta seed $seed $(score "pred_c$seed$tta")"
+      done
+    fi
   done
+  case " $arms " in *" a "*) ;; *) continue ;; esac
   "$py" "$here/embedseg_arm.py" "$data/$ds" "$data/${ds}_test" "es$seed" "$seed" "$epochs" 160 4 >"es$seed.log" 2>&1
   echo "$ds a seed $seed $(score "es$seed/pred_plain") | EmbedSeg, no TTA | $(cat "es$seed/arm.json")"
   echo "$ds a+tta seed $seed $(score "es$seed/pred_tta") | EmbedSeg, its TTA"
