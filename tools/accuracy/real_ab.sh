@@ -5,7 +5,8 @@
 #   b: esx with the defaults before issue 30 (crop 128, min_size 10, best by
 #      val IoU, no tuning);
 #   c: esx with everything issue 30 built (auto sizes, best by val AP50,
-#      tuned after training on the run's validation frames).
+#      tuned after training on the run's validation frames);
+#   d: c with the best checkpoint by validation IoU (as a and b select).
 # The same budget for all: EPOCHS epochs of 40 batches of 4 crops, lr 5e-4.
 # Every arm is scored on the test part by score.py (independent of esx;
 # SEG by py-ctcmetrics); esx's own `esx eval` figures are printed beside
@@ -35,6 +36,7 @@ center = "medoid"
 EOF
 b="data.crop_size=128 cluster.min_size=10 train.select=iou tune.after_training=false"
 c=""
+d="train.select=iou"
 score() { "$py" "$here/score.py" "$data/${ds}_test" "$1"; }
 for seed in $seeds; do
   for arm in $arms; do
