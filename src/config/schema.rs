@@ -291,6 +291,9 @@ pub enum Select {
     /// clustered (at the epochs `log.eval_every` scores them).
     #[default]
     Ap50,
+    /// AP averaged over IoU 0.5:0.95 of the same frames: rewards the masks'
+    /// fit as well as their count.
+    Ap,
     /// Mean IoU of the validation crops (EmbedSeg's choice).
     Iou,
     /// The validation loss (lowest).
@@ -301,6 +304,7 @@ impl Select {
     pub fn name(self) -> &'static str {
         match self {
             Select::Ap50 => "ap50",
+            Select::Ap => "ap",
             Select::Iou => "iou",
             Select::Loss => "loss",
         }

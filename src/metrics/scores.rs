@@ -93,10 +93,15 @@ impl Scores {
         self.ap_mean[0]
     }
 
+    /// AP averaged over the IoU thresholds 0.5:0.95 (and over frames).
+    pub fn ap(&self) -> f64 {
+        self.ap_mean.iter().sum::<f64>() / self.ap_mean.len() as f64
+    }
+
     /// The scalars a run records: ap50, ap75, ap (mean over thresholds),
     /// ap50_pooled, matched_iou, seg.
     pub fn scalars(&self) -> Vec<(&'static str, f64)> {
-        let mean = self.ap_mean.iter().sum::<f64>() / self.ap_mean.len() as f64;
+        let mean = self.ap();
         vec![
             ("ap50", self.ap_mean[0]),
             ("ap75", self.ap_mean[5]),

@@ -21,6 +21,9 @@ pub struct EpochReport {
     /// AP at IoU 0.5 of the validation frames, at the epochs they are scored.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub val_ap50: Option<f64>,
+    /// AP over IoU 0.5:0.95 of the same frames.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub val_ap: Option<f64>,
     pub images_per_s: f64,
     pub seconds: f64,
 }

@@ -105,6 +105,7 @@ impl Best {
     pub fn measure(&self, r: &EpochReport) -> Option<f64> {
         match self.by {
             Select::Ap50 => r.val_ap50,
+            Select::Ap => r.val_ap,
             Select::Iou => r.val_iou,
             Select::Loss => r.val.as_ref().map(|v| -v.loss),
         }
@@ -123,13 +124,13 @@ impl Best {
 }
 
 /// The measure the best checkpoint is chosen by: `train.select`, or the
-/// validation IoU where AP50 cannot be had (no validation frames scored),
-/// with the reason.
+/// validation IoU where AP50 or AP cannot be had (no validation frames
+/// scored), with the reason.
 pub fn selection(select: Select, frames_scored: bool) -> (Select, Option<String>) {
-    if select == Select::Ap50 && !frames_scored {
+    if matches!(select, Select::Ap50 | Select::Ap) && !frames_scored {
         (
             Select::Iou,
-            Some("train.select = \"ap50\" but no validation frame is scored (no validation frames, log.eval_every = 0 or log.eval_frames = 0): the best checkpoint is chosen by validation IoU".into()),
+            Some(format!("train.select = \"{}\" but no validation frame is scored (no validation frames, log.eval_every = 0 or log.eval_frames = 0): the best checkpoint is chosen by validation IoU", select.name())),
         )
     } else {
         (select, None)
@@ -287,6 +288,7 @@ mod tests {
             val: val_loss.map(means),
             val_iou,
             val_ap50,
+            val_ap: val_ap50.map(|v| v / 2.0),
             images_per_s: 0.0,
             seconds: 0.0,
         }
@@ -318,6 +320,14 @@ mod tests {
         );
         ap.take(0.7);
         assert_eq!(ap.improved_by(&epoch(Some(0.9), Some(0.6), None)), None);
+        // AP over 0.5:0.95 (the fixture's is half its AP50).
+        let mut mean_ap = Best::from_position(Select::Ap, &Position::default());
+        mean_ap.take(0.3);
+        assert_eq!(mean_ap.improved_by(&epoch(None, Some(0.5), None)), None);
+        assert_eq!(
+            mean_ap.improved_by(&epoch(None, Some(0.8), None)),
+            Some(0.4)
+        );
         // The loss: lower is better, shown as it reads.
         let mut loss = Best::from_position(Select::Loss, &Position::default());
         assert_eq!(loss.improved_by(&epoch(None, None, Some(2.0))), Some(-2.0));
@@ -354,5 +364,8 @@ mod tests {
         assert_eq!(by, Select::Iou);
         assert!(why.unwrap().contains("log.eval_every"));
         assert_eq!(selection(Select::Loss, false), (Select::Loss, None));
+        let (by, why) = selection(Select::Ap, false);
+        assert_eq!(by, Select::Iou);
+        assert!(why.unwrap().starts_with("train.select = \"ap\""));
     }
 }

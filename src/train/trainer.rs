@@ -78,6 +78,7 @@ pub(super) fn train(
             let scores = t.snapshots.score(&t.weights, cfg, s.dev)?;
             writer.scores(t.pos.step, e, &scores)?;
             report.val_ap50 = Some(scores.ap50());
+            report.val_ap = Some(scores.ap());
         }
         let improved = t.best.improved_by(&report);
         t.pos = Position {
@@ -306,6 +307,7 @@ impl<'a> Trainer<'a> {
             val: None,
             val_iou: None,
             val_ap50: None,
+            val_ap: None,
             images_per_s: sums.images as f64 / sums.seconds.max(1e-9),
             seconds: sums.seconds,
         }

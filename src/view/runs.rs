@@ -311,6 +311,9 @@ pub fn epoch_line(r: &crate::train::EpochReport, epochs: u32) -> String {
     if let Some(ap50) = r.val_ap50 {
         val.push_str(&format!(" AP50 {ap50:.3}"));
     }
+    if let Some(ap) = r.val_ap {
+        val.push_str(&format!(" AP {ap:.3}"));
+    }
     format!(
         "epoch {}/{}  train loss {:.4} (inst {:.4} var {:.4} seed {:.4}){}  lr {:.2e}  {:.1} img/s  {}",
         r.epoch,

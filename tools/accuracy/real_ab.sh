@@ -6,7 +6,8 @@
 #      val IoU, no tuning);
 #   c: esx with everything issue 30 built (auto sizes, best by val AP50,
 #      tuned after training on the run's validation frames);
-#   d: c with the best checkpoint by validation IoU (as a and b select).
+#   d: c with the best checkpoint by validation IoU (as a and b select);
+#   e: c with the best checkpoint by validation AP over IoU 0.5:0.95.
 # The same budget for all: EPOCHS epochs of 40 batches of 4 crops, lr 5e-4.
 # Every arm is scored on the test part by score.py (independent of esx;
 # SEG by py-ctcmetrics); esx's own `esx eval` figures are printed beside
@@ -37,6 +38,7 @@ EOF
 b="data.crop_size=128 cluster.min_size=10 train.select=iou tune.after_training=false"
 c=""
 d="train.select=iou"
+e="train.select=ap"
 score() { "$py" "$here/score.py" "$data/${ds}_test" "$1"; }
 for seed in $seeds; do
   for arm in $arms; do
