@@ -3,8 +3,10 @@
 pub mod branched;
 pub mod device_conv;
 pub mod erfnet;
+pub mod import;
 pub mod layers;
 pub mod ops;
+pub mod pth;
 pub mod weights;
 
 use std::path::PathBuf;
@@ -56,6 +58,18 @@ pub enum ModelError {
         name: String,
         expected: Vec<usize>,
         found: Vec<usize>,
+    },
+    #[error("checkpoint {path} is not EmbedSeg's 2D BranchedERFNet: missing {missing}, unexpected {unexpected}")]
+    NotBranchedErfnet {
+        path: PathBuf,
+        missing: String,
+        unexpected: String,
+    },
+    #[error("checkpoint {path}: {count} tensors do not fit esx's model: {list}")]
+    Misfits {
+        path: PathBuf,
+        count: usize,
+        list: String,
     },
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
