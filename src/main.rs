@@ -75,7 +75,7 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             let causes = e.chain().map(|c| c.to_string());
-            eprintln!("esx: error: {}", esx::text::one_line(causes, 300));
+            eprintln!("esx: error: {}", esx::text::one_line(causes, 400));
             ExitCode::FAILURE
         }
     }

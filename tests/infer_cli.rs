@@ -3,9 +3,9 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use common::{esx, fails, succeeds, write_files};
+use common::{esx, fails, json, succeeds, write_files};
 use esx::data::tiff_io::read_labels;
 use esx::metrics::{FrameScores, Scores};
 use esx::store::query::{images, metrics, read_run};
@@ -19,12 +19,6 @@ fn trained() -> (tempfile::TempDir, PathBuf) {
     let r: serde_json::Value = serde_json::from_str(&out).unwrap();
     let run_dir = dir.path().join(r["dir"].as_str().unwrap());
     (dir, run_dir)
-}
-
-fn json(dir: &Path, args: &[&str]) -> serde_json::Value {
-    let mut all = args.to_vec();
-    all.push("--json");
-    serde_json::from_str(&succeeds(dir, &all)).expect("--json prints JSON")
 }
 
 #[test]

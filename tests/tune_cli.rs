@@ -5,16 +5,8 @@
 
 mod common;
 
-use std::path::Path;
-
-use common::{fails, succeeds, tiny_experiment, write_files};
+use common::{fails, json, succeeds, tiny_experiment, write_files};
 use esx::store::query::{events, read_run};
-
-fn json(dir: &Path, args: &[&str]) -> serde_json::Value {
-    let mut all = args.to_vec();
-    all.push("--json");
-    serde_json::from_str(&succeeds(dir, &all)).expect("--json prints JSON")
-}
 
 /// The tiny experiment with "auto" sizes (its file gives crop_size 32).
 fn auto_experiment() -> String {

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use esx::config::Annotations;
 use esx::data::prepare::all_sequences;
 use esx::infer::evaluate::{annotated_frames, evaluate, record_test};
-use esx::infer::tune::tune_source;
+use esx::infer::tune::{tune_source, TuneFrames};
 use esx::progress::Reporter;
 
 use super::model_args::ModelArgs;
@@ -50,6 +50,7 @@ pub fn exec(args: Args) -> anyhow::Result<()> {
             &device,
             source.config.tune.objective,
             source.config.tune.tta,
+            TuneFrames::Validation,
             &reporter,
         )?;
         let best = tuning.best;

@@ -4,6 +4,7 @@ mod bench;
 mod config;
 mod eval;
 mod export;
+mod import;
 mod ls;
 mod model_args;
 mod note;
@@ -49,6 +50,7 @@ pub enum Command {
     Predict(predict::Args),
     Eval(eval::Args),
     Tune(tune::Args),
+    Import(import::Args),
     Bench(bench::Args),
 }
 
@@ -70,6 +72,7 @@ impl Command {
             Command::Predict(a) => predict::exec(a),
             Command::Eval(a) => eval::exec(a),
             Command::Tune(a) => tune::exec(a),
+            Command::Import(a) => import::exec(a),
             Command::Bench(a) => bench::exec(a),
         }?;
         Ok(ExitCode::SUCCESS)

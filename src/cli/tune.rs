@@ -3,7 +3,11 @@
 //! best with the run (predict and eval use it).
 
 use esx::config::TuneObjective;
-use esx::infer::tune::tune_source;
+use std::path::PathBuf;
+
+use esx::data::prepare::all_sequences;
+use esx::infer::evaluate::annotated_frames;
+use esx::infer::tune::{tune_source, TuneFrames};
 use esx::infer::{ModelSource, Which};
 use esx::progress::Reporter;
 
@@ -22,6 +26,13 @@ pub struct Args {
     /// Do not try test-time augmentation (default: the run's tune.tta)
     #[arg(long)]
     pub no_tta: bool,
+    /// Tune on the annotated frames of this CTC dataset instead of the run's
+    /// validation frames (an imported model has none); never your test set
+    #[arg(long, value_name = "DIR")]
+    pub data: Option<PathBuf>,
+    /// With --data: these sequences (default: all)
+    #[arg(long, value_delimiter = ',', requires = "data")]
+    pub sequences: Vec<String>,
     /// Which of the run's checkpoints: best (the default, falling back to last) or last
     #[arg(long, default_value = "best", value_parser = super::model_args::parse_which)]
     pub checkpoint: Which,
@@ -51,7 +62,22 @@ pub fn exec(args: Args) -> anyhow::Result<()> {
     let device = esx::device::open(&source.config.device, source.config.train.precision)?;
     let objective = args.objective.unwrap_or(source.config.tune.objective);
     let try_tta = source.config.tune.tta && !args.no_tta;
-    let tuning = tune_source(&source, &device, objective, try_tta, &reporter)?;
+    let on = match &args.data {
+        None => TuneFrames::Validation,
+        Some(dir) => {
+            let sequences = if args.sequences.is_empty() {
+                all_sequences(dir)?
+            } else {
+                args.sequences.clone()
+            };
+            TuneFrames::Given(annotated_frames(
+                dir,
+                &sequences,
+                source.config.data.annotations,
+            )?)
+        }
+    };
+    let tuning = tune_source(&source, &device, objective, try_tta, on, &reporter)?;
     if args.json {
         return print_json(&tuning);
     }

@@ -123,7 +123,10 @@ pub fn validation_frames(run_dir: &Path, config: &Config) -> Result<Vec<Frame>, 
         .rev()
         .find(|e| e.kind == "split")
         .ok_or_else(|| {
-            InferError::NoFrames(format!("run {} recorded no frame split", run_dir.display()))
+            InferError::NoFrames(format!(
+                "run {} recorded no frame split (an imported model has none): name the annotated frames to tune on with --data DIR",
+                run_dir.display()
+            ))
         })?;
     let keys: Vec<String> = serde_json::from_str::<serde_json::Value>(&split.detail)
         .ok()

@@ -4,6 +4,7 @@
 pub mod cluster;
 pub mod evaluate;
 pub mod files;
+pub mod import;
 pub mod predict;
 pub mod segment;
 pub mod source;

@@ -21,6 +21,7 @@ use serde::Serialize;
 
 use super::evaluate::{validation_frames, LoadedFrame};
 use super::source::{TUNED_FG_THRESH, TUNED_MIN_SIZE, TUNED_SEED_THRESH, TUNED_TTA};
+use crate::data::ctc::Frame;
 
 use super::{
     cluster, ClusterParams, InferError, ModelSource, PredictOptions, Prediction, Segmenter,
@@ -256,14 +257,24 @@ fn search(p: &Predicted, own: ClusterParams, objective: TuneObjective, try_tta: 
     }
 }
 
-/// Tunes a run's model on the run's validation frames (at most
-/// `log.eval_frames` of them, as training scores them), starting from the
-/// run's own clustering (before any earlier tuning), and records the result.
+/// The frames a tuning searches on.
+pub enum TuneFrames {
+    /// The run's validation frames (at most `log.eval_frames` of them, as
+    /// training scores them).
+    Validation,
+    /// Annotated frames the user names (`esx tune RUN --data DIR`), e.g. for
+    /// an imported model, which has no validation frames of its own.
+    Given(Vec<Frame>),
+}
+
+/// Tunes a run's model on `on`, starting from the run's own clustering
+/// (before any earlier tuning), and records the result.
 pub fn tune_source(
     source: &ModelSource,
     device: &Device,
     objective: TuneObjective,
     try_tta: bool,
+    on: TuneFrames,
     reporter: &Reporter,
 ) -> Result<Tuning, InferError> {
     let Some(run_dir) = &source.run_dir else {
@@ -273,8 +284,14 @@ pub fn tune_source(
     };
     let mut config = source.config.clone();
     config.cluster = source.untuned.clone();
-    let mut frames = validation_frames(run_dir, &config)?;
-    frames.truncate(config.log.eval_frames.max(1));
+    let frames = match on {
+        TuneFrames::Validation => {
+            let mut frames = validation_frames(run_dir, &config)?;
+            frames.truncate(config.log.eval_frames.max(1));
+            frames
+        }
+        TuneFrames::Given(frames) => frames,
+    };
     let frames: Vec<LoadedFrame> = frames
         .iter()
         .map(LoadedFrame::read)

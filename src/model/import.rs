@@ -82,10 +82,7 @@ pub fn read_model_file(path: &Path) -> Result<ModelFile, ModelError> {
         path: path.to_path_buf(),
         format,
         sha256,
-        tensors: tensors
-            .into_iter()
-            .filter(|(n, _)| !ignored(n))
-            .collect(),
+        tensors: tensors.into_iter().filter(|(n, _)| !ignored(n)).collect(),
         epoch,
         best_iou,
     })
@@ -179,7 +176,7 @@ impl ModelFile {
             .filter_map(|(n, want)| {
                 let found = self.tensors[n].dims();
                 (found != want.as_slice())
-                    .then(|| format!("`{n}` is {found:?}, the model needs {want:?}"))
+                    .then(|| format!("`{n}` {} not {}", shape(found), shape(want)))
             })
             .collect();
         if !misfits.is_empty() {
@@ -207,6 +204,14 @@ impl ModelFile {
         }
         Ok((weights, n_sigma))
     }
+}
+
+/// 16×4×2×2
+fn shape(dims: &[usize]) -> String {
+    dims.iter()
+        .map(usize::to_string)
+        .collect::<Vec<_>>()
+        .join("×")
 }
 
 /// "`a` (and 3 more)", or "none".
@@ -247,10 +252,12 @@ mod tests {
         assert_eq!(file.sha256.len(), 64);
         let (weights, n_sigma) = file.into_weights(None).unwrap();
         assert_eq!(n_sigma, 2);
-        let out = candle_core::safetensors::load(fixture("outputs.safetensors"), &Device::Cpu)
-            .unwrap();
+        let out =
+            candle_core::safetensors::load(fixture("outputs.safetensors"), &Device::Cpu).unwrap();
         let net = BranchedErfnet::for_inference(&weights, n_sigma).unwrap();
-        let got = net.forward(&out["input"], super::super::Mode::Eval).unwrap();
+        let got = net
+            .forward(&out["input"], super::super::Mode::Eval)
+            .unwrap();
         let e = rel_err(&got, &out["out_eval"]);
         assert!(e <= 1e-5, "the imported model's output differs by {e:e}");
         // The batch norms unfolded (the training network) agree too.
@@ -278,8 +285,15 @@ mod tests {
         };
         let e = e.to_string();
         assert!(e.contains("4 tensors do not fit"), "{e}");
-        assert!(e.contains("`decoders.0.output_conv.weight` is [16, 4, 2, 2], the model needs [16, 3, 2, 2]"), "{e}");
-        assert!(e.contains("`decoders.0.output_conv.bias` is [4]"), "{e}");
+        assert!(
+            e.contains("`decoders.0.output_conv.weight` 16×4×2×2 not 16×3×2×2"),
+            "{e}"
+        );
+        assert!(e.contains("`decoders.0.output_conv.bias` 4 not 3"), "{e}");
+        assert!(
+            e.contains("`encoder.output_conv.weight` 5×128×1×1 not 4×128×1×1"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -65,7 +65,7 @@ pub enum ModelError {
         missing: String,
         unexpected: String,
     },
-    #[error("checkpoint {path}: {count} tensors do not fit esx's model: {list}")]
+    #[error("checkpoint {path}: {count} tensors do not fit esx's model (the file's shape, then the model's): {list}")]
     Misfits {
         path: PathBuf,
         count: usize,

@@ -39,11 +39,15 @@ pub fn read_pth(path: &Path) -> Result<PthCheckpoint, PthError> {
         path: path.to_path_buf(),
         why,
     };
-    let file = std::fs::File::open(path).map_err(|e| bad(e.to_string()))?;
+    let mut file = std::fs::File::open(path).map_err(|e| bad(e.to_string()))?;
+    let mut head = [0u8; 4];
+    let zip_head = file.read_exact(&mut head).is_ok() && &head == b"PK\x03\x04";
     let mut zip = zip::ZipArchive::new(std::io::BufReader::new(file)).map_err(|e| {
-        bad(format!(
-            "not a PyTorch checkpoint: not a zip archive as torch.save writes ({e})"
-        ))
+        bad(if zip_head {
+            format!("a zip that cannot be read, truncated or damaged ({e})")
+        } else {
+            format!("not a PyTorch checkpoint: not a zip archive as torch.save writes ({e})")
+        })
     })?;
     let pickle_name = zip
         .file_names()
@@ -112,8 +116,11 @@ fn parse_pickle(bytes: &[u8]) -> Result<Object, String> {
     std::panic::catch_unwind(run).unwrap_or_else(|_| Err("a malformed pickle".into()))
 }
 
+/// A state dict's (name, value) pairs, as the pickle holds them.
+type Pairs = Vec<(Object, Object)>;
+
 /// The state dict and EmbedSeg's epoch and best IoU beside it.
-fn state_dict(root: Object) -> Result<(Vec<(Object, Object)>, Option<i64>, Option<f64>), String> {
+fn state_dict(root: Object) -> Result<(Pairs, Option<i64>, Option<f64>), String> {
     let Object::Dict(top) = root else {
         return Err(format!(
             "holds {}, not a dict of tensors or EmbedSeg's checkpoint dict",
@@ -205,7 +212,7 @@ impl Entry {
 
 /// Every (name, tensor) of a state dict, each checked to be a plain tensor
 /// rebuilt from a storage: anything else callable is refused by name.
-fn tensor_table(state: Vec<(Object, Object)>) -> Result<Vec<Entry>, String> {
+fn tensor_table(state: Pairs) -> Result<Vec<Entry>, String> {
     let mut out = Vec::with_capacity(state.len());
     for (k, v) in state {
         let Object::Unicode(name) = k else {
@@ -236,15 +243,13 @@ fn tensor_entry(name: &str, v: Object) -> Result<Entry, String> {
         Object::Class {
             module_name,
             class_name,
-        } if module_name == "torch._utils" && class_name == "_rebuild_parameter" => {
-            match args {
-                Object::Tuple(mut a) if !a.is_empty() => match a.swap_remove(0) {
-                    Object::Reduce { callable, args } => (*callable, *args),
-                    other => return Err(format!("a parameter of {}", describe(&other))),
-                },
+        } if module_name == "torch._utils" && class_name == "_rebuild_parameter" => match args {
+            Object::Tuple(mut a) if !a.is_empty() => match a.swap_remove(0) {
+                Object::Reduce { callable, args } => (*callable, *args),
                 other => return Err(format!("a parameter of {}", describe(&other))),
-            }
-        }
+            },
+            other => return Err(format!("a parameter of {}", describe(&other))),
+        },
         c => (c, args),
     };
     match &callable {
@@ -271,8 +276,10 @@ fn tensor_entry(name: &str, v: Object) -> Result<Entry, String> {
     let Object::Tuple(storage) = storage.as_ref() else {
         return Err("a storage reference that is not a tuple".into());
     };
-    let [Object::Unicode(kind), Object::Class { module_name, class_name }, Object::Unicode(key), ..] =
-        storage.as_slice()
+    let [Object::Unicode(kind), Object::Class {
+        module_name,
+        class_name,
+    }, Object::Unicode(key), ..] = storage.as_slice()
     else {
         return Err("a storage reference esx cannot read".into());
     };
@@ -395,7 +402,10 @@ mod tests {
     #[test]
     fn a_pickle_that_calls_a_function_is_refused_by_name() {
         let e = read_pth(&fixture("calls_a_function.pth")).unwrap_err();
-        assert!(e.why.contains("posix.system") && e.why.contains("refused"), "{e}");
+        assert!(
+            e.why.contains("posix.system") && e.why.contains("refused"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -404,7 +414,10 @@ mod tests {
         let text = dir.path().join("notes.pth");
         std::fs::write(&text, "not a checkpoint").unwrap();
         let e = read_pth(&text).unwrap_err().to_string();
-        assert!(e.contains("not a zip archive") && e.contains("notes.pth"), "{e}");
+        assert!(
+            e.contains("not a zip archive") && e.contains("notes.pth"),
+            "{e}"
+        );
 
         let whole = std::fs::read(fixture("best_iou_model.pth")).unwrap();
         let cut = dir.path().join("cut.pth");
@@ -425,7 +438,10 @@ mod tests {
             .find(|n| n.ends_with("data.pkl"))
             .unwrap();
         let mut pickle = Vec::new();
-        zip.by_name(&name).unwrap().read_to_end(&mut pickle).unwrap();
+        zip.by_name(&name)
+            .unwrap()
+            .read_to_end(&mut pickle)
+            .unwrap();
         assert!(parse_pickle(&pickle).is_ok());
         for cut in (0..pickle.len()).step_by(7) {
             let _ = parse_pickle(&pickle[..cut]);

@@ -62,6 +62,8 @@ pub enum RunStatus {
     /// Stopped early by its sweep's pruner (a checkpoint kept): a result,
     /// not a failure.
     Pruned,
+    /// A model trained elsewhere, recorded by `esx import`.
+    Imported,
     /// Recorded as running, but its process is gone.
     Crashed,
 }
@@ -74,6 +76,7 @@ impl RunStatus {
             RunStatus::Failed => "failed",
             RunStatus::Interrupted => "interrupted",
             RunStatus::Pruned => "pruned",
+            RunStatus::Imported => "imported",
             RunStatus::Crashed => "crashed",
         }
     }
@@ -84,6 +87,7 @@ impl RunStatus {
             "failed" => RunStatus::Failed,
             "interrupted" => RunStatus::Interrupted,
             "pruned" => RunStatus::Pruned,
+            "imported" => RunStatus::Imported,
             _ => RunStatus::Running,
         }
     }

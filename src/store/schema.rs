@@ -91,6 +91,33 @@ const MIGRATIONS: &[&str] = &[
     // 4: a user's tags and notes on a run (written beside a live writer).
     "CREATE TABLE tags (tag TEXT PRIMARY KEY, wall REAL NOT NULL);
     CREATE TABLE notes (id INTEGER PRIMARY KEY, wall REAL NOT NULL, text TEXT NOT NULL);",
+    // 5: a run may be `imported` (a model trained elsewhere, `esx import`).
+    "CREATE TABLE run_v5 (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('running', 'completed', 'failed', 'interrupted', 'pruned', 'imported')),
+        created REAL NOT NULL,
+        ended REAL,
+        heartbeat REAL,
+        pid INTEGER NOT NULL,
+        pid_start INTEGER,
+        host TEXT NOT NULL,
+        git_commit TEXT,
+        git_dirty INTEGER,
+        command TEXT NOT NULL,
+        cwd TEXT NOT NULL,
+        experiment TEXT,
+        config TEXT NOT NULL,
+        overrides TEXT NOT NULL,
+        error TEXT,
+        sweep_id TEXT,
+        sweep_index INTEGER,
+        swept TEXT,
+        slurm_job TEXT
+    );
+    INSERT INTO run_v5 SELECT * FROM run;
+    DROP TABLE run;
+    ALTER TABLE run_v5 RENAME TO run;",
 ];
 
 /// The schema version this build writes.
@@ -154,6 +181,40 @@ mod tests {
         conn.execute("UPDATE run SET status = 'pruned'", [])
             .unwrap();
         assert!(conn.execute("UPDATE run SET status = 'bogus'", []).is_err());
+    }
+
+    #[test]
+    fn a_fourth_version_database_keeps_its_runs_columns_and_may_hold_an_import() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        for sql in &MIGRATIONS[..4] {
+            conn.execute_batch(sql).unwrap();
+        }
+        conn.pragma_update(None, "user_version", 4).unwrap();
+        conn.execute(
+            "INSERT INTO run (id, name, status, created, pid, host, command, cwd, config, overrides, slurm_job)
+             VALUES ('r1', 'n', 'pruned', 1.0, 7, 'h', '[]', '/', 'c', '[]', '42')",
+            [],
+        )
+        .unwrap();
+        conn.execute("INSERT INTO tags (tag, wall) VALUES ('keep', 1.0)", [])
+            .unwrap();
+        assert!(conn
+            .execute("UPDATE run SET status = 'imported'", [])
+            .is_err());
+        migrate(&mut conn).unwrap();
+        let row: (String, String, String, String) = conn
+            .query_row("SELECT id, status, config, slurm_job FROM run", [], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            })
+            .unwrap();
+        assert_eq!(row, ("r1".into(), "pruned".into(), "c".into(), "42".into()));
+        conn.execute("UPDATE run SET status = 'imported'", [])
+            .unwrap();
+        assert!(conn.execute("UPDATE run SET status = 'bogus'", []).is_err());
+        let tags: i64 = conn
+            .query_row("SELECT count(*) FROM tags", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(tags, 1);
     }
 
     #[test]

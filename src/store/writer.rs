@@ -57,6 +57,8 @@ pub enum Outcome {
     Interrupted,
     /// Stopped by its sweep's pruner at the end of an epoch.
     Pruned,
+    /// A model trained elsewhere, recorded whole.
+    Imported,
 }
 
 pub struct RunWriter {
@@ -509,10 +511,17 @@ impl RunWriter {
             Outcome::Failed(m) => (RunStatus::Failed, Some(m.clone())),
             Outcome::Interrupted => (RunStatus::Interrupted, None),
             Outcome::Pruned => (RunStatus::Pruned, None),
+            Outcome::Imported => (RunStatus::Imported, None),
         };
         // Scalars that could not be written make a completed run failed.
         let status = match (&flushed, status) {
-            (Err(e), RunStatus::Completed | RunStatus::Interrupted | RunStatus::Pruned) => {
+            (
+                Err(e),
+                RunStatus::Completed
+                | RunStatus::Interrupted
+                | RunStatus::Pruned
+                | RunStatus::Imported,
+            ) => {
                 error = Some(format!("its last scalars were not recorded: {e}"));
                 RunStatus::Failed
             }

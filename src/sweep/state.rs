@@ -116,7 +116,8 @@ pub fn decide_points(runs: Vec<RunInfo>, id: &str, n: usize) -> Vec<PointState> 
             let status = match deciding.as_ref().map(|r| r.status) {
                 None => PointStatus::Pending,
                 Some(RunStatus::Running) => PointStatus::Running,
-                Some(RunStatus::Completed) => PointStatus::Completed,
+                // (a sweep never imports; an imported model is a finished one)
+                Some(RunStatus::Completed | RunStatus::Imported) => PointStatus::Completed,
                 Some(RunStatus::Failed) => PointStatus::Failed,
                 Some(RunStatus::Interrupted) => PointStatus::Interrupted,
                 Some(RunStatus::Pruned) => PointStatus::Pruned,

@@ -18,7 +18,7 @@ use crate::config::{AutoSize, Composed, Config, Override, Select};
 use crate::data::object_sizes::ObjectSizes;
 use crate::data::DataError;
 use crate::infer::source::{AUTO_CROP_SIZE, AUTO_MIN_SIZE};
-use crate::infer::tune::tune_source;
+use crate::infer::tune::{tune_source, TuneFrames};
 use crate::infer::{InferError, ModelSource, Which};
 use crate::progress::Reporter;
 use crate::store::heartbeat::STALE_AFTER;
@@ -220,7 +220,7 @@ enum Requeued {
 
 fn requeued(previous: &RunInfo, reporter: &Reporter) -> Result<Requeued, TrainError> {
     match previous.status {
-        RunStatus::Completed | RunStatus::Pruned => {
+        RunStatus::Completed | RunStatus::Pruned | RunStatus::Imported => {
             reporter.note(format!(
                 "run {} of this job ended {} before the job was requeued",
                 previous.id,
@@ -440,6 +440,7 @@ fn tune_after_training(
         dev,
         config.tune.objective,
         config.tune.tta,
+        TuneFrames::Validation,
         reporter,
     ) {
         Ok(t) => {
@@ -499,6 +500,11 @@ fn resumable(dir: &Path, requeued: bool) -> Result<(Config, crate::store::Claim)
             info.pid,
             STALE_AFTER / 60.0
         )));
+    }
+    if info.status == RunStatus::Imported {
+        return Err(resume_err(
+            "it was imported, not trained here: nothing to resume (start a run from it with init=RUN)".into(),
+        ));
     }
     if !checkpoint_file(dir, "last").is_file() {
         return Err(resume_err(

@@ -5,6 +5,7 @@ use std::path::Path;
 
 use super::Table;
 use crate::infer::files::PredictedFile;
+use crate::infer::import::Imported;
 use crate::infer::tune::{Trial, Tuning};
 use crate::metrics::Scores;
 
@@ -59,6 +60,33 @@ pub fn scores(s: &Scores) -> String {
         s.seg
     );
     out
+}
+
+/// What `esx import` recorded, and how to use it.
+pub fn imported(i: &Imported) -> String {
+    let mut s = format!(
+        "imported {} as run {} ({}): {} file, {} tensors, n_sigma {}\n",
+        i.source.display(),
+        i.id,
+        i.name,
+        i.format,
+        i.tensors,
+        i.n_sigma
+    );
+    if let Some(e) = i.epoch {
+        s.push_str(&format!("its training: epoch {e}"));
+        if let Some(iou) = i.best_iou {
+            s.push_str(&format!(", best validation IoU {iou:.4}"));
+        }
+        s.push('\n');
+    }
+    s.push_str(&format!("sha256     {}\n", i.sha256));
+    s.push_str(&format!(
+        "predict    esx predict {} IMAGES --out DIR\n",
+        i.id
+    ));
+    s.push_str(&format!("fine-tune  esx run CONFIG init={}\n", i.id));
+    s
 }
 
 /// A tuning: the best trials, then the run's own values against the chosen.

@@ -83,6 +83,28 @@ fn auto_line(r: &RunInfo) -> Option<String> {
     (!parts.is_empty()).then(|| format!("{} (from the objects in the masks)", parts.join(", ")))
 }
 
+/// Where an imported run's model came from.
+fn imported_line(r: &RunInfo) -> Option<String> {
+    use crate::infer::import::{
+        IMPORT_BEST_IOU, IMPORT_EPOCH, IMPORT_FORMAT, IMPORT_SHA256, IMPORT_SOURCE,
+    };
+    let text = |k: &str| r.params.get(k).map(|p| p.value.clone());
+    let num = |k: &str| r.params.get(k).and_then(|p| p.num);
+    let mut line = format!(
+        "{} ({} file, sha256 {})",
+        text(IMPORT_SOURCE)?,
+        text(IMPORT_FORMAT).unwrap_or_default(),
+        text(IMPORT_SHA256).unwrap_or_default()
+    );
+    if let Some(e) = num(IMPORT_EPOCH) {
+        line.push_str(&format!(", trained {e} epochs"));
+    }
+    if let Some(v) = num(IMPORT_BEST_IOU) {
+        line.push_str(&format!(", best validation IoU {v:.4}"));
+    }
+    Some(line)
+}
+
 /// What tuning chose, and the objective before and after.
 fn tuned_line(r: &RunInfo, events: &[Event]) -> Option<String> {
     let num = |k: &str| r.params.get(k).and_then(|p| p.num);
@@ -169,6 +191,9 @@ pub fn run_details(r: &RunInfo, images: &[ImageInfo], events: &[Event]) -> Strin
         field(&mut s, "sweep", &format!("{id} #{i} {swept}"));
     }
     field(&mut s, "dir", &r.dir.display().to_string());
+    if let Some(line) = imported_line(r) {
+        field(&mut s, "imported", &line);
+    }
     if let Some(line) = auto_line(r) {
         field(&mut s, "auto", &line);
     }

@@ -78,6 +78,7 @@ fn status_colour(status: RunStatus) -> Color {
     match status {
         RunStatus::Running => Color::Cyan,
         RunStatus::Completed => Color::Green,
+        RunStatus::Imported => Color::Blue,
         RunStatus::Failed | RunStatus::Crashed => Color::Red,
         RunStatus::Interrupted | RunStatus::Pruned => Color::Yellow,
     }

@@ -100,6 +100,13 @@ vis_every = {vis_every}
     )
 }
 
+/// Runs esx with `--json` added, expecting success; its stdout parsed.
+pub fn json(dir: &Path, args: &[&str]) -> serde_json::Value {
+    let mut all = args.to_vec();
+    all.push("--json");
+    serde_json::from_str(&succeeds(dir, &all)).expect("--json prints JSON")
+}
+
 /// A command's stdout as JSON, or a panic showing what it printed.
 pub fn stdout_json(out: &std::process::Output) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
