@@ -289,10 +289,12 @@ pub struct TrainConfig {
 pub enum Select {
     /// AP at IoU 0.5 of the validation frames, predicted whole and
     /// clustered (at the epochs `log.eval_every` scores them).
-    #[default]
     Ap50,
     /// AP averaged over IoU 0.5:0.95 of the same frames: rewards the masks'
-    /// fit as well as their count.
+    /// fit as well as their count. The default: on real data (CHO, 3 seeds)
+    /// it kept AP50's gain over EmbedSeg and lifted SEG, which choosing by
+    /// AP50 had lowered (tools/accuracy/results/2026-12-05-cho.log).
+    #[default]
     Ap,
     /// Mean IoU of the validation crops (EmbedSeg's choice).
     Iou,

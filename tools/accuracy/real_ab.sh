@@ -4,10 +4,13 @@
 #      scored with and without its TTA;
 #   b: esx with the defaults before issue 30 (crop 128, min_size 10, best by
 #      val IoU, no tuning);
-#   c: esx with everything issue 30 built (auto sizes, best by val AP50,
-#      tuned after training on the run's validation frames);
+#   c: esx's defaults with everything issue 30 built (auto sizes, tuned
+#      after training on the run's validation frames; the best checkpoint by
+#      val AP50 until the default became AP, train.select = "ap");
+#   c50: c with the best checkpoint by val AP50 (c before that change);
 #   d: c with the best checkpoint by validation IoU (as a and b select);
-#   e: c with the best checkpoint by validation AP over IoU 0.5:0.95.
+#   e: c with the best checkpoint by validation AP over IoU 0.5:0.95 (the
+#      default since it was measured here).
 # The same budget for all: EPOCHS epochs of 40 batches of 4 crops, lr 5e-4.
 # Every arm is scored on the test part by score.py (independent of esx;
 # SEG by py-ctcmetrics); esx's own `esx eval` figures are printed beside
@@ -37,6 +40,7 @@ center = "medoid"
 EOF
 b="data.crop_size=128 cluster.min_size=10 train.select=iou tune.after_training=false"
 c=""
+c50="train.select=ap50"
 d="train.select=iou"
 e="train.select=ap"
 score() { "$py" "$here/score.py" "$data/${ds}_test" "$1"; }
