@@ -21,6 +21,11 @@ pub struct Config {
     pub epochs: u32,
     pub batch_size: usize,
     pub lr: f64,
+    /// Start from these weights (fine-tuning): a run (id, prefix or folder;
+    /// its best checkpoint, else its last) or a model file (EmbedSeg's
+    /// `.pth`, safetensors). The optimiser starts fresh. "" trains from
+    /// scratch.
+    pub init: String,
     pub data: DataConfig,
     pub model: ModelConfig,
     pub loss: LossConfig,
@@ -46,6 +51,7 @@ impl Default for Config {
             epochs: 200,
             batch_size: 2,
             lr: 5e-4,
+            init: String::new(),
             data: DataConfig::default(),
             model: ModelConfig::default(),
             loss: LossConfig::default(),
@@ -281,6 +287,10 @@ pub struct TrainConfig {
     pub precision: Precision,
     /// Which epoch's weights are the run's best checkpoint.
     pub select: Select,
+    /// Parts of the network not trained (e.g. ["encoder"], "decoders.1"):
+    /// names or name prefixes of its tensors. Their batch-norm statistics
+    /// still follow the data, as in PyTorch with requires_grad off.
+    pub freeze: Vec<String>,
 }
 
 /// `train.select`: the validation measure the best checkpoint is chosen by.
@@ -392,6 +402,7 @@ impl Default for TrainConfig {
             val_steps: 0,
             precision: Precision::default(),
             select: Select::default(),
+            freeze: Vec::new(),
         }
     }
 }

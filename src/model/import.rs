@@ -41,9 +41,10 @@ pub struct ModelFile {
     pub best_iou: Option<f64>,
 }
 
-/// Buffers PyTorch keeps that esx's model has no use for.
+/// Buffers PyTorch keeps that esx's model has no use for, and the
+/// optimiser state an esx checkpoint carries beside the model.
 fn ignored(name: &str) -> bool {
-    name.ends_with("num_batches_tracked")
+    name.ends_with("num_batches_tracked") || name.starts_with("optim.")
 }
 
 /// Reads a `.pth` (a zip) or a safetensors file, told apart by content.
@@ -145,11 +146,18 @@ impl ModelFile {
     }
 
     /// Every tensor of esx's model with `n_sigma` present in the file with its
-    /// shape, and nothing else there: else the first missing and the first
-    /// unexpected name, or every tensor whose shape differs.
+    /// shape, and nothing else there (see `check_against`).
     pub fn names_against(&self, n_sigma: usize) -> Result<Weights, ModelError> {
         let weights = Weights::new(DType::F32, &Device::Cpu);
         BranchedErfnet::new(&weights, n_sigma, 0)?;
+        self.check_against(&weights)?;
+        Ok(weights)
+    }
+
+    /// Every tensor of `weights` present in the file with its shape, and
+    /// nothing else there: else the first missing and the first unexpected
+    /// name, or every tensor whose shape differs.
+    pub fn check_against(&self, weights: &Weights) -> Result<(), ModelError> {
         let expected: BTreeMap<String, Vec<usize>> = weights
             .named_tensors()
             .into_iter()
@@ -186,7 +194,19 @@ impl ModelFile {
                 list: misfits.join("; "),
             });
         }
-        Ok(weights)
+        Ok(())
+    }
+
+    /// Sets every tensor of `weights` (checked first) to the file's.
+    pub fn load_into(&self, weights: &Weights) -> Result<(), ModelError> {
+        self.check_against(weights)?;
+        for map in [&weights.params, &weights.buffers] {
+            for (name, var) in map.data().lock().expect("var map lock").iter() {
+                let t = self.tensors[name].to_device(&weights.device)?;
+                var.set(&t.to_dtype(weights.dtype)?)?;
+            }
+        }
+        Ok(())
     }
 
     /// esx's model with `n_sigma` (default: the file's) holding the file's
@@ -197,11 +217,7 @@ impl ModelFile {
             None => self.n_sigma()?,
         };
         let weights = self.names_against(n_sigma)?;
-        for map in [&weights.params, &weights.buffers] {
-            for (name, var) in map.data().lock().expect("var map lock").iter() {
-                var.set(&self.tensors[name].to_dtype(DType::F32)?)?;
-            }
-        }
+        self.load_into(&weights)?;
         Ok((weights, n_sigma))
     }
 }

@@ -4,9 +4,11 @@
 /// A param a run found rather than was given: what its "auto" sizes
 /// became (`auto.…`) and what tuning chose (`tuned.…`). Runs that differ
 /// only in these were set up alike. An imported run's origin (`import.…`)
-/// is a fact about it, not a choice either.
+/// and what a run's `init` resolved to (`init.…`) are facts, not choices.
 pub fn found_by_the_run(key: &str) -> bool {
-    key.starts_with("auto.") || key.starts_with("tuned.") || key.starts_with("import.")
+    ["auto.", "tuned.", "import.", "init."]
+        .iter()
+        .any(|p| key.starts_with(p))
 }
 
 /// Flattens a resolved config into `a.b` → (text, number) rows for filtering.

@@ -5,6 +5,7 @@
 pub mod adam;
 pub mod checkpoint;
 pub mod dataset;
+pub mod init;
 pub mod metrics;
 pub mod policy;
 pub mod session;
@@ -51,4 +52,7 @@ pub enum TrainError {
     Requeued(String),
     #[error("{0}")]
     Search(String),
+    /// `init` or `train.freeze` that cannot be had.
+    #[error("{0}")]
+    Init(String),
 }

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::dataset::resolve_auto;
+use super::init::resolve_init;
 use super::metrics::{EpochObserver, EpochReport};
 use super::policy::EpochJudge;
 use super::signals::Interrupt;
@@ -284,6 +285,9 @@ fn train_to_end(
             // The runs folder is checked before the data is read, so a
             // folder that cannot take the run is the one thing said.
             RunWriter::check_parent(&parent)?;
+            // The weights to start from, and what to freeze: checked before
+            // anything is recorded.
+            let init = resolve_init(&composed.config, &parent)?;
             // "auto" sizes before the run is recorded: a dataset without
             // masks records nothing; any other data fault fails the run on
             // record, as it always has.
@@ -300,14 +304,24 @@ fn train_to_end(
                 sweep,
                 journal: None,
             };
-            let writer = RunWriter::create(&parent, prefix.as_deref(), &new)?;
-            ((composed.config, dev), writer, Some(found))
+            let mut writer = RunWriter::create(&parent, prefix.as_deref(), &new)?;
+            if let Some(i) = &init {
+                if let Err(e) = i.record(&mut writer) {
+                    writer.finish(Outcome::Failed(e.to_string()))?;
+                    return Err(e);
+                }
+            }
+            ((composed.config, dev), writer, Some((found, init)))
         }
         Start::Resume { dir, requeued } => {
             let (config, claim) = resumable(&dir, requeued)?;
             let dev = open(&config)?;
             ((config, dev), RunWriter::reopen(&dir, claim)?, None)
         }
+    };
+    let (found, init) = match found {
+        Some((found, init)) => (Some(found), init),
+        None => (None, None),
     };
     let (config, dev) = config;
     let resume = found.is_none();
@@ -323,6 +337,7 @@ fn train_to_end(
             observer: w.epochs,
             interrupt: w.interrupt,
             judge,
+            init: init.as_ref().map(|i| &i.file),
         };
         let done = train(&setting, &mut writer, &mut started)?;
         if !done.interrupted && !done.pruned && config.tune.after_training {

@@ -11,6 +11,7 @@ use candle_core::{DType, Device, Tensor};
 use super::adam::{poly_lr, Adam};
 use super::checkpoint::{self, EpochSums, Position};
 use super::dataset::{prepare, TrainData};
+use super::init::unfrozen;
 use super::metrics::{EpochObserver, EpochReport, MetricSink};
 use super::policy::{judged, selection, Action, Best, Checkpoints, EpochJudge, StopPolicy};
 use super::signals::Interrupt;
@@ -20,6 +21,7 @@ use super::TrainError;
 use crate::config::{Config, Select};
 use crate::data::batches::{epoch_order, rng_for, Augment, BatchStream};
 use crate::loss::{EmbedSegLoss, LossWeights};
+use crate::model::import::ModelFile;
 use crate::model::{BranchedErfnet, Mode, Weights};
 use crate::progress::Reporter;
 use crate::store::{checkpoint_file, RunWriter};
@@ -45,6 +47,8 @@ pub(super) struct Setting<'a> {
     pub observer: &'a dyn EpochObserver,
     pub interrupt: &'a Interrupt,
     pub judge: Option<&'a dyn EpochJudge>,
+    /// The weights a new run starts from (`init`).
+    pub init: Option<&'a ModelFile>,
 }
 
 /// Trains; `started` turns true once the run's record starts to change
@@ -150,8 +154,11 @@ impl<'a> Trainer<'a> {
         let net = BranchedErfnet::new(&weights, cfg.model.n_sigma, cfg.seed)?;
         weights.init_pytorch(cfg.seed)?;
         weights.init_output(cfg.model.n_sigma, cfg.model.sigma_init)?;
+        if let (Some(file), false) = (s.init, s.resume) {
+            file.load_into(&weights)?;
+        }
         let mut opt = Adam::new(
-            weights.trainable(),
+            unfrozen(&weights, &cfg.train.freeze),
             cfg.lr,
             cfg.train.weight_decay,
             weights.backend,

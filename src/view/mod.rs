@@ -7,7 +7,7 @@ mod sweep;
 mod table;
 
 pub use infer::{imported, predictions, scores, tuning};
-pub use runs::{epoch_line, metrics_csv, run_details, run_summary, runs_table};
+pub use runs::{epoch_line, lineage, metrics_csv, run_details, run_summary, runs_table};
 pub use sweep::{local_launcher_line, sweep_plan, sweep_summary, tpe_preview};
 pub use table::Table;
 

@@ -105,6 +105,55 @@ fn imported_line(r: &RunInfo) -> Option<String> {
     Some(line)
 }
 
+/// Where a run's weights came from, ancestors first-to-last: "run ID (name)
+/// ← run ID2 (name2) ← imported FILE". None for a run trained from scratch
+/// and not imported. Runs are looked up where their child recorded them,
+/// else by id beside the child; at most 8 generations.
+pub fn lineage(r: &RunInfo) -> Option<String> {
+    use crate::infer::import::IMPORT_SOURCE;
+    use crate::train::init::{INIT_RUN, INIT_RUN_DIR, INIT_SOURCE};
+    let text = |r: &RunInfo, k: &str| r.params.get(k).map(|p| p.value.clone());
+    let mut parts: Vec<String> = Vec::new();
+    let mut current = r.clone();
+    for _ in 0..8 {
+        if let Some(id) = text(&current, INIT_RUN) {
+            let recorded = text(&current, INIT_RUN_DIR).map(std::path::PathBuf::from);
+            let beside = current
+                .dir
+                .parent()
+                .map(|root| crate::store::select::resolve_run(&id, root));
+            let parent = recorded
+                .filter(|d| d.is_dir())
+                .and_then(|d| crate::store::query::read_run(&d).ok())
+                .or_else(|| match beside {
+                    Some(Ok(d)) => crate::store::query::read_run(&d).ok(),
+                    _ => None,
+                });
+            match parent {
+                Some(p) => {
+                    parts.push(format!("run {} ({})", p.id, p.name));
+                    current = p;
+                }
+                None => {
+                    parts.push(format!("run {id} (not found)"));
+                    break;
+                }
+            }
+        } else if let Some(file) = text(&current, INIT_SOURCE) {
+            parts.push(file);
+            break;
+        } else if let Some(file) = text(&current, IMPORT_SOURCE) {
+            if current.id != r.id {
+                parts.push(format!("imported {file}"));
+            }
+            break;
+        } else {
+            break;
+        }
+    }
+    (!parts.is_empty()).then(|| parts.join(" ← "))
+}
+
 /// What tuning chose, and the objective before and after.
 fn tuned_line(r: &RunInfo, events: &[Event]) -> Option<String> {
     let num = |k: &str| r.params.get(k).and_then(|p| p.num);
@@ -193,6 +242,9 @@ pub fn run_details(r: &RunInfo, images: &[ImageInfo], events: &[Event]) -> Strin
     field(&mut s, "dir", &r.dir.display().to_string());
     if let Some(line) = imported_line(r) {
         field(&mut s, "imported", &line);
+    }
+    if let Some(line) = lineage(r) {
+        field(&mut s, "init", &line);
     }
     if let Some(line) = auto_line(r) {
         field(&mut s, "auto", &line);

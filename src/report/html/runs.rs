@@ -8,7 +8,7 @@ use super::{differing_params, esc, ranked, swatch};
 use crate::report::collect::ReportRun;
 use crate::report::Report;
 use crate::store::RunStatus;
-use crate::view::{duration, local_time, number};
+use crate::view::{duration, lineage, local_time, number};
 
 /// At most this many differing parameters get their own column.
 const MAX_PARAM_COLUMNS: usize = 12;
@@ -47,6 +47,12 @@ pub(super) fn runs_section(page: &mut String, report: &Report) {
     super::groups::groups_table(page, report, &columns);
     page.push_str("<p class=\"note\">Best first. Click a column to sort; click a run's colour to hide it in every chart. Parameters shown are those that differ between the runs.</p>");
     page.push_str("<div class=\"scroll tall\"><table class=\"sortable\" id=\"runs-table\"><thead><tr><th></th><th>id</th><th>name</th><th>status</th><th data-asc>started</th><th>duration</th>");
+    // Where fine-tuned runs' weights came from (parent, its parent, …).
+    let lineages: Vec<Option<String>> = runs.iter().map(|r| lineage(&r.info)).collect();
+    let show_lineage = lineages.iter().any(Option::is_some);
+    if show_lineage {
+        page.push_str("<th>init from</th>");
+    }
     for p in shown_params {
         let _ = write!(page, "<th class=\"param\">{}</th>", esc(p));
     }
@@ -76,6 +82,10 @@ pub(super) fn runs_section(page: &mut String, report: &Report) {
             r.info.duration(),
             duration(r.info.duration()),
         );
+        if show_lineage {
+            let from = lineages[i].as_deref().unwrap_or("—");
+            let _ = write!(page, "<td class=\"lineage\">{}</td>", esc(from));
+        }
         for p in shown_params {
             let v = r.info.params.get(p);
             let sort = v
