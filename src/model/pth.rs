@@ -138,7 +138,9 @@ fn state_dict(root: Object) -> Result<(Pairs, Option<i64>, Option<f64>), String>
         if top.iter().any(|(_, v)| matches!(v, Object::Reduce { .. })) {
             return Ok((top, None, None));
         }
-        let keys: Vec<String> = top.iter().filter_map(|(k, _)| key(k)).take(8).collect();
+        let mut keys: Vec<String> = top.iter().filter_map(|(k, _)| key(k)).collect();
+        keys.sort();
+        keys.truncate(8);
         return Err(format!(
             "holds no `model_state_dict` and no tensors (its keys: {})",
             keys.join(", ")
@@ -424,6 +426,48 @@ mod tests {
         std::fs::write(&cut, &whole[..whole.len() / 2]).unwrap();
         let e = read_pth(&cut).unwrap_err().to_string();
         assert!(e.contains("cut.pth") && !e.contains('\n'), "{e}");
+    }
+
+    /// A zip as torch.save lays it out, holding `pickle` as its table.
+    fn zipped(dir: &Path, pickle: &[u8]) -> PathBuf {
+        use std::io::Write;
+        let path = dir.join("made.pth");
+        let mut z = zip::ZipWriter::new(std::fs::File::create(&path).unwrap());
+        let opts = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Stored);
+        z.start_file("archive/data.pkl", opts).unwrap();
+        z.write_all(pickle).unwrap();
+        z.finish().unwrap();
+        path
+    }
+
+    #[test]
+    fn a_table_of_another_shape_says_what_it_holds() {
+        let dir = tempfile::tempdir().unwrap();
+        // [1]
+        let e = read_pth(&zipped(dir.path(), b"\x80\x02]q\x00K\x01a.")).unwrap_err();
+        assert!(e.why.contains("holds a list, not a dict of tensors"), "{e}");
+        // {"epoch": 3, "weights": None}
+        let e = read_pth(&zipped(
+            dir.path(),
+            b"\x80\x02}q\x00(X\x05\x00\x00\x00epochK\x03X\x07\x00\x00\x00weightsNu.",
+        ))
+        .unwrap_err();
+        assert!(
+            e.why
+                .contains("holds no `model_state_dict` and no tensors (its keys: epoch, weights)"),
+            "{e}"
+        );
+        // {"model_state_dict": {"w": 2.5}}
+        let e = read_pth(&zipped(
+            dir.path(),
+            b"\x80\x02}q\x00X\x10\x00\x00\x00model_state_dict}q\x01X\x01\x00\x00\x00wG@\x04\x00\x00\x00\x00\x00\x00ss.",
+        ))
+        .unwrap_err();
+        assert!(
+            e.why.contains("tensor `w`: is a number, not a tensor"),
+            "{e}"
+        );
     }
 
     #[test]

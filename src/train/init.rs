@@ -81,6 +81,9 @@ pub fn resolve_init(cfg: &Config, runs_root: &Path) -> Result<Option<InitWeights
         (checkpoint, Some((info.id, dir)))
     };
     let file = read_model_file(&path).map_err(|e| bad(e.to_string()))?;
+    // What the file is (a 3D model, other input channels) before how it
+    // differs from this config's network.
+    file.n_sigma().map_err(|e| bad(e.to_string()))?;
     file.check_against(&reference).map_err(|e| {
         bad(format!(
             "{e} (the config's model.n_sigma is {})",
