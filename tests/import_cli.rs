@@ -100,20 +100,7 @@ fn bad_model_files_are_one_line_each_and_record_nothing() {
     std::fs::write(d.join("notes.pth"), "these are notes, not weights").unwrap();
     let whole = std::fs::read(fixture("best_iou_model.pth")).unwrap();
     std::fs::write(d.join("cut.pth"), &whole[..whole.len() * 2 / 3]).unwrap();
-    // A 3D model's first kernel (EmbedSeg's BranchedERFNet_3d).
-    let k3d = candle_core::Tensor::zeros(
-        (13, 1, 3, 3, 3),
-        candle_core::DType::F32,
-        &candle_core::Device::Cpu,
-    )
-    .unwrap();
-    candle_core::safetensors::save(
-        &[("encoder.initial_block.conv.weight".to_string(), k3d)]
-            .into_iter()
-            .collect(),
-        d.join("nuclei3d.safetensors"),
-    )
-    .unwrap();
+    common::write_3d_model(&d.join("nuclei3d.safetensors"));
     let other = fixture("other_arch.pth");
     let calls = fixture("calls_a_function.pth");
     let best = fixture("best_iou_model.pth");

@@ -124,15 +124,7 @@ fn bad_init_and_freeze_are_one_line_each_and_record_nothing() {
         .unwrap();
     let pth = fixture("best_iou_model.pth");
     let other = fixture("other_arch.pth");
-    // A 3D model's first kernel (EmbedSeg's BranchedERFNet_3d).
-    let k3d = Tensor::zeros((13, 1, 3, 3, 3), candle_core::DType::F32, &Device::Cpu).unwrap();
-    candle_core::safetensors::save(
-        &[("encoder.initial_block.conv.weight".to_string(), k3d)]
-            .into_iter()
-            .collect(),
-        d.join("nuclei3d.safetensors"),
-    )
-    .unwrap();
+    common::write_3d_model(&d.join("nuclei3d.safetensors"));
     let cases: Vec<(Vec<String>, String)> = vec![
         (
             vec!["init=nosuchrun".into()],

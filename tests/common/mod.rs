@@ -100,6 +100,24 @@ vis_every = {vis_every}
     )
 }
 
+/// A model file holding what a 3D EmbedSeg model (BranchedERFNet_3d) has
+/// first: a 5-dimensional kernel.
+pub fn write_3d_model(path: &Path) {
+    let k3d = candle_core::Tensor::zeros(
+        (13, 1, 3, 3, 3),
+        candle_core::DType::F32,
+        &candle_core::Device::Cpu,
+    )
+    .unwrap();
+    candle_core::safetensors::save(
+        &[("encoder.initial_block.conv.weight".to_string(), k3d)]
+            .into_iter()
+            .collect(),
+        path,
+    )
+    .unwrap();
+}
+
 /// Runs esx with `--json` added, expecting success; its stdout parsed.
 pub fn json(dir: &Path, args: &[&str]) -> serde_json::Value {
     let mut all = args.to_vec();
