@@ -72,6 +72,9 @@ fn an_embedseg_checkpoint_is_a_run_that_predict_eval_and_tune_take() {
         ],
     );
     assert_eq!(t["frames"], 2);
+    assert_eq!(t["frames_from"], "frames of data");
+    let shown = succeeds(d, &["show", id]);
+    assert!(shown.contains("on 2 frames of data)"), "{shown}");
     assert!(read_run(&run_dir)
         .unwrap()
         .params

@@ -70,11 +70,10 @@ pub fn exec(args: Args) -> anyhow::Result<()> {
             } else {
                 args.sequences.clone()
             };
-            TuneFrames::Given(annotated_frames(
-                dir,
-                &sequences,
-                source.config.data.annotations,
-            )?)
+            TuneFrames::Given {
+                frames: annotated_frames(dir, &sequences, source.config.data.annotations)?,
+                from: dir.display().to_string(),
+            }
         }
     };
     let tuning = tune_source(&source, &device, objective, try_tta, on, &reporter)?;

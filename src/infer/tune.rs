@@ -87,6 +87,8 @@ impl Trial {
 pub struct Tuning {
     pub objective: TuneObjective,
     pub frames: usize,
+    /// Which frames: "validation frames", or "frames of DIR".
+    pub frames_from: String,
     pub before: Trial,
     pub best: Trial,
     pub trials: Vec<Trial>,
@@ -251,6 +253,7 @@ fn search(p: &Predicted, own: ClusterParams, objective: TuneObjective, try_tta: 
     Tuning {
         objective,
         frames: p.plain.len(),
+        frames_from: "validation frames".into(),
         before,
         best,
         trials,
@@ -263,8 +266,9 @@ pub enum TuneFrames {
     /// training scores them).
     Validation,
     /// Annotated frames the user names (`esx tune RUN --data DIR`), e.g. for
-    /// an imported model, which has no validation frames of its own.
-    Given(Vec<Frame>),
+    /// an imported model, which has no validation frames of its own; `from`
+    /// says where they lie.
+    Given { frames: Vec<Frame>, from: String },
 }
 
 /// Tunes a run's model on `on`, starting from the run's own clustering
@@ -284,13 +288,13 @@ pub fn tune_source(
     };
     let mut config = source.config.clone();
     config.cluster = source.untuned.clone();
-    let frames = match on {
+    let (frames, frames_from) = match on {
         TuneFrames::Validation => {
             let mut frames = validation_frames(run_dir, &config)?;
             frames.truncate(config.log.eval_frames.max(1));
-            frames
+            (frames, None)
         }
-        TuneFrames::Given(frames) => frames,
+        TuneFrames::Given { frames, from } => (frames, Some(format!("frames of {from}"))),
     };
     let frames: Vec<LoadedFrame> = frames
         .iter()
@@ -302,7 +306,10 @@ pub fn tune_source(
         PredictOptions::default(),
         device,
     )?;
-    let tuning = tune(&segmenter, &frames, objective, try_tta, reporter)?;
+    let mut tuning = tune(&segmenter, &frames, objective, try_tta, reporter)?;
+    if let Some(from) = frames_from {
+        tuning.frames_from = from;
+    }
     record(run_dir, &tuning)?;
     Ok(tuning)
 }

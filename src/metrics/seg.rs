@@ -20,7 +20,8 @@ pub fn seg_parts(ov: &Overlap) -> (f64, usize) {
 /// SEG over frames from their parts.
 pub fn seg(parts: &[(f64, usize)]) -> f64 {
     let n: usize = parts.iter().map(|p| p.1).sum();
-    parts.iter().map(|p| p.0).sum::<f64>() / n.max(1) as f64
+    // + 0.0: a float sum of nothing is −0.0, which would print "-0.0000".
+    parts.iter().map(|p| p.0).sum::<f64>() / n.max(1) as f64 + 0.0
 }
 
 #[cfg(test)]
@@ -28,6 +29,15 @@ mod tests {
     use super::super::matching::overlap;
     use super::*;
     use crate::data::Grid;
+
+    #[test]
+    fn nothing_matched_is_zero_not_negative_zero() {
+        let t = Grid::new(4, 1, vec![1, 1, 0, 0]);
+        let none = Grid::new(4, 1, vec![0, 0, 0, 0]);
+        let s = seg(&[seg_parts(&overlap(&t, &none))]);
+        assert_eq!(format!("{s:.4}"), "0.0000");
+        assert_eq!(format!("{:.4}", seg(&[])), "0.0000");
+    }
 
     #[test]
     fn more_than_half_of_the_reference_must_be_covered() {

@@ -123,8 +123,9 @@ pub fn tuning(t: &Tuning) -> String {
         row(&mut table, x, if *x == t.best { "← chosen" } else { "" });
     }
     format!(
-        "tuned on {} validation frames, {} trials, objective {}: {:.4} → {:.4}\n{}",
+        "tuned on {} {}, {} trials, objective {}: {:.4} → {:.4}\n{}",
         t.frames,
+        t.frames_from,
         t.trials.len(),
         t.objective.name(),
         t.before.objective(t.objective),

@@ -172,10 +172,11 @@ fn tuned_line(r: &RunInfo, events: &[Event]) -> Option<String> {
         let objective = t["objective"].as_str().unwrap_or("?");
         let value = |trial: &str| t[trial][objective].as_f64().unwrap_or(f64::NAN);
         line.push_str(&format!(
-            " ({objective} {:.3} → {:.3} on {} validation frames)",
+            " ({objective} {:.3} → {:.3} on {} {})",
             value("before"),
             value("best"),
-            t["frames"].as_u64().unwrap_or(0)
+            t["frames"].as_u64().unwrap_or(0),
+            t["frames_from"].as_str().unwrap_or("validation frames")
         ));
     }
     Some(line)
