@@ -55,6 +55,16 @@ fn a_run_tunes_when_training_ends_and_predict_uses_what_it_chose() {
     let t: serde_json::Value = serde_json::from_str(&event.detail).unwrap();
     assert!(t["trials"].as_array().unwrap().len() > 50);
     assert_eq!(t["objective"], "ap50");
+    // TTA was tried, so the views' agreement was measured: a number in
+    // [0, 1] recorded as a scalar too, or null where nothing was found.
+    match t["view_agreement"].as_f64() {
+        Some(a) => {
+            assert!((0.0..=1.0).contains(&a), "{a}");
+            let recorded = info.summary("val", "view_agreement").unwrap().last.unwrap();
+            assert!((recorded - a).abs() < 1e-9, "{recorded} {a}");
+        }
+        None => assert!(t["view_agreement"].is_null(), "{}", t["view_agreement"]),
+    }
     // AP was scored every epoch and chose the best checkpoint.
     assert!(info.summary("val", "ap").unwrap().count >= 2);
     assert!(all
@@ -87,6 +97,7 @@ fn a_run_tunes_when_training_ends_and_predict_uses_what_it_chose() {
     let t = json(d, &["tune", id, "--objective", "ap", "--no-tta", "-q"]);
     assert_eq!(t["objective"], "ap");
     assert_eq!(t["best"]["tta"], false);
+    assert!(t["view_agreement"].is_null(), "no TTA, no views");
     assert!(t["best"]["ap"].as_f64().unwrap() >= t["before"]["ap"].as_f64().unwrap());
     let info = read_run(&run_dir).unwrap();
     assert_eq!(info.params["tuned.tta"].num, Some(0.0));

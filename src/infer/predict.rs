@@ -63,57 +63,95 @@ impl Predictor {
         image: &Grid<f32>,
         options: &PredictOptions,
     ) -> candle_core::Result<Prediction> {
+        let tta = options.tta;
+        let mut one = self.tiled(image, options, |tile| {
+            Ok(vec![if tta {
+                mean(&self.dihedral_views(tile)?)
+            } else {
+                self.forward(tile)?
+            }])
+        })?;
+        Ok(one.remove(0))
+    }
+
+    /// The 8 predictions of test-time augmentation, each mapped back into
+    /// the image's frame, in `Dihedral::ALL`'s order (the first is the plain
+    /// prediction); their mean is the TTA prediction.
+    pub fn views(
+        &self,
+        image: &Grid<f32>,
+        options: &PredictOptions,
+    ) -> candle_core::Result<Vec<Prediction>> {
+        self.tiled(image, options, |tile| self.dihedral_views(tile))
+    }
+
+    /// `per_tile`'s predictions for the whole image: at once where it fits a
+    /// tile, else tile by tile, each output stitched from the tiles' cores.
+    fn tiled(
+        &self,
+        image: &Grid<f32>,
+        options: &PredictOptions,
+        per_tile: impl Fn(&Grid<f32>) -> candle_core::Result<Vec<Prediction>>,
+    ) -> candle_core::Result<Vec<Prediction>> {
         let (w, h) = (image.width, image.height);
         if w <= options.tile && h <= options.tile {
-            return self.whole(image, options.tta);
+            return per_tile(image);
         }
-        let mut out = Prediction::empty(w, h, self.n_sigma);
+        let mut outs: Vec<Prediction> = Vec::new();
         for (y0, cy0, cy1) in tiles(h, options.tile, options.overlap) {
             for (x0, cx0, cx1) in tiles(w, options.tile, options.overlap) {
                 let (th, tw) = (options.tile.min(h), options.tile.min(w));
-                let p = self.whole(&image.window(y0, x0, th, tw), options.tta)?;
-                for y in cy0..cy1 {
-                    for x in cx0..cx1 {
-                        let (i, k) = (y * w + x, (y - y0) * tw + (x - x0));
-                        out.ex[i] = p.ex[k] + x0 as f32;
-                        out.ey[i] = p.ey[k] + y0 as f32;
-                        out.seed[i] = p.seed[k];
-                        for (plane, src) in out.sigma.iter_mut().zip(&p.sigma) {
-                            plane[i] = src[k];
+                let ps = per_tile(&image.window(y0, x0, th, tw))?;
+                if outs.is_empty() {
+                    outs = ps
+                        .iter()
+                        .map(|_| Prediction::empty(w, h, self.n_sigma))
+                        .collect();
+                }
+                for (out, p) in outs.iter_mut().zip(&ps) {
+                    for y in cy0..cy1 {
+                        for x in cx0..cx1 {
+                            let (i, k) = (y * w + x, (y - y0) * tw + (x - x0));
+                            out.ex[i] = p.ex[k] + x0 as f32;
+                            out.ey[i] = p.ey[k] + y0 as f32;
+                            out.seed[i] = p.seed[k];
+                            for (plane, src) in out.sigma.iter_mut().zip(&p.sigma) {
+                                plane[i] = src[k];
+                            }
                         }
                     }
                 }
             }
         }
-        Ok(out)
+        Ok(outs)
     }
 
-    /// One image in one pass, or the mean over the 8 symmetries.
-    fn whole(&self, image: &Grid<f32>, tta: bool) -> candle_core::Result<Prediction> {
-        if !tta {
-            return self.forward(image);
-        }
+    /// The image under each of the 8 symmetries of the square, predicted and
+    /// mapped back.
+    fn dihedral_views(&self, image: &Grid<f32>) -> candle_core::Result<Vec<Prediction>> {
         let (w, h) = (image.width, image.height);
-        let mut acc = Prediction::empty(w, h, self.n_sigma);
+        let mut views = Vec::with_capacity(Dihedral::ALL.len());
         for d in Dihedral::ALL {
             let p = self.forward(&d.apply(image))?;
+            let mut back = Prediction::empty(w, h, self.n_sigma);
             for k in 0..p.width * p.height {
                 let (i, j) = (k / p.width, k % p.width);
                 let (y, x) = d.source(i, j, h, w);
                 let idx = y * w + x;
                 // Embedded points map back like pixels: the map is affine.
                 let (ey, ex) = d.source_point(p.ey[k] as f64, p.ex[k] as f64, h, w);
-                acc.ex[idx] += ex as f32 / 8.0;
-                acc.ey[idx] += ey as f32 / 8.0;
-                acc.seed[idx] += p.seed[k] / 8.0;
+                back.ex[idx] = ex as f32;
+                back.ey[idx] = ey as f32;
+                back.seed[idx] = p.seed[k];
                 let swap = d.swaps_axes() && self.n_sigma == 2;
-                for (a, plane) in acc.sigma.iter_mut().enumerate() {
+                for (a, plane) in back.sigma.iter_mut().enumerate() {
                     let from = if swap { 1 - a } else { a };
-                    plane[idx] += p.sigma[from][k] / 8.0;
+                    plane[idx] = p.sigma[from][k];
                 }
             }
+            views.push(back);
         }
-        Ok(acc)
+        Ok(views)
     }
 
     fn forward(&self, image: &Grid<f32>) -> candle_core::Result<Prediction> {
@@ -139,6 +177,30 @@ impl Predictor {
         }
         Ok(Prediction::from_output(&cropped, w, h, self.n_sigma))
     }
+}
+
+/// The mean of predictions of one image (the TTA prediction of its views).
+pub fn mean(views: &[Prediction]) -> Prediction {
+    let first = &views[0];
+    let mut acc = Prediction::empty(first.width, first.height, first.sigma.len());
+    let n = views.len() as f32;
+    for v in views {
+        for (a, b) in acc.ex.iter_mut().zip(&v.ex) {
+            *a += b / n;
+        }
+        for (a, b) in acc.ey.iter_mut().zip(&v.ey) {
+            *a += b / n;
+        }
+        for (a, b) in acc.seed.iter_mut().zip(&v.seed) {
+            *a += b / n;
+        }
+        for (plane, src) in acc.sigma.iter_mut().zip(&v.sigma) {
+            for (a, b) in plane.iter_mut().zip(src) {
+                *a += b / n;
+            }
+        }
+    }
+    acc
 }
 
 /// Tiles along one axis of `size`: (start, core start, core end). Adjacent
@@ -206,7 +268,7 @@ mod model_tests {
     use super::*;
     use crate::model::Weights;
 
-    fn random_net() -> Predictor {
+    pub(super) fn random_net() -> Predictor {
         let weights = Weights::new(candle_core::DType::F32, &Device::Cpu);
         BranchedErfnet::new(&weights, 2, 0).unwrap();
         // PyTorch's init everywhere, the output layers included, so that
@@ -218,7 +280,7 @@ mod model_tests {
         )
     }
 
-    fn image(w: usize, h: usize) -> Grid<f32> {
+    pub(super) fn image(w: usize, h: usize) -> Grid<f32> {
         Grid::new(
             w,
             h,
@@ -303,5 +365,54 @@ mod model_tests {
         // Tiling changes the context, so the stitched result is not the
         // whole-image pass; what matters is that nothing is left unset.
         assert!(tiled.seed.iter().all(|&s| s > 0.0));
+    }
+}
+
+#[cfg(test)]
+mod view_tests {
+    use super::model_tests::{image, random_net};
+    use super::*;
+
+    /// The views are what TTA averages: the first is the plain prediction,
+    /// their mean the TTA one, whole or tiled; and they are 8 different
+    /// predictions (a view that equals another would hide a wrong map).
+    #[test]
+    fn views_are_the_plain_prediction_first_and_average_to_tta() {
+        let p = random_net();
+        for (img, tile) in [(image(40, 24), 1024), (image(96, 72), 48)] {
+            let plain_opts = PredictOptions {
+                tile,
+                overlap: 16,
+                ..Default::default()
+            };
+            let tta_opts = PredictOptions {
+                tta: true,
+                ..plain_opts
+            };
+            let views = p.views(&img, &plain_opts).unwrap();
+            assert_eq!(views.len(), 8);
+            let plain = p.predict(&img, &plain_opts).unwrap();
+            assert_eq!(views[0].ex, plain.ex);
+            assert_eq!(views[0].sigma, plain.sigma);
+            let tta = p.predict(&img, &tta_opts).unwrap();
+            let avg = mean(&views);
+            let worst = avg
+                .ex
+                .iter()
+                .zip(&tta.ex)
+                .chain(avg.ey.iter().zip(&tta.ey))
+                .chain(avg.seed.iter().zip(&tta.seed))
+                .map(|(a, b)| (a - b).abs())
+                .fold(0f32, f32::max);
+            assert!(
+                worst < 1e-3,
+                "tile {tile}: mean of views differs by {worst}"
+            );
+            for a in 0..8 {
+                for b in a + 1..8 {
+                    assert_ne!(views[a].ex, views[b].ex, "views {a} and {b}");
+                }
+            }
+        }
     }
 }

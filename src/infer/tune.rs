@@ -23,11 +23,13 @@ use super::evaluate::{validation_frames, LoadedFrame};
 use super::source::{TUNED_FG_THRESH, TUNED_MIN_SIZE, TUNED_SEED_THRESH, TUNED_TTA};
 use crate::data::ctc::Frame;
 
+use super::predict::mean;
 use super::{
     cluster, ClusterParams, InferError, ModelSource, PredictOptions, Prediction, Segmenter,
 };
 use crate::config::{AutoSize, ClusterConfig, TuneObjective};
 use crate::data::Grid;
+use crate::metrics::matching::{match_at, overlap, pool, MatchStats};
 use crate::metrics::{FrameScores, Scores};
 use crate::progress::Reporter;
 use crate::store::query::last_position;
@@ -92,6 +94,11 @@ pub struct Tuning {
     pub before: Trial,
     pub best: Trial,
     pub trials: Vec<Trial>,
+    /// How far the 8 TTA views agree, at the run's own clustering: the F1 at
+    /// IoU 0.5 of each view's instances against the instances of their
+    /// mean, pooled over views and frames (1 = every view finds the same
+    /// objects). Measured where TTA is tried and any object is found.
+    pub view_agreement: Option<f64>,
 }
 
 /// The frames with their network outputs: plain, and with TTA when tried.
@@ -155,20 +162,33 @@ pub fn tune(
             frames.len()
         )));
     }
-    let views = if try_tta { 2 } else { 1 };
-    let bar = reporter.stage("tuning: predicting", (frames.len() * views) as u64);
+    // With TTA tried, each frame's 8 views are predicted once: the first is
+    // the plain prediction and their mean the TTA one.
+    let bar = reporter.stage(
+        "tuning: predicting",
+        (frames.len() * if try_tta { 8 } else { 1 }) as u64,
+    );
     let mut plain = Vec::with_capacity(frames.len());
     let mut with_tta = try_tta.then(|| Vec::with_capacity(frames.len()));
+    let mut agreement = Vec::new();
+    let own = segmenter.cluster;
     for f in frames {
         let image = segmenter.normalised(&f.image);
         let mut options = segmenter.options;
         options.tta = false;
-        plain.push(segmenter.predictor.predict(&image, &options)?);
-        bar.inc(1);
-        if let Some(t) = with_tta.as_mut() {
-            options.tta = true;
-            t.push(segmenter.predictor.predict(&image, &options)?);
-            bar.inc(1);
+        match with_tta.as_mut() {
+            None => {
+                plain.push(segmenter.predictor.predict(&image, &options)?);
+                bar.inc(1);
+            }
+            Some(t) => {
+                let views = segmenter.predictor.views(&image, &options)?;
+                bar.inc(8);
+                let avg = mean(&views);
+                agreement.extend(view_agreement(&views, &avg, &own));
+                plain.push(views.into_iter().next().expect("8 views"));
+                t.push(avg);
+            }
         }
     }
     bar.finish_and_clear();
@@ -180,7 +200,32 @@ pub fn tune(
         plain,
         tta: with_tta,
     };
-    Ok(search(&predicted, segmenter.cluster, objective, try_tta))
+    let mut tuning = search(&predicted, segmenter.cluster, objective, try_tta);
+    if try_tta {
+        tuning.view_agreement = agreement_of(&agreement);
+    }
+    Ok(tuning)
+}
+
+/// Each view's instances matched at IoU 0.5 to those of the views' mean, all
+/// clustered at `params` (one frame).
+fn view_agreement(
+    views: &[Prediction],
+    avg: &Prediction,
+    params: &ClusterParams,
+) -> Vec<MatchStats> {
+    let reference = cluster(avg, params);
+    views
+        .par_iter()
+        .map(|v| match_at(&overlap(&reference, &cluster(v, params)), 0.5))
+        .collect()
+}
+
+/// The F1 of all views' matches pooled; none where no view and no mean
+/// found an object.
+fn agreement_of(stats: &[MatchStats]) -> Option<f64> {
+    let pooled = pool(stats);
+    (pooled.n_true + pooled.n_pred > 0).then_some(pooled.f1)
 }
 
 /// How far a candidate lies from the run's own values (ties go nearer).
@@ -257,6 +302,7 @@ fn search(p: &Predicted, own: ClusterParams, objective: TuneObjective, try_tta: 
         before,
         best,
         trials,
+        view_agreement: None,
     }
 }
 
@@ -337,6 +383,9 @@ pub fn record(run_dir: &Path, t: &Tuning) -> Result<(), InferError> {
             w.log_scalar(step, epoch, "val", &format!("{key}_{suffix}"), v)?;
         }
     }
+    if let Some(a) = t.view_agreement {
+        w.log_scalar(step, epoch, "val", "view_agreement", a)?;
+    }
     w.log_event("tuned", &serde_json::to_string(t).unwrap_or_default())?;
     w.close()?;
     Ok(())
@@ -377,6 +426,45 @@ mod tests {
             plain: vec![p],
             tta: None,
         }
+    }
+
+    /// Hand-worked: 8 views of two cells, in one of which the right cell's
+    /// seeds fall under the threshold. The mean still finds both (its seed
+    /// there is 7·0.7/8 + 0.3/8 ≈ 0.65 ≥ 0.5), so 7 views match 2 of 2 and
+    /// that view 1 of 2: pooled TP 15, FP 0, FN 1, F1 = 30/31.
+    #[test]
+    fn view_agreement_counts_the_objects_a_view_misses() {
+        let params = ClusterParams {
+            seed_thresh: 0.5,
+            fg_thresh: 0.5,
+            min_size: 10,
+        };
+        let cells = two_cells().plain.remove(0);
+        let mut views = vec![cells.clone(); 8];
+        for (i, s) in views[3].seed.iter_mut().enumerate() {
+            if i % 16 >= 8 && *s > 0.0 {
+                *s = 0.3;
+            }
+        }
+        let avg = mean(&views);
+        let stats = view_agreement(&views, &avg, &params);
+        assert_eq!(stats.len(), 8);
+        let a = agreement_of(&stats).unwrap();
+        assert!((a - 30.0 / 31.0).abs() < 1e-12, "{a}");
+        // The same views all alike agree fully; nothing found is no number.
+        let same = vec![cells; 8];
+        assert_eq!(
+            agreement_of(&view_agreement(&same, &mean(&same), &params)),
+            Some(1.0)
+        );
+        let strict = ClusterParams {
+            seed_thresh: 0.95,
+            ..params
+        };
+        assert_eq!(
+            agreement_of(&view_agreement(&same, &mean(&same), &strict)),
+            None
+        );
     }
 
     #[test]

@@ -460,7 +460,7 @@ fn tune_after_training(
     ) {
         Ok(t) => {
             reporter.note(format!(
-                "tuned on {} validation frames: {} {:.4} → {:.4} (seed_thresh {:.2}, fg_thresh {:.2}, min_size {}, TTA {})",
+                "tuned on {} validation frames: {} {:.4} → {:.4} (seed_thresh {:.2}, fg_thresh {:.2}, min_size {}, TTA {}){}",
                 t.frames,
                 t.objective.name(),
                 t.before.objective(t.objective),
@@ -468,7 +468,10 @@ fn tune_after_training(
                 t.best.seed_thresh,
                 t.best.fg_thresh,
                 t.best.min_size,
-                if t.best.tta { "on" } else { "off" }
+                if t.best.tta { "on" } else { "off" },
+                t.view_agreement
+                    .map(|a| format!("; TTA views agree at F1 {a:.4}"))
+                    .unwrap_or_default()
             ));
             Ok(())
         }

@@ -122,8 +122,14 @@ pub fn tuning(t: &Tuning) -> String {
     for x in trials.iter().take(8) {
         row(&mut table, x, if *x == t.best { "← chosen" } else { "" });
     }
+    let agreement = match t.view_agreement {
+        Some(a) => {
+            format!("; the 8 TTA views agree at F1 {a:.4} (IoU 0.5, the run's own clustering)")
+        }
+        None => String::new(),
+    };
     format!(
-        "tuned on {} {}, {} trials, objective {}: {:.4} → {:.4}\n{}",
+        "tuned on {} {}, {} trials, objective {}: {:.4} → {:.4}{agreement}\n{}",
         t.frames,
         t.frames_from,
         t.trials.len(),
