@@ -162,7 +162,7 @@ pub enum Which {
         #[arg(long, value_name = "DIR")]
         keep: Option<PathBuf>,
     },
-    /// Data: instance centres (exact medoid, approx), one large medoid, batch throughput
+    /// Data: instance centres (exact medoid, approx), one large 2D and one large 3D medoid, batch throughput
     Data {
         /// Synthetic frames to compute centres for
         #[arg(long, default_value_t = 100)]

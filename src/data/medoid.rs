@@ -56,8 +56,14 @@ pub fn medoid(ys: &[f64], xs: &[f64]) -> usize {
     if n < BRUTE_FORCE_BELOW {
         return medoid_brute_force(ys, xs);
     }
-    let bound = lower_bounds(ys, xs);
-    let mut order: Vec<u32> = (0..n as u32).collect();
+    least_by_bound(&lower_bounds(ys, xs), |j| summed_distance(ys, xs, j))
+}
+
+/// The index minimising `exact` (ties to the lowest index), given a lower
+/// bound of it for every index: indices are evaluated in increasing bound
+/// order until the bound passes the best exact value found.
+pub(crate) fn least_by_bound(bound: &[f64], exact: impl Fn(usize) -> f64) -> usize {
+    let mut order: Vec<u32> = (0..bound.len() as u32).collect();
     order.sort_unstable_by(|&a, &b| {
         bound[a as usize]
             .total_cmp(&bound[b as usize])
@@ -69,7 +75,7 @@ pub fn medoid(ys: &[f64], xs: &[f64]) -> usize {
         if bound[j] > best.0 {
             break;
         }
-        let e = summed_distance(ys, xs, j);
+        let e = exact(j);
         if e < best.0 || (e == best.0 && j < best.1) {
             best = (e, j);
         }

@@ -11,6 +11,7 @@ mod fingerprint;
 mod grid;
 pub mod instances;
 pub mod medoid;
+pub mod medoid_3d;
 pub mod normalize;
 pub mod object_sizes;
 pub mod prepare;
