@@ -17,6 +17,8 @@ pub mod object_sizes;
 pub mod prepare;
 pub mod synth;
 pub mod tiff_io;
+pub mod tiff_stack;
+pub mod volume;
 
 use std::path::{Path, PathBuf};
 

@@ -27,14 +27,19 @@ pub struct RawImage {
     pub pixels: Pixels,
 }
 
-impl RawImage {
-    pub fn to_f32(&self) -> Grid<f32> {
-        let data = match &self.pixels {
+impl Pixels {
+    pub fn to_f32(&self) -> Vec<f32> {
+        match self {
             Pixels::U8(v) => v.iter().map(|&x| x as f32).collect(),
             Pixels::U16(v) => v.iter().map(|&x| x as f32).collect(),
             Pixels::F32(v) => v.clone(),
-        };
-        Grid::new(self.width, self.height, data)
+        }
+    }
+}
+
+impl RawImage {
+    pub fn to_f32(&self) -> Grid<f32> {
+        Grid::new(self.width, self.height, self.pixels.to_f32())
     }
 }
 
@@ -116,7 +121,7 @@ pub fn image_budget() -> u64 {
     (available / 4).max(64 << 20)
 }
 
-fn limits(budget: u64) -> Limits {
+pub(super) fn limits(budget: u64) -> Limits {
     let mut l = Limits::default();
     l.decoding_buffer_size = budget as usize;
     l.intermediate_buffer_size = budget as usize;
@@ -142,6 +147,18 @@ pub fn dimensions(path: &Path) -> Result<(usize, usize), DataError> {
 /// converted to float32).
 pub fn read_image(path: &Path) -> Result<RawImage, DataError> {
     let (width, height, data) = decode(path)?;
+    let pixels = pixels_of(path, data)?;
+    check_len(path, width, height, pixels_len(&pixels))?;
+    Ok(RawImage {
+        width,
+        height,
+        pixels,
+    })
+}
+
+/// Greyscale samples as esx keeps them: uint8 and uint16 as they are,
+/// other numbers as float32 (which must be finite).
+pub(super) fn pixels_of(path: &Path, data: DecodingResult) -> Result<Pixels, DataError> {
     let pixels = match data {
         DecodingResult::U8(v) => Pixels::U8(v),
         DecodingResult::U16(v) => Pixels::U16(v),
@@ -158,15 +175,10 @@ pub fn read_image(path: &Path) -> Result<RawImage, DataError> {
             })
         }
     };
-    check_len(path, width, height, pixels_len(&pixels))?;
     if let Pixels::F32(v) = &pixels {
         check_finite(path, v)?;
     }
-    Ok(RawImage {
-        width,
-        height,
-        pixels,
-    })
+    Ok(pixels)
 }
 
 /// Float images must hold numbers: one NaN makes every crop of its frame
@@ -222,7 +234,15 @@ pub fn read_image_as_grey(path: &Path) -> Result<(RawImage, bool), DataError> {
 /// Reads an instance label mask (uint8, uint16 or uint32; 0 is background).
 pub fn read_labels(path: &Path) -> Result<Grid<u32>, DataError> {
     let (width, height, data) = decode(path)?;
-    let labels: Vec<u32> = match data {
+    let labels = labels_of(path, data)?;
+    check_len(path, width, height, labels.len())?;
+    Ok(Grid::new(width, height, labels))
+}
+
+/// Label samples as u32: unsigned integers, or signed ones without a
+/// negative value.
+pub(super) fn labels_of(path: &Path, data: DecodingResult) -> Result<Vec<u32>, DataError> {
+    Ok(match data {
         DecodingResult::U8(v) => v.into_iter().map(u32::from).collect(),
         DecodingResult::U16(v) => v.into_iter().map(u32::from).collect(),
         DecodingResult::U32(v) => v,
@@ -241,9 +261,7 @@ pub fn read_labels(path: &Path) -> Result<Grid<u32>, DataError> {
                 ),
             })
         }
-    };
-    check_len(path, width, height, labels.len())?;
-    Ok(Grid::new(width, height, labels))
+    })
 }
 
 fn check_len(path: &Path, w: usize, h: usize, n: usize) -> Result<(), DataError> {
@@ -256,7 +274,7 @@ fn check_len(path: &Path, w: usize, h: usize, n: usize) -> Result<(), DataError>
     Ok(())
 }
 
-fn pixels_len(p: &Pixels) -> usize {
+pub(super) fn pixels_len(p: &Pixels) -> usize {
     match p {
         Pixels::U8(v) => v.len(),
         Pixels::U16(v) => v.len(),
@@ -282,7 +300,7 @@ fn sample_name(d: &DecodingResult) -> &'static str {
 
 /// Writes through a uniquely named temporary file and renames, so readers
 /// never see half a file and concurrent writers never collide.
-fn write_atomically(
+pub(super) fn write_atomically(
     path: &Path,
     write: impl FnOnce(&mut BufWriter<File>) -> tiff::TiffResult<()>,
 ) -> Result<(), DataError> {
