@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde::Serialize;
 
+use crate::data::volume::Volume;
 use crate::data::Grid;
 
 /// The objects of two label images that overlap, and every object's size.
@@ -42,11 +43,11 @@ impl Overlap {
 }
 
 /// Object ids in increasing order (0 is background) and each pixel's index.
-fn relabel(g: &Grid<u32>) -> (Vec<usize>, usize) {
-    let ids: std::collections::BTreeSet<u32> = g.data.iter().copied().filter(|&v| v != 0).collect();
+fn relabel(labels: &[u32]) -> (Vec<usize>, usize) {
+    let ids: std::collections::BTreeSet<u32> = labels.iter().copied().filter(|&v| v != 0).collect();
     let map: HashMap<u32, usize> = ids.iter().enumerate().map(|(i, &v)| (v, i + 1)).collect();
     (
-        g.data
+        labels
             .iter()
             .map(|v| map.get(v).copied().unwrap_or(0))
             .collect(),
@@ -60,6 +61,21 @@ pub fn overlap(truth: &Grid<u32>, pred: &Grid<u32>) -> Overlap {
         (pred.width, pred.height),
         "label images of one size"
     );
+    overlap_of_labels(&truth.data, &pred.data)
+}
+
+/// The same for volumes: objects are voxel sets, IoU counts voxels.
+pub fn overlap_volumes(truth: &Volume<u32>, pred: &Volume<u32>) -> Overlap {
+    assert_eq!(
+        (truth.depth, truth.height, truth.width),
+        (pred.depth, pred.height, pred.width),
+        "label volumes of one size"
+    );
+    overlap_of_labels(&truth.data, &pred.data)
+}
+
+/// Two label arrays of the same pixels (or voxels), in the same order.
+fn overlap_of_labels(truth: &[u32], pred: &[u32]) -> Overlap {
     let (t, n_true) = relabel(truth);
     let (p, n_pred) = relabel(pred);
     let mut true_sizes = vec![0u64; n_true];

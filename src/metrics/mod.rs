@@ -4,7 +4,7 @@
 pub mod matching;
 pub mod seg;
 
-pub use matching::{ap_thresholds, match_at, overlap, pool, MatchStats, Overlap};
+pub use matching::{ap_thresholds, match_at, overlap, overlap_volumes, pool, MatchStats, Overlap};
 pub use seg::{seg, seg_parts};
 pub mod scores;
 

@@ -91,10 +91,20 @@ def main():
     pairs.append((ellipses(5), np.zeros((96, 96), np.uint32)))  # nothing predicted
     pairs.append((np.zeros((96, 96), np.uint32), ellipses(3)))  # nothing true
     pairs.append((pairs[0][0], pairs[0][0].copy()))  # perfect
+    write_fixtures(pairs, OUT, "stardist.matching + py-ctcmetrics")
+
+
+def write_fixtures(pairs, out, source, dtype=np.uint32):
+    """Every (truth, prediction) pair's StarDist matching at each threshold,
+    pooled matching, and py-ctcmetrics' SEG from TIFF files as the CTC
+    evaluation reads them (2D images or 3D stacks alike), into
+    out/masks.safetensors (labels as dtype) and out/reference.json."""
+    os.makedirs(out, exist_ok=True)
     tensors, frames = {}, []
     for k, (t, p) in enumerate(pairs):
-        tensors[f"truth_{k}"] = t.astype(np.uint32)
-        tensors[f"pred_{k}"] = p.astype(np.uint32)
+        assert t.max(initial=0) <= np.iinfo(dtype).max and p.max(initial=0) <= np.iinfo(dtype).max
+        tensors[f"truth_{k}"] = t.astype(dtype)
+        tensors[f"pred_{k}"] = p.astype(dtype)
         per = {}
         for thr in THRESHOLDS:
             s = matching(t, p, thresh=thr)
@@ -118,11 +128,11 @@ def main():
             ious.append(iou)
             per_frame_seg.append(seg([lr], [iou]))
         total_seg = seg(labels_ref, ious)
-    save_file(tensors, os.path.join(OUT, "masks.safetensors"))
-    with open(os.path.join(OUT, "reference.json"), "w") as f:
-        json.dump({"source": "stardist.matching + py-ctcmetrics", "thresholds": THRESHOLDS,
+    save_file(tensors, os.path.join(out, "masks.safetensors"))
+    with open(os.path.join(out, "reference.json"), "w") as f:
+        json.dump({"source": source, "thresholds": THRESHOLDS,
                    "frames": frames, "pooled": pooled, "seg": total_seg, "seg_per_frame": per_frame_seg}, f, indent=1)
-    print("metric fixtures written to", os.path.abspath(OUT), "SEG", total_seg)
+    print("metric fixtures written to", os.path.abspath(out), "SEG", total_seg, per_frame_seg)
 
 
 if __name__ == "__main__":
