@@ -78,7 +78,7 @@ fn center_of(id: u32, pixels: &[(u32, u32)], labels: &Grid<u32>, method: CenterM
 }
 
 /// numpy's median: the mean of the two middle values for even counts.
-fn median(values: &[f64]) -> f64 {
+pub(super) fn median(values: &[f64]) -> f64 {
     let mut v = values.to_vec();
     v.sort_unstable_by(f64::total_cmp);
     let n = v.len();

@@ -5,6 +5,7 @@ pub mod augment;
 pub mod batches;
 pub mod budget;
 pub mod centers;
+pub mod centers_3d;
 pub mod crops;
 pub mod ctc;
 mod fingerprint;
