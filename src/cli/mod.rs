@@ -113,6 +113,16 @@ pub fn parse_overrides(texts: &[String]) -> anyhow::Result<Vec<esx::config::Over
         .collect::<Result<_, _>>()?)
 }
 
+/// A stack's anisotropy: z spacing over xy spacing, a positive number.
+pub fn parse_anisotropy(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(a) if a.is_finite() && a > 0.0 => Ok(a),
+        _ => Err(format!(
+            "`{s}`: expected a positive number (z spacing over xy spacing)"
+        )),
+    }
+}
+
 /// Parses a config enum from its config spelling (`approx-medoid`, `GT`, …).
 pub fn parse_enum<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, String> {
     serde_json::from_value(serde_json::Value::String(text.to_string())).map_err(|e| e.to_string())

@@ -1,4 +1,5 @@
-//! `esx prepare centers|crops DATASET …`: instance centres and training crops.
+//! `esx prepare centers|crops|sizes DATASET …`: instance centres, training
+//! crops, and the objects' sizes with the "auto" rules.
 
 use std::path::PathBuf;
 
@@ -8,7 +9,7 @@ use esx::data::object_sizes::ObjectSizes;
 use esx::data::prepare::{all_sequences, prepare_centers};
 use esx::progress::Reporter;
 
-use super::{parse_enum, print_json};
+use super::{parse_anisotropy, parse_enum, print_json};
 
 /// Prepare a CTC dataset for training (esx run does this by itself)
 #[derive(clap::Args)]
@@ -40,8 +41,19 @@ pub struct Common {
 
 #[derive(clap::Subcommand)]
 pub enum What {
-    /// Write NN_GT/INSTANCE_CENTERS/man_segNNN.tif (the instance id at its centre)
-    Centers(Common),
+    /// Write NN_GT/INSTANCE_CENTERS/man_segNNN.tif (the instance id at its centre;
+    /// 2D images or 3D stacks)
+    Centers {
+        #[command(flatten)]
+        common: Common,
+        /// For 3D stacks: z spacing over xy spacing, for the medoid
+        /// (default: from the first image's ImageJ metadata, else 1)
+        #[arg(long, value_parser = parse_anisotropy, allow_negative_numbers = true)]
+        anisotropy: Option<f64>,
+    },
+    /// Print the objects' sizes in the masks and the "auto" crop and
+    /// min_size they give (2D images or 3D stacks); writes nothing
+    Sizes(Common),
     /// Write TRAIN_CROPS_SxS/ (one crop per instance, centred on it)
     Crops {
         #[command(flatten)]
@@ -60,15 +72,25 @@ pub enum What {
 
 pub fn exec(args: Args) -> anyhow::Result<()> {
     match args.what {
-        What::Centers(c) => {
+        What::Centers {
+            common: c,
+            anisotropy,
+        } => {
             let reporter = Reporter::terminal(c.quiet);
             let seqs = sequences(&c)?;
-            let r = prepare_centers(&c.dataset, &seqs, c.annotations, c.method, &reporter)?;
+            let r = prepare_centers(
+                &c.dataset,
+                &seqs,
+                c.annotations,
+                c.method,
+                anisotropy,
+                &reporter,
+            )?;
             if c.json {
                 return print_json(&r);
             }
             println!(
-                "{} frames: {} written, {} already current, {} instances{}",
+                "{} frames: {} written, {} already current, {} instances{}{}",
                 r.frames,
                 r.written,
                 r.current,
@@ -77,8 +99,28 @@ pub fn exec(args: Args) -> anyhow::Result<()> {
                     format!(", {} empty masks skipped", r.empty)
                 } else {
                     String::new()
+                },
+                match (r.anisotropy, &r.anisotropy_from) {
+                    (Some(a), Some(from)) => format!("; 3D stacks, anisotropy {a} ({from})"),
+                    _ => String::new(),
                 }
             );
+        }
+        What::Sizes(c) => {
+            let seqs = sequences(&c)?;
+            let sizes = ObjectSizes::read(&c.dataset, &seqs, c.annotations)?;
+            if c.json {
+                let mut v = serde_json::to_value(&sizes)?;
+                v["auto_min_size"] = sizes.auto_min_size().into();
+                if sizes.is_3d() {
+                    let (depth, side) = sizes.auto_crop_3d();
+                    v["auto_crop_size"] = serde_json::json!([depth, side, side]);
+                } else {
+                    v["auto_crop_size"] = sizes.auto_crop().into();
+                }
+                return print_json(&v);
+            }
+            println!("{}", sizes.describe(true, true));
         }
         What::Crops {
             common: c,

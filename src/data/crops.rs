@@ -115,7 +115,14 @@ pub fn prepare_crops(
     spec: &CropSpec,
     reporter: &Reporter,
 ) -> Result<CropsReport, DataError> {
-    prepare_centers(root, sequences, spec.annotations, spec.center, reporter)?;
+    prepare_centers(
+        root,
+        sequences,
+        spec.annotations,
+        spec.center,
+        None,
+        reporter,
+    )?;
     let frames = discover(root, sequences, spec.annotations)?;
     let dir = crops_dir(root, spec.crop_size);
     let manifest_path = dir.join(MANIFEST);

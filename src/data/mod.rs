@@ -8,6 +8,7 @@ pub mod centers;
 pub mod centers_3d;
 pub mod crops;
 pub mod ctc;
+pub mod dims;
 mod fingerprint;
 mod grid;
 pub mod instances;
@@ -17,6 +18,7 @@ pub mod normalize;
 pub mod object_sizes;
 pub mod prepare;
 pub mod synth;
+pub mod synth_3d;
 pub mod tiff_io;
 pub mod tiff_stack;
 pub mod volume;
@@ -70,6 +72,21 @@ pub enum DataError {
         mw: usize,
         mh: usize,
     },
+    #[error("image {image} is {} but its mask {mask} is {}", planes(*.image_planes), planes(*.mask_planes))]
+    PlanesMismatch {
+        image: PathBuf,
+        mask: PathBuf,
+        image_planes: usize,
+        mask_planes: usize,
+    },
+    #[error("{first} is a 3D stack of {planes} planes: esx does not train on 3D stacks yet (`esx prepare sizes` and `esx prepare centers` read them)")]
+    StacksNotTrainable { first: PathBuf, planes: usize },
+    #[error("the frames mix 2D images and 3D stacks: {planar} is a 2D image, {stack} a 3D stack of {planes} planes; a dataset is one or the other")]
+    MixedDims {
+        planar: PathBuf,
+        stack: PathBuf,
+        planes: usize,
+    },
     #[error("crop size {crop} is larger than every image (largest {w}×{h}) and padding is off")]
     CropTooLarge { crop: usize, w: usize, h: usize },
     #[error("data.crop_size {crop} is far larger than every frame (the largest is {w}×{h}): its crops would be nearly all padding; use at most {limit}")]
@@ -106,6 +123,29 @@ impl DataError {
             path: path.to_path_buf(),
             source,
         }
+    }
+}
+
+impl DataError {
+    /// Faults of the dataset as a whole, found before a run is recorded:
+    /// such a run records nothing.
+    pub fn records_nothing(&self) -> bool {
+        matches!(
+            self,
+            DataError::NoMasks { .. }
+                | DataError::StacksNotTrainable { .. }
+                | DataError::MixedDims { .. }
+                | DataError::PlanesMismatch { .. }
+        )
+    }
+}
+
+/// "a 2D image" or "a 3D stack of N planes".
+fn planes(n: usize) -> String {
+    if n == 1 {
+        "a 2D image".into()
+    } else {
+        format!("a 3D stack of {n} planes")
     }
 }
 

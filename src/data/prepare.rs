@@ -1,6 +1,8 @@
 //! `esx prepare centers`: INSTANCE_CENTERS images beside each annotation's SEG
 //! folder, rewritten only when the mask or the method changed (a manifest
 //! in each INSTANCE_CENTERS folder records what each file was made from).
+//! Stacks get centre stacks, their medoids measured in anisotropic
+//! coordinates (z spacing over xy spacing).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -9,9 +11,12 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::centers::{center_image, centers};
+use super::centers_3d::{center_volume, centers_3d};
 use super::ctc::{discover, Frame};
+use super::dims::{frame_dims, FrameDims};
 use super::fingerprint::Fingerprint;
 use super::tiff_io::{dimensions, read_labels, write_labels};
+use super::tiff_stack::{read_label_stack, write_label_stack};
 use super::DataError;
 use crate::config::{Annotations, CenterMethod};
 use crate::progress::Reporter;
@@ -28,11 +33,20 @@ pub struct CentersReport {
     pub outside: usize,
     /// Frames whose mask has no instance (skipped).
     pub empty: usize,
+    /// For stacks: the anisotropy the medoids were measured with, and
+    /// where it came from.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub anisotropy: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub anisotropy_from: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 struct Manifest {
     method: Option<CenterMethod>,
+    /// Stacks' anisotropy (none for 2D frames).
+    #[serde(default)]
+    anisotropy: Option<f64>,
     /// mask file name → (mask fingerprint, centres-file fingerprint)
     files: BTreeMap<String, (Fingerprint, Fingerprint)>,
 }
@@ -53,14 +67,31 @@ pub fn all_sequences(root: &Path) -> Result<Vec<String>, DataError> {
     Ok(seqs)
 }
 
+/// `anisotropy` applies to stacks; without it the first image's metadata
+/// gives it (ImageJ's spacing over the XResolution), else 1.
 pub fn prepare_centers(
     root: &Path,
     sequences: &[String],
     annotations: Annotations,
     method: CenterMethod,
+    anisotropy: Option<f64>,
     reporter: &Reporter,
 ) -> Result<CentersReport, DataError> {
     let frames = discover(root, sequences, annotations)?;
+    let (anisotropy, anisotropy_from) = match frame_dims(&frames)? {
+        FrameDims::Planar => (None, None),
+        FrameDims::Stacks { first, spacing, .. } => {
+            let (a, from) = match (anisotropy, spacing) {
+                (Some(a), _) => (a, "given".to_string()),
+                (None, Some(s)) => (
+                    s.anisotropy(),
+                    format!("{}'s voxel spacing", first.display()),
+                ),
+                (None, None) => (1.0, format!("{} says no voxel spacing", first.display())),
+            };
+            (Some(a), Some(from))
+        }
+    };
     let mut by_folder: BTreeMap<PathBuf, Vec<&Frame>> = BTreeMap::new();
     for f in &frames {
         let folder = f
@@ -72,6 +103,8 @@ pub fn prepare_centers(
     }
     let mut report = CentersReport {
         frames: frames.len(),
+        anisotropy,
+        anisotropy_from,
         ..Default::default()
     };
     let bar = reporter.stage("centres", frames.len() as u64);
@@ -89,6 +122,7 @@ pub fn prepare_centers(
             .copied()
             .filter(|f| {
                 let current = manifest.method == Some(method)
+                    && manifest.anisotropy == anisotropy
                     && manifest.files.get(&name(f)).is_some_and(|(mask, out)| {
                         Some(mask) == Fingerprint::of(&f.mask).as_ref()
                             && Some(out) == Fingerprint::of(&f.centers(root)).as_ref()
@@ -103,15 +137,19 @@ pub fn prepare_centers(
         let results: Vec<Result<FrameCenters, DataError>> = stale
             .par_iter()
             .map(|f| {
-                let r = frame_centers(root, f, method);
+                let r = match anisotropy {
+                    None => frame_centers(root, f, method),
+                    Some(a) => stack_centers(root, f, method, a),
+                };
                 bar.inc(1);
                 r
             })
             .collect();
-        if manifest.method != Some(method) {
+        if manifest.method != Some(method) || manifest.anisotropy != anisotropy {
             manifest.files.clear();
         }
         manifest.method = Some(method);
+        manifest.anisotropy = anisotropy;
         for (frame, result) in stale.iter().zip(results) {
             let r = result?;
             if r.instances == 0 {
@@ -158,17 +196,7 @@ fn frame_centers(
     method: CenterMethod,
 ) -> Result<FrameCenters, DataError> {
     let labels = read_labels(&frame.mask)?;
-    let (iw, ih) = dimensions(&frame.image)?;
-    if (iw, ih) != (labels.width, labels.height) {
-        return Err(DataError::SizeMismatch {
-            image: frame.image.clone(),
-            mask: frame.mask.clone(),
-            iw,
-            ih,
-            mw: labels.width,
-            mh: labels.height,
-        });
-    }
+    same_size(frame, labels.width, labels.height)?;
     let cs = centers(&labels, method);
     if cs.is_empty() {
         return Ok(FrameCenters {
@@ -180,6 +208,46 @@ fn frame_centers(
         &frame.centers(root),
         &center_image(labels.width, labels.height, &cs),
     )?;
+    Ok(FrameCenters {
+        instances: cs.len(),
+        outside: cs.iter().filter(|c| !c.inside).count(),
+    })
+}
+
+/// The frame's image is `width` × `height`, as its mask is.
+fn same_size(frame: &Frame, width: usize, height: usize) -> Result<(), DataError> {
+    let (iw, ih) = dimensions(&frame.image)?;
+    if (iw, ih) != (width, height) {
+        return Err(DataError::SizeMismatch {
+            image: frame.image.clone(),
+            mask: frame.mask.clone(),
+            iw,
+            ih,
+            mw: width,
+            mh: height,
+        });
+    }
+    Ok(())
+}
+
+/// A stack's centres: the centre stack beside its mask.
+fn stack_centers(
+    root: &Path,
+    frame: &Frame,
+    method: CenterMethod,
+    anisotropy: f64,
+) -> Result<FrameCenters, DataError> {
+    let labels = read_label_stack(&frame.mask)?;
+    same_size(frame, labels.width, labels.height)?;
+    let cs = centers_3d(&labels, anisotropy, method);
+    if cs.is_empty() {
+        return Ok(FrameCenters {
+            instances: 0,
+            outside: 0,
+        });
+    }
+    let shape = (labels.depth, labels.height, labels.width);
+    write_label_stack(&frame.centers(root), &center_volume(shape, &cs), None)?;
     Ok(FrameCenters {
         instances: cs.len(),
         outside: cs.iter().filter(|c| !c.inside).count(),

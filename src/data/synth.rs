@@ -46,30 +46,53 @@ pub fn synthesize(out: &Path, spec: &SynthConfig, reporter: &Reporter) -> Result
         seed: spec.seed,
         version: 1,
     };
+    write_dataset(
+        out,
+        &marker,
+        (spec.sequences, spec.frames),
+        reporter,
+        |s, t, seq, name| {
+            let (image, labels) = synth_frame(spec, s, t);
+            write_raw(&out.join(seq).join(format!("t{name}.tif")), &image)?;
+            write_labels(&seg_path(out, seq, name), &labels)
+        },
+    )
+}
+
+/// Writes every frame of a synthetic dataset, `write(s, t, "NN", "TTT")`
+/// in parallel, then `marker`; nothing where the marker says this dataset
+/// is already there. Returns whether anything was written.
+pub(crate) fn write_dataset<M, W>(
+    out: &Path,
+    marker: &M,
+    (sequences, frames): (usize, usize),
+    reporter: &Reporter,
+    write: W,
+) -> Result<bool, DataError>
+where
+    M: Serialize + for<'de> Deserialize<'de> + PartialEq,
+    W: Fn(usize, usize, &str, &str) -> Result<(), DataError> + Sync,
+{
     let marker_path = out.join(MARKER);
-    if super::prepare::read_json::<Marker>(&marker_path).as_ref() == Some(&marker) {
+    if super::prepare::read_json::<M>(&marker_path).as_ref() == Some(marker) {
         return Ok(false);
     }
-    let digits = if spec.frames > 1000 { 4 } else { 3 };
-    let jobs: Vec<(usize, usize)> = (1..=spec.sequences)
-        .flat_map(|s| (0..spec.frames).map(move |t| (s, t)))
+    let digits = if frames > 1000 { 4 } else { 3 };
+    let jobs: Vec<(usize, usize)> = (1..=sequences)
+        .flat_map(|s| (0..frames).map(move |t| (s, t)))
         .collect();
     let bar = reporter.stage("synthesising", jobs.len() as u64);
     jobs.par_iter().try_for_each(|&(s, t)| {
-        let (image, labels) = synth_frame(spec, s, t);
-        let seq = format!("{s:02}");
-        let name = format!("{t:0digits$}");
-        write_raw(&out.join(&seq).join(format!("t{name}.tif")), &image)?;
-        write_labels(&seg_path(out, &seq, &name), &labels)?;
+        write(s, t, &format!("{s:02}"), &format!("{t:0digits$}"))?;
         bar.inc(1);
         Ok::<(), DataError>(())
     })?;
     bar.finish_and_clear();
-    super::prepare::write_json(&marker_path, &marker)?;
+    super::prepare::write_json(&marker_path, marker)?;
     Ok(true)
 }
 
-fn seg_path(out: &Path, seq: &str, name: &str) -> PathBuf {
+pub(crate) fn seg_path(out: &Path, seq: &str, name: &str) -> PathBuf {
     out.join(format!("{seq}_GT"))
         .join("SEG")
         .join(format!("man_seg{name}.tif"))

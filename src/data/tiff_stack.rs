@@ -19,13 +19,20 @@ use super::DataError;
 
 /// The number of pages (z planes) of a TIFF: 1 for a 2D image.
 pub fn depth(path: &Path) -> Result<usize, DataError> {
+    Ok(stack_header(path)?.0)
+}
+
+/// The number of pages and the voxel spacing where the file says it, from
+/// the headers alone (no pixel is decoded).
+pub fn stack_header(path: &Path) -> Result<(usize, Option<Spacing>), DataError> {
     let mut dec = open(path, image_budget())?;
+    let spacing = spacing(&mut dec);
     let mut pages = 1;
     while dec.more_images() {
         dec.next_image().map_err(|e| tiff_err(path, e))?;
         pages += 1;
     }
-    Ok(pages)
+    Ok((pages, spacing))
 }
 
 /// A greyscale stack as float32, and its spacing where the file says it.

@@ -8,6 +8,8 @@ use std::sync::Arc;
 use crate::config::{AutoSize, Config};
 use crate::data::batches::split_frames;
 use crate::data::crops::{load_crop_list, prepare_crops, CropItem, CropSpec};
+use crate::data::ctc::discover;
+use crate::data::dims::{frame_dims, FrameDims};
 use crate::data::object_sizes::ObjectSizes;
 use crate::data::synth::synthesize;
 use crate::data::DataError;
@@ -57,17 +59,36 @@ fn synthesize_if_asked(config: &Config, reporter: &Reporter) -> Result<PathBuf, 
     Ok(root)
 }
 
+/// Training reads 2D frames only so far: a dataset of 3D stacks is one line
+/// (before anything is written), not a failure at its first crop.
+fn refuse_stacks(config: &Config, root: &std::path::Path) -> Result<(), DataError> {
+    let d = &config.data;
+    // A dataset that cannot be listed is said where it always was (no
+    // masks for "auto" before the run; anything else on record).
+    let Ok(frames) = discover(root, &d.sequences, d.annotations) else {
+        return Ok(());
+    };
+    match frame_dims(&frames)? {
+        FrameDims::Planar => Ok(()),
+        FrameDims::Stacks { first, planes, .. } => {
+            Err(DataError::StacksNotTrainable { first, planes })
+        }
+    }
+}
+
 /// A config's "auto" sizes made numbers from the objects in the dataset's
 /// masks (its sequences' annotated frames: training and validation, never
 /// a test set), with the measured sizes; None where nothing was "auto".
+/// A dataset of stacks is refused here, "auto" or not.
 pub fn resolve_auto(
     config: &Config,
     reporter: &Reporter,
 ) -> Result<(Config, Option<ObjectSizes>), DataError> {
+    let root = synthesize_if_asked(config, reporter)?;
+    refuse_stacks(config, &root)?;
     if !config.data.crop_size.is_auto() && !config.cluster.min_size.is_auto() {
         return Ok((config.clone(), None));
     }
-    let root = synthesize_if_asked(config, reporter)?;
     let d = &config.data;
     let sizes = ObjectSizes::read(&root, &d.sequences, d.annotations)?;
     let mut resolved = config.clone();
@@ -89,6 +110,7 @@ pub fn resolve_auto(
 pub fn prepare(config: &Config, reporter: &Reporter) -> Result<TrainData, DataError> {
     let d = &config.data;
     let root = synthesize_if_asked(config, reporter)?;
+    refuse_stacks(config, &root)?;
     let crop_size = d.crop_size.fixed().ok_or_else(|| DataError::NoMasks {
         root: root.clone(),
         why: "data.crop_size was not resolved".into(),

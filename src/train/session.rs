@@ -289,10 +289,10 @@ fn train_to_end(
             // anything is recorded.
             let init = resolve_init(&composed.config, &parent)?;
             // "auto" sizes before the run is recorded: a dataset without
-            // masks records nothing; any other data fault fails the run on
-            // record, as it always has.
+            // masks, or of 3D stacks, records nothing; any other data fault
+            // fails the run on record, as it always has.
             let found = match resolve_auto(&composed.config, w.reporter) {
-                Err(e @ DataError::NoMasks { .. }) => return Err(e.into()),
+                Err(e) if e.records_nothing() => return Err(e.into()),
                 found => found,
             };
             let new = NewRun {
