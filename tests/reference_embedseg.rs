@@ -4,23 +4,20 @@
 //! compared in float64.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 
 use candle_core::{DType, Device, Tensor};
 use esx::backend::Backend;
-use esx::loss::{EmbedSegLoss, LossWeights};
+use esx::loss::EmbedSegLoss;
 use esx::model::{BranchedErfnet, Mode, Weights};
 
-fn fixtures() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/embedseg")
-}
+mod common;
 
 fn load(name: &str) -> HashMap<String, Tensor> {
-    candle_core::safetensors::load(fixtures().join(name), &Device::Cpu).expect("fixture loads")
+    common::Fixtures::new("embedseg").load(name)
 }
 
 fn reference() -> serde_json::Value {
-    serde_json::from_slice(&std::fs::read(fixtures().join("reference.json")).unwrap()).unwrap()
+    common::Fixtures::new("embedseg").reference()
 }
 
 /// max |a − b| / (max |b| + 1e-12)
@@ -136,32 +133,15 @@ fn model_case(backend: Backend) {
 fn loss_case(tag: &str, n_sigma: usize, backend: Backend) {
     let f = load(&format!("loss_{tag}.safetensors"));
     let want = &reference()[format!("loss_{tag}")];
-    let pred = candle_core::Var::from_tensor(&f["prediction"]).unwrap();
-    let labels: Vec<u32> = f["labels"].flatten_all().unwrap().to_vec1().unwrap();
-    let centers: Vec<u32> = f["centers"].flatten_all().unwrap().to_vec1().unwrap();
-    let w = LossWeights {
-        w_inst: 1.0,
-        w_var: 10.0,
-        w_seed: 1.0,
-        foreground_weight: 10.0,
-    };
+    let (pred, labels, centers, w) = common::loss_inputs(&f);
     let terms = EmbedSegLoss::new(w, n_sigma, backend)
         .compute(&pred, &labels, &centers, false)
         .unwrap();
     let v = terms.values().unwrap();
-    for (got, key) in [
-        (v.instance, "instance"),
-        (v.var, "var"),
-        (v.seed, "seed"),
-        (v.value, "total"),
-        (terms.total.to_scalar::<f64>().unwrap(), "total"),
-    ] {
-        let expected = want[key].as_f64().unwrap();
-        assert!(
-            (got - expected).abs() <= 1e-12 * expected.abs(),
-            "{backend:?} {tag} {key}: {got} vs {expected}"
-        );
-    }
+    common::assert_terms(&v, want, &format!("{backend:?} {tag}"));
+    let expected = want["total"].as_f64().unwrap();
+    let on_graph = terms.total.to_scalar::<f64>().unwrap();
+    assert!((on_graph - expected).abs() <= 1e-12 * expected.abs());
     let grads = terms.total.backward().unwrap();
     let e = rel_err(grads.get(&pred).unwrap(), &f["grad_total"]);
     assert!(e < 1e-10, "{backend:?} {tag} gradient differs by {e:e}");

@@ -1,6 +1,8 @@
-//! EmbedSeg's SpatialEmbLoss (criterions/my_loss.py), 2D, written with candle's
-//! ops as EmbedSeg writes it with torch's: the readable reference that the
-//! fused op in fused.rs (which training uses) is checked against.
+//! EmbedSeg's SpatialEmbLoss (criterions/my_loss.py), 2D, and
+//! SpatialEmbLoss_3d (my_loss_3d.py), written with candle's ops as EmbedSeg
+//! writes them with torch's: the readable reference that the fused op in
+//! fused.rs (which training uses) is checked against. In 3D the grid has a
+//! third channel, z, whose spacing is the anisotropy times that of y and x.
 //!
 //! Per image: embeddings e = tanh(offset) + xym; for each instance with
 //! pixels S and centre c (its marked centre pixel when exactly one lies in
@@ -16,7 +18,7 @@ use std::collections::BTreeMap;
 use candle_core::{DType, Result, Tensor};
 
 use super::lovasz::lovasz_hinge;
-use super::xym::xym;
+use super::xym::{xym, xyzm};
 
 #[derive(Clone, Copy, Debug)]
 pub struct LossWeights {
@@ -110,23 +112,74 @@ pub fn embedseg_loss_graph(
     w: &LossWeights,
 ) -> Result<LossTerms> {
     let (n, ch, h, wd) = prediction.dims4()?;
+    let grid = xym(h, wd, prediction.dtype(), prediction.device())?; // (2, HW)
+    loss_over_grid(
+        &prediction.reshape((n, ch, h * wd))?,
+        &grid,
+        labels,
+        centers,
+        n_sigma,
+        w,
+    )
+}
+
+/// SpatialEmbLoss_3d: `prediction` is (N, 3 + n_sigma + 1, D, H, W) — x, y
+/// and z offsets, sigmas, seed — and `labels`, `centers` N·D·H·W ids.
+/// `anisotropy`: z spacing over that of y and x.
+pub fn embedseg_loss_graph_3d(
+    prediction: &Tensor,
+    labels: &[u32],
+    centers: &[u32],
+    n_sigma: usize,
+    anisotropy: f64,
+    w: &LossWeights,
+) -> Result<LossTerms> {
+    let (n, ch, d, h, wd) = prediction.dims5()?;
+    let grid = xyzm(
+        d,
+        h,
+        wd,
+        anisotropy,
+        prediction.dtype(),
+        prediction.device(),
+    )?;
+    loss_over_grid(
+        &prediction.reshape((n, ch, d * h * wd))?,
+        &grid,
+        labels,
+        centers,
+        n_sigma,
+        w,
+    )
+}
+
+/// The loss over flattened images: `prediction` (N, dims + n_sigma + 1, P)
+/// and the grid (dims, P) its embeddings live in.
+fn loss_over_grid(
+    prediction: &Tensor,
+    grid: &Tensor,
+    labels: &[u32],
+    centers: &[u32],
+    n_sigma: usize,
+    w: &LossWeights,
+) -> Result<LossTerms> {
+    let (n, ch, hw) = prediction.dims3()?;
+    let dims = grid.dim(0)?;
     assert_eq!(
         ch,
-        3 + n_sigma,
-        "prediction channels are 2 offsets, n_sigma sigmas, 1 seed"
+        dims + n_sigma + 1,
+        "prediction channels are {dims} offsets, n_sigma sigmas, 1 seed"
     );
-    let hw = h * wd;
     let dev = prediction.device();
-    let grid = xym(h, wd, prediction.dtype(), dev)?; // (2, HW)
     let grid_host: Vec<f64> = grid.to_dtype(DType::F64)?.flatten_all()?.to_vec1()?;
     let mut total = Tensor::zeros((), prediction.dtype(), dev)?;
     let (mut sum_inst, mut sum_var, mut sum_seed) = (0.0, 0.0, 0.0);
     let mut ious = Vec::new();
     for b in 0..n {
-        let pred = prediction.get(b)?.reshape((ch, hw))?;
-        let emb = pred.narrow(0, 0, 2)?.tanh()?.add(&grid)?;
-        let sigma = pred.narrow(0, 2, n_sigma)?;
-        let seed = candle_nn::ops::sigmoid(&pred.narrow(0, 2 + n_sigma, 1)?.squeeze(0)?)?;
+        let pred = prediction.get(b)?;
+        let emb = pred.narrow(0, 0, dims)?.tanh()?.add(grid)?;
+        let sigma = pred.narrow(0, dims, n_sigma)?;
+        let seed = candle_nn::ops::sigmoid(&pred.narrow(0, dims + n_sigma, 1)?.squeeze(0)?)?;
         let lab = &labels[b * hw..(b + 1) * hw];
         let ctr = &centers[b * hw..(b + 1) * hw];
 
@@ -151,28 +204,28 @@ pub fn embedseg_loss_graph(
                 .copied()
                 .filter(|&i| ctr[i as usize] != 0)
                 .collect();
-            let center = if marked.len() == 1 {
-                let i = marked[0] as usize;
-                [grid_host[i], grid_host[hw + i]]
-            } else {
-                let k = pixels.len() as f64;
-                let sx: f64 = pixels.iter().map(|&i| grid_host[i as usize]).sum();
-                let sy: f64 = pixels.iter().map(|&i| grid_host[hw + i as usize]).sum();
-                [sx / k, sy / k]
-            };
-            let center = Tensor::new(&center, dev)?
-                .to_dtype(prediction.dtype())?
-                .reshape((2, 1))?;
+            let center: Vec<f64> = (0..dims)
+                .map(|a| {
+                    let axis = &grid_host[a * hw..(a + 1) * hw];
+                    if marked.len() == 1 {
+                        axis[marked[0] as usize]
+                    } else {
+                        let sum: f64 = pixels.iter().map(|&i| axis[i as usize]).sum();
+                        sum / pixels.len() as f64
+                    }
+                })
+                .collect();
+            let center = Tensor::from_vec(center, (dims, 1), dev)?.to_dtype(prediction.dtype())?;
             let idx = Tensor::from_vec(pixels.clone(), pixels.len(), dev)?;
             let sigma_in = sigma.index_select(&idx, 1)?; // (n_sigma, k)
             let s = sigma_in.mean_keepdim(1)?; // (n_sigma, 1)
             var_loss = (var_loss + sigma_in.broadcast_sub(&s.detach())?.sqr()?.mean_all()?)?;
             let s = (s * 10.0)?.exp()?;
-            let d2 = emb.broadcast_sub(&center)?.sqr()?; // (2, HW)
+            let d2 = emb.broadcast_sub(&center)?.sqr()?; // (dims, P)
             let weighted = if n_sigma == 1 {
                 d2.broadcast_mul(&s)?
             } else {
-                d2.broadcast_mul(&s.narrow(0, 0, 2)?)?
+                d2.broadcast_mul(&s.narrow(0, 0, dims)?)?
             };
             let dist = weighted.sum(0)?.neg()?.exp()?; // (HW)
             let mut mask = vec![false; hw];

@@ -17,7 +17,9 @@ use candle_core::{Result, Tensor};
 
 use crate::backend::Backend;
 use crate::data::instances::InstanceTable;
-pub use embedseg::{embedseg_loss_graph, LossTerms, LossValues, LossWeights};
+pub use embedseg::{
+    embedseg_loss_graph, embedseg_loss_graph_3d, LossTerms, LossValues, LossWeights,
+};
 pub use fused::embedseg_loss_fused;
 pub use native::embedseg_loss_native;
 

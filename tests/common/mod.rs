@@ -8,6 +8,63 @@ use std::path::Path;
 use assert_cmd::Command;
 use esx::store::{NewRun, RunWriter};
 
+/// A reference fixture set: tests/fixtures/NAME.
+pub struct Fixtures(std::path::PathBuf);
+
+impl Fixtures {
+    pub fn new(name: &str) -> Fixtures {
+        Fixtures(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/fixtures")
+                .join(name),
+        )
+    }
+
+    /// A safetensors file's tensors, on the CPU.
+    pub fn load(&self, file: &str) -> std::collections::HashMap<String, candle_core::Tensor> {
+        candle_core::safetensors::load(self.0.join(file), &candle_core::Device::Cpu)
+            .expect("fixture loads")
+    }
+
+    /// reference.json: the values the fixtures' maker computed.
+    pub fn reference(&self) -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(self.0.join("reference.json")).unwrap()).unwrap()
+    }
+}
+
+/// A loss fixture's prediction (as a variable), labels and centres, and the
+/// weights the fixtures were made with (make_fixtures.py, make_fixtures_3d.py).
+pub fn loss_inputs(
+    f: &std::collections::HashMap<String, candle_core::Tensor>,
+) -> (candle_core::Var, Vec<u32>, Vec<u32>, esx::loss::LossWeights) {
+    let pred = candle_core::Var::from_tensor(&f["prediction"]).unwrap();
+    let labels: Vec<u32> = f["labels"].flatten_all().unwrap().to_vec1().unwrap();
+    let centers: Vec<u32> = f["centers"].flatten_all().unwrap().to_vec1().unwrap();
+    let w = esx::loss::LossWeights {
+        w_inst: 1.0,
+        w_var: 10.0,
+        w_seed: 1.0,
+        foreground_weight: 10.0,
+    };
+    (pred, labels, centers, w)
+}
+
+/// Each term of `v` equals the fixture's `want[term]` to 1e-12 relative.
+pub fn assert_terms(v: &esx::loss::LossValues, want: &serde_json::Value, what: &str) {
+    for (got, key) in [
+        (v.instance, "instance"),
+        (v.var, "var"),
+        (v.seed, "seed"),
+        (v.value, "total"),
+    ] {
+        let expected = want[key].as_f64().unwrap();
+        assert!(
+            (got - expected).abs() <= 1e-12 * expected.abs(),
+            "{what} {key}: {got} vs {expected}"
+        );
+    }
+}
+
 /// The built `esx` binary, run in `dir`.
 pub fn esx(dir: &Path) -> Command {
     let mut cmd = Command::cargo_bin("esx").expect("the esx binary is built");

@@ -79,18 +79,6 @@ def model_fixture():
     x = rng.standard_normal((2, 1, 64, 64)).astype(np.float32)
     xt = torch.from_numpy(x.astype(np.float64))
 
-    net.eval()
-    with torch.no_grad():
-        out_eval = net(xt).numpy()
-
-    # Train mode without dropout (random masks cannot be matched).
-    net.train()
-    for m in net.modules():
-        if isinstance(m, torch.nn.Dropout2d):
-            m.p = 0.0
-    out_train = net(xt)
-    r = torch.from_numpy(rng.standard_normal(tuple(out_train.shape)))
-    (out_train * r).sum().backward()
     chosen = [
         "encoder.initial_block.conv.weight",
         "encoder.initial_block.bn.weight",
@@ -103,15 +91,54 @@ def model_fixture():
         "decoders.1.layers.4.conv1x3_1.weight",
         "decoders.1.output_conv.weight",
     ]
-    params = dict(net.named_parameters())
-    grads = {f"grad.{n}": params[n].grad.numpy() for n in chosen}
-    after = {f"after.{n}": t.numpy() for n, t in net.state_dict().items() if "running" in n and ("initial_block" in n or "layers.14" in n or "decoders.1.layers.5" in n)}
+    kept = ["initial_block", "layers.14", "decoders.1.layers.5"]
+    out_eval, out_train, r, grads, after = outputs_and_grads(net, xt, torch.nn.Dropout2d, chosen, kept, rng)
     save_file(codes, os.path.join(OUT, "model_weights_u8.safetensors"))
     save_file(
-        {"input": x, "out_eval": out_eval, "out_train": out_train.detach().numpy(), "r": r.numpy(), **grads, **after},
+        {"input": x, "out_eval": out_eval, "out_train": out_train, "r": r, **grads, **after},
         os.path.join(OUT, "model_outputs.safetensors"),
     )
     return maps
+
+
+def outputs_and_grads(net, xt, dropout, chosen, kept, rng):
+    """The net's output in eval mode; in train mode with `dropout` layers
+    off (random masks cannot be matched), its output, a random r, the
+    gradients of (output · r).sum() for the `chosen` parameters (grad.NAME)
+    and the running statistics of the modules named in `kept` after that
+    pass (after.NAME). All as numpy arrays."""
+    net.eval()
+    with torch.no_grad():
+        out_eval = net(xt).numpy()
+    net.train()
+    for m in net.modules():
+        if isinstance(m, dropout):
+            m.p = 0.0
+    out_train = net(xt)
+    r = torch.from_numpy(rng.standard_normal(tuple(out_train.shape)))
+    (out_train * r).sum().backward()
+    params = dict(net.named_parameters())
+    grads = {f"grad.{n}": params[n].grad.numpy() for n in chosen}
+    after = {
+        f"after.{n}": t.numpy()
+        for n, t in net.state_dict().items()
+        if "running" in n and any(k in n for k in kept)
+    }
+    return out_eval, out_train.detach().numpy(), r.numpy(), grads, after
+
+
+def loss_terms(crit, pred, inst, lab, ctr):
+    """Each term of `crit` alone and the total (weights 1, 10, 1) on a copy
+    of `pred`, and the total's gradient."""
+    terms = {}
+    for term, ws in {"instance": (1, 0, 0), "var": (0, 1, 0), "seed": (0, 0, 1), "total": (1, 10, 1)}.items():
+        p = torch.from_numpy(pred.copy()).requires_grad_(True)
+        loss = crit(p, inst, lab, ctr, w_inst=ws[0], w_var=ws[1], w_seed=ws[2])
+        loss.backward()
+        terms[term] = float(loss)
+        if term == "total":
+            grad = p.grad.numpy()
+    return terms, grad
 
 
 def instance_targets(n, h, w):
@@ -152,14 +179,7 @@ def loss_fixture(n_sigma, tag):
     inst = torch.from_numpy(labels)
     lab = torch.from_numpy((labels > 0).astype(np.int64))
     ctr = torch.from_numpy(centers)
-    terms = {}
-    for term, ws in {"instance": (1, 0, 0), "var": (0, 1, 0), "seed": (0, 0, 1), "total": (1, 10, 1)}.items():
-        p = torch.from_numpy(pred.copy()).requires_grad_(True)
-        loss = crit(p, inst, lab, ctr, w_inst=ws[0], w_var=ws[1], w_seed=ws[2])
-        loss.backward()
-        terms[term] = float(loss)
-        if term == "total":
-            grad = p.grad.numpy()
+    terms, grad = loss_terms(crit, pred, inst, lab, ctr)
     save_file(
         {
             "prediction": pred,
