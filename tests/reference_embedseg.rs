@@ -20,55 +20,12 @@ fn reference() -> serde_json::Value {
     common::Fixtures::new("embedseg").reference()
 }
 
-/// max |a − b| / (max |b| + 1e-12)
-fn rel_err(a: &Tensor, b: &Tensor) -> f64 {
-    let a: Vec<f64> = a
-        .to_dtype(DType::F64)
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .to_vec1()
-        .unwrap();
-    let b: Vec<f64> = b
-        .to_dtype(DType::F64)
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .to_vec1()
-        .unwrap();
-    assert_eq!(a.len(), b.len());
-    let scale = b.iter().fold(0.0f64, |m, v| m.max(v.abs())) + 1e-12;
-    a.iter()
-        .zip(&b)
-        .fold(0.0f64, |m, (x, y)| m.max((x - y).abs()))
-        / scale
-}
-
 /// The reference network in f64 on `backend`'s kernels, weights decoded
 /// from their u8 codes.
 fn reference_net(backend: Backend) -> (Weights, BranchedErfnet) {
     let w = Weights::with_backend(DType::F64, &Device::Cpu, backend);
     let net = BranchedErfnet::new(&w, 2, 0).unwrap();
-    let codes = load("model_weights_u8.safetensors");
-    let maps = reference()["weight_maps"].clone();
-    let mut seen = 0;
-    for map in [&w.params, &w.buffers] {
-        for (name, var) in map.data().lock().unwrap().iter() {
-            let q = codes
-                .get(name)
-                .unwrap_or_else(|| panic!("{name} in the fixture"));
-            let m = &maps[name];
-            let (offset, scale) = (m[0].as_f64().unwrap(), m[1].as_f64().unwrap());
-            let value = ((q.to_dtype(DType::F64).unwrap() * scale).unwrap() + offset).unwrap();
-            var.set(&value).unwrap();
-            seen += 1;
-        }
-    }
-    assert_eq!(
-        seen,
-        codes.len(),
-        "every reference tensor has a place in esx's model"
-    );
+    common::decode_weights(&w, &common::Fixtures::new("embedseg"));
     (w, net)
 }
 
@@ -89,45 +46,25 @@ fn model_case(backend: Backend) {
     let x = out["input"].to_dtype(DType::F64).unwrap();
 
     let eval = net.forward(&x, Mode::Eval).unwrap();
-    let e = rel_err(&eval, &out["out_eval"]);
+    let e = common::rel_err(&eval, &out["out_eval"]);
     assert!(e < 1e-9, "eval output differs by {e:e}");
     // The inference network (batch norms folded into the convolutions).
     let folded = BranchedErfnet::for_inference(&w, 2)
         .unwrap()
         .forward(&x, Mode::Eval)
         .unwrap();
-    let e = rel_err(&folded, &out["out_eval"]);
+    let e = common::rel_err(&folded, &out["out_eval"]);
     assert!(e < 1e-9, "the folded network's output differs by {e:e}");
 
     let train = net.forward(&x, Mode::TrainNoDropout).unwrap();
-    let e = rel_err(&train, &out["out_train"]);
+    let e = common::rel_err(&train, &out["out_train"]);
     assert!(e < 1e-9, "train output differs by {e:e}");
 
-    // Running statistics after one training forward pass.
-    let tensors: HashMap<String, Tensor> = w.named_tensors().into_iter().collect();
-    let mut checked = 0;
-    for (name, want) in out.iter().filter(|(k, _)| k.starts_with("after.")) {
-        let e = rel_err(&tensors[&name["after.".len()..]], want);
-        assert!(e < 1e-9, "{name} differs by {e:e}");
-        checked += 1;
-    }
-    assert!(checked >= 6);
-
-    // Parameter gradients of Σ out · r.
-    let loss = (&train * out["r"].clone()).unwrap().sum_all().unwrap();
-    let grads = loss.backward().unwrap();
-    let params: HashMap<String, candle_core::Var> = w.trainable().into_iter().collect();
-    let mut checked = 0;
-    for (name, want) in out.iter().filter(|(k, _)| k.starts_with("grad.")) {
-        let var = &params[&name["grad.".len()..]];
-        let got = grads
-            .get(var)
-            .unwrap_or_else(|| panic!("no gradient for {name}"));
-        let e = rel_err(got, want);
-        assert!(e < 1e-9, "{name} differs by {e:e}");
-        checked += 1;
-    }
-    assert_eq!(checked, 10);
+    // Running statistics after one training forward pass, and parameter
+    // gradients of Σ out · r.
+    let (running, grads) = common::assert_running_and_grads(&w, &train, &out, 1e-9);
+    assert!(running >= 6);
+    assert_eq!(grads, 10);
 }
 
 fn loss_case(tag: &str, n_sigma: usize, backend: Backend) {
@@ -143,7 +80,7 @@ fn loss_case(tag: &str, n_sigma: usize, backend: Backend) {
     let on_graph = terms.total.to_scalar::<f64>().unwrap();
     assert!((on_graph - expected).abs() <= 1e-12 * expected.abs());
     let grads = terms.total.backward().unwrap();
-    let e = rel_err(grads.get(&pred).unwrap(), &f["grad_total"]);
+    let e = common::rel_err(grads.get(&pred).unwrap(), &f["grad_total"]);
     assert!(e < 1e-10, "{backend:?} {tag} gradient differs by {e:e}");
 }
 

@@ -43,3 +43,33 @@ fn spatial_emb_loss_3d_matches_embedseg() {
     let total = want["total"].as_f64().unwrap();
     assert!((iso.values().unwrap().value - total).abs() > 1e-6 * total);
 }
+
+/// BranchedERFNet_3d in float64 on candle's ops, weights decoded from the
+/// fixture's codes: outputs in eval and train mode, running statistics
+/// after the training pass, and parameter gradients of Σ out · r. The
+/// expected values are stored as float32, so 1e-6 is the bar.
+#[test]
+fn branched_erfnet_3d_matches_embedseg_in_eval_and_train_mode() {
+    use esx::backend::Backend;
+    use esx::model::erfnet3d::BranchedErfnet3d;
+    use esx::model::layers::Mode;
+    use esx::model::Weights;
+
+    let fixtures = Fixtures::new("embedseg3d");
+    let w = Weights::with_backend(DType::F64, &candle_core::Device::Cpu, Backend::Native);
+    let net = BranchedErfnet3d::new(&w, 3, 0).unwrap();
+    common::decode_weights(&w, &fixtures);
+    let out = fixtures.load("model_outputs.safetensors");
+    let x = out["input"].to_dtype(DType::F64).unwrap();
+
+    let eval = net.forward(&x, Mode::Eval).unwrap();
+    let e = common::rel_err(&eval, &out["out_eval"]);
+    assert!(e < 1e-6, "eval output differs by {e:e}");
+    let train = net.forward(&x, Mode::TrainNoDropout).unwrap();
+    let e = common::rel_err(&train, &out["out_train"]);
+    assert!(e < 1e-6, "train output differs by {e:e}");
+
+    let (running, grads) = common::assert_running_and_grads(&w, &train, &out, 1e-6);
+    assert!(running >= 6, "{running}");
+    assert_eq!(grads, 12);
+}

@@ -10,7 +10,7 @@ use rand_chacha::ChaCha8Rng;
 use super::erfnet::{Decoder, Encoder};
 use candle_nn::VarBuilder;
 
-use super::layers::{Builders, Mode};
+use super::layers::{branches, Builders, Mode};
 use super::weights::Weights;
 
 pub struct BranchedErfnet {
@@ -69,12 +69,9 @@ impl BranchedErfnet {
     /// (N, 1, H, W) → (N, 3 + n_sigma, H, W); H and W multiples of 8.
     pub fn forward(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
         let features = self.encoder.forward(x, mode, &self.dropout_rng)?;
-        let outs = self
-            .decoders
-            .iter()
-            .map(|d| d.forward(&features, mode, &self.dropout_rng))
-            .collect::<Result<Vec<_>>>()?;
-        Tensor::cat(&outs, 1)
+        branches(&self.decoders, &features, |d, f| {
+            d.forward(f, mode, &self.dropout_rng)
+        })
     }
 
     /// Restarts the dropout stream (resuming a run reproduces its masks).

@@ -399,6 +399,20 @@ impl BatchNorm {
     }
 }
 
+/// Every decoder's output on one feature map, concatenated along channels
+/// (BranchedERFNet's heads, 2D and 3D).
+pub fn branches<T>(
+    decoders: &[T],
+    features: &Tensor,
+    forward: impl Fn(&T, &Tensor) -> Result<Tensor>,
+) -> Result<Tensor> {
+    let outs = decoders
+        .iter()
+        .map(|d| forward(d, features))
+        .collect::<Result<Vec<_>>>()?;
+    Tensor::cat(&outs, 1)
+}
+
 /// Dropout2d's per-(n, c) multipliers: 0 with probability p, else 1/(1−p).
 pub fn dropout_mask(n: usize, c: usize, p: f64, rng: &Mutex<ChaCha8Rng>) -> Vec<f64> {
     let mut rng = rng.lock().expect("dropout rng lock");

@@ -3,8 +3,10 @@
 pub mod branched;
 pub mod device_conv;
 pub mod erfnet;
+pub mod erfnet3d;
 pub mod import;
 pub mod layers;
+pub mod layers3d;
 pub mod ops;
 pub mod pth;
 pub mod weights;

@@ -65,6 +65,86 @@ pub fn assert_terms(v: &esx::loss::LossValues, want: &serde_json::Value, what: &
     }
 }
 
+fn host(t: &candle_core::Tensor) -> Vec<f64> {
+    t.to_dtype(candle_core::DType::F64)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1()
+        .unwrap()
+}
+
+/// max |a − b| / (max |b| + 1e-12)
+pub fn rel_err(a: &candle_core::Tensor, b: &candle_core::Tensor) -> f64 {
+    let (a, b) = (host(a), host(b));
+    assert_eq!(a.len(), b.len());
+    let scale = b.iter().fold(0.0f64, |m, v| m.max(v.abs())) + 1e-12;
+    a.iter()
+        .zip(&b)
+        .fold(0.0f64, |m, (x, y)| m.max((x - y).abs()))
+        / scale
+}
+
+/// The model fixture's checks after a training pass `train`: every
+/// `after.NAME` running statistic of `w`, and every `grad.NAME` gradient of
+/// Σ train · r, within `tol` (rel_err). Returns how many of each.
+pub fn assert_running_and_grads(
+    w: &esx::model::Weights,
+    train: &candle_core::Tensor,
+    out: &std::collections::HashMap<String, candle_core::Tensor>,
+    tol: f64,
+) -> (usize, usize) {
+    let tensors: std::collections::HashMap<String, candle_core::Tensor> =
+        w.named_tensors().into_iter().collect();
+    let mut running = 0;
+    for (name, want) in out.iter().filter(|(k, _)| k.starts_with("after.")) {
+        let e = rel_err(&tensors[&name["after.".len()..]], want);
+        assert!(e < tol, "{name} differs by {e:e}");
+        running += 1;
+    }
+    let r = out["r"].to_dtype(train.dtype()).unwrap();
+    let grads = (train * r).unwrap().sum_all().unwrap().backward().unwrap();
+    let params: std::collections::HashMap<String, candle_core::Var> =
+        w.trainable().into_iter().collect();
+    let mut checked = 0;
+    for (name, want) in out.iter().filter(|(k, _)| k.starts_with("grad.")) {
+        let var = &params[&name["grad.".len()..]];
+        let got = grads
+            .get(var)
+            .unwrap_or_else(|| panic!("no gradient for {name}"));
+        let e = rel_err(got, want);
+        assert!(e < tol, "{name} differs by {e:e}");
+        checked += 1;
+    }
+    (running, checked)
+}
+
+/// Sets every parameter and buffer of `w` from the fixtures' u8 codes and
+/// their affine maps (reference.json's weight_maps); every code is used.
+pub fn decode_weights(w: &esx::model::Weights, fixtures: &Fixtures) {
+    let codes = fixtures.load("model_weights_u8.safetensors");
+    let maps = fixtures.reference()["weight_maps"].clone();
+    let mut seen = 0;
+    for map in [&w.params, &w.buffers] {
+        for (name, var) in map.data().lock().unwrap().iter() {
+            let q = codes
+                .get(name)
+                .unwrap_or_else(|| panic!("{name} in the fixture"));
+            let m = &maps[name];
+            let (offset, scale) = (m[0].as_f64().unwrap(), m[1].as_f64().unwrap());
+            let q = q.to_dtype(var.dtype()).unwrap();
+            let value = ((q * scale).unwrap() + offset).unwrap();
+            var.set(&value).unwrap();
+            seen += 1;
+        }
+    }
+    assert_eq!(
+        seen,
+        codes.len(),
+        "every reference tensor has a place in esx's model"
+    );
+}
+
 /// The built `esx` binary, run in `dir`.
 pub fn esx(dir: &Path) -> Command {
     let mut cmd = Command::cargo_bin("esx").expect("the esx binary is built");
