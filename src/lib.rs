@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod model;
 pub mod output;
 pub mod prediction;
+pub mod prediction_3d;
 pub mod progress;
 pub mod report;
 pub mod store;

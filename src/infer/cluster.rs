@@ -47,44 +47,70 @@ pub fn cluster(p: &Prediction, params: &ClusterParams) -> Grid<u32> {
     if fg.is_empty() {
         return labels;
     }
-    // Only pixels at or above seed_thresh can become seeds: sort just those.
-    let mut order: Vec<u32> = (0..fg.len() as u32)
-        .filter(|&k| p.seed[fg[k as usize] as usize] >= params.seed_thresh)
-        .collect();
+    let seeds: Vec<f32> = fg.iter().map(|&i| p.seed[i as usize]).collect();
+    let order = seed_order(&seeds, params.seed_thresh);
     if order.is_empty() {
         return labels;
     }
     let ex: Vec<f32> = fg.iter().map(|&i| p.ex[i as usize]).collect();
     let ey: Vec<f32> = fg.iter().map(|&i| p.ey[i as usize]).collect();
     let grid = CellGrid::new(&ex, &ey);
-    order.sort_by(|&a, &b| {
-        p.seed[fg[b as usize] as usize]
-            .total_cmp(&p.seed[fg[a as usize] as usize])
-            .then(a.cmp(&b))
-    });
-    let mut claimed = vec![false; fg.len()];
-    let mut instance = vec![0u32; fg.len()];
-    let mut next_id = 1u32;
-    let mut proposal: Vec<u32> = Vec::new();
-    for &seed in &order {
-        let s = seed as usize;
-        if claimed[s] {
-            continue;
-        }
-        let i = fg[s] as usize;
-        claimed[s] = true;
+    let ln2 = std::f32::consts::LN_2;
+    let instance = greedy(&order, fg.len(), params.min_size, |s, proposal| {
         // φ = exp(−(sx·dx² + sy·dy²)) > 0.5  ⇔  sx·dx² + sy·dy² < ln 2.
-        let (sx, sy) = p.bandwidth(i);
+        let (sx, sy) = p.bandwidth(fg[s] as usize);
         let (cx, cy) = (ex[s], ey[s]);
-        let ln2 = std::f32::consts::LN_2;
-        proposal.clear();
         grid.within(cx, cy, (ln2 / sx).sqrt(), (ln2 / sy).sqrt(), |k| {
             let (dx, dy) = (ex[k] - cx, ey[k] - cy);
             if sx * dx * dx + sy * dy * dy < ln2 {
                 proposal.push(k as u32);
             }
         });
-        if proposal.len() >= params.min_size {
+    });
+    for (k, &i) in fg.iter().enumerate() {
+        labels.data[i as usize] = instance[k];
+    }
+    labels
+}
+
+/// The foreground pixels that can become seeds (at or above `seed_thresh`),
+/// highest seed first, ties to the first pixel (as torch.argmax).
+pub(crate) fn seed_order(seeds: &[f32], seed_thresh: f32) -> Vec<u32> {
+    let mut order: Vec<u32> = (0..seeds.len() as u32)
+        .filter(|&k| seeds[k as usize] >= seed_thresh)
+        .collect();
+    order.sort_by(|&a, &b| {
+        seeds[b as usize]
+            .total_cmp(&seeds[a as usize])
+            .then(a.cmp(&b))
+    });
+    order
+}
+
+/// The greedy pass: for each seed in `order` not yet claimed, claim it and
+/// its proposal (`propose(seed, out)` lists the foreground pixels within its
+/// bandwidth); the proposal becomes an instance if it has ≥ `min_size`
+/// pixels, more than half of them unclaimed. Instance ids per foreground
+/// pixel (0: none), numbered from 1 in the order found.
+pub(crate) fn greedy(
+    order: &[u32],
+    n_fg: usize,
+    min_size: usize,
+    mut propose: impl FnMut(usize, &mut Vec<u32>),
+) -> Vec<u32> {
+    let mut claimed = vec![false; n_fg];
+    let mut instance = vec![0u32; n_fg];
+    let mut next_id = 1u32;
+    let mut proposal: Vec<u32> = Vec::new();
+    for &seed in order {
+        let s = seed as usize;
+        if claimed[s] {
+            continue;
+        }
+        claimed[s] = true;
+        proposal.clear();
+        propose(s, &mut proposal);
+        if proposal.len() >= min_size {
             let unclaimed = proposal.iter().filter(|&&k| !claimed[k as usize]).count();
             if 2 * unclaimed > proposal.len() {
                 for &k in &proposal {
@@ -97,10 +123,7 @@ pub fn cluster(p: &Prediction, params: &ClusterParams) -> Grid<u32> {
             claimed[k as usize] = true;
         }
     }
-    for (k, &i) in fg.iter().enumerate() {
-        labels.data[i as usize] = instance[k];
-    }
-    labels
+    instance
 }
 
 /// Foreground pixels bucketed by embedding position into CELL-sized cells:

@@ -2,6 +2,7 @@
 //! and evaluation against annotated frames.
 
 pub mod cluster;
+pub mod cluster_3d;
 pub mod evaluate;
 pub mod files;
 pub mod import;
