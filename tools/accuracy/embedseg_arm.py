@@ -10,9 +10,12 @@ lr 5e-4, its loss defaults and foreground weight; the best model by validation
 IoU; prediction on the test frames with seed_thresh 0.9, fg_thresh 0.5,
 min_size = the smallest training object, with and without its TTA.
 
-  python embedseg_arm.py TRAIN_ROOT TEST_ROOT WORK SEED EPOCHS CROPS_PER_EPOCH BATCH
+  python embedseg_arm.py TRAIN_ROOT TEST_ROOT WORK SEED EPOCHS CROPS_PER_EPOCH BATCH [VAL_FRAMES]
 writes WORK/pred_tta and WORK/pred_plain (masks in test-frame order) and
-WORK/arm.json (crop size, min size, epochs, seconds).
+WORK/arm.json (crop size, min size, epochs, seconds, validation frames).
+VAL_FRAMES (e.g. "t007,t011"): these frames for validation instead of the
+notebooks' random 15 %, so that the arms of one seed can hold out the same
+frames (real_ab.sh SAME_SPLIT=1 passes the esx run's).
 """
 
 import json
@@ -74,7 +77,7 @@ def place(pairs, dest):
         shutil.copy(m, os.path.join(dest, "masks", f"f{i:03d}.tif"))
 
 
-def main(train_root, test_root, work, seed, epochs, crops_per_epoch, batch):
+def main(train_root, test_root, work, seed, epochs, crops_per_epoch, batch, val_frames=""):
     seed, epochs, crops_per_epoch, batch = int(seed), int(epochs), int(crops_per_epoch), int(batch)
     random.seed(seed)
     np.random.seed(seed)
@@ -86,6 +89,12 @@ def main(train_root, test_root, work, seed, epochs, crops_per_epoch, batch):
     pairs = frames(train_root)
     random.shuffle(pairs)
     n_val = max(1, round(VAL_FRACTION * len(pairs)))
+    if val_frames:
+        wanted = set(val_frames.split(","))
+        held = [p for p in pairs if os.path.basename(p[0])[:-4] in wanted]
+        assert len(held) == len(wanted), f"{val_frames}: not all among the training frames"
+        pairs = held + [p for p in pairs if p not in held]
+        n_val = len(held)
     place(pairs[n_val:], os.path.join(data, PROJECT, "train"))
     place(pairs[:n_val], os.path.join(data, PROJECT, "val"))
     place(frames(test_root), os.path.join(data, PROJECT, "test"))
@@ -128,6 +137,7 @@ def main(train_root, test_root, work, seed, epochs, crops_per_epoch, batch):
         shutil.move(os.path.join(out, "predictions"), os.path.join(work, name))
     json.dump({"crop_size": crop, "min_size": int(props["min_object_size"]), "epochs": epochs,
                "train_seconds": round(trained, 1), "val_frames": n_val,
+               "val": sorted(os.path.basename(p[0])[:-4] for p in pairs[:n_val]),
                "train_frames": len(pairs) - n_val},
               open(os.path.join(work, "arm.json"), "w"))
 

@@ -17,7 +17,10 @@
 # for b and c (the SEG cross-check).
 # Arm c's model is also scored with TTA forced on and off (does TTA pay on
 # the test part, whatever the tuner chose on validation).
-#   [ARMS="b c a"] bash tools/accuracy/real_ab.sh ESX PYTHON DATA WORK EPOCHS DATASET [SEEDS…]
+#   [ARMS="b c a"] [SAME_SPLIT=1] bash tools/accuracy/real_ab.sh ESX PYTHON DATA WORK EPOCHS DATASET [SEEDS…]
+# SAME_SPLIT=1: arm a holds out the validation frames of the last esx arm of
+# the same seed (each tool otherwise draws its own, and on few frames which
+# ones are held out moves the test scores a lot).
 # DATA holds DATASET and DATASET_test (CTC layout); PYTHON has EmbedSeg 0.2.5,
 # torch, tifffile, scipy and py-ctcmetrics (tools/reference/setup.sh).
 set -euo pipefail
@@ -67,7 +70,14 @@ print('esx-eval AP50 %.4f SEG %.4f tta %s cluster %s' % (s['ap_mean'][0], s['seg
     fi
   done
   case " $arms " in *" a "*) ;; *) continue ;; esac
-  "$py" "$here/embedseg_arm.py" "$data/$ds" "$data/${ds}_test" "es$seed" "$seed" "$epochs" 160 4 >"es$seed.log" 2>&1
+  val=""
+  if [ "${SAME_SPLIT:-0}" = 1 ] && [ -n "${id:-}" ]; then
+    val=$("$esx" show "$id" --json | "$py" -c "
+import json,sys
+split = next(e for e in json.load(sys.stdin)['events'] if e['kind'] == 'split')
+print(','.join(f.split('/')[1] for f in json.loads(split['detail'])['val']))")
+  fi
+  "$py" "$here/embedseg_arm.py" "$data/$ds" "$data/${ds}_test" "es$seed" "$seed" "$epochs" 160 4 "$val" >"es$seed.log" 2>&1
   echo "$ds a seed $seed $(score "es$seed/pred_plain") | EmbedSeg, no TTA | $(cat "es$seed/arm.json")"
   echo "$ds a+tta seed $seed $(score "es$seed/pred_tta") | EmbedSeg, its TTA"
 done
