@@ -219,7 +219,7 @@ fn corrupt_and_truncated_tiffs() {
 }
 
 #[test]
-fn rgb_and_stacks_are_named_as_unsupported() {
+fn an_rgb_image_and_a_stack_mask_for_a_2d_image_are_one_line_each() {
     use tiff::encoder::{colortype, TiffEncoder};
     let dir = tempfile::tempdir().unwrap();
     let ds = synth(dir.path(), "ds", "1");
@@ -245,7 +245,8 @@ fn rgb_and_stacks_are_named_as_unsupported() {
     drop(enc);
     let err = fails(dir.path(), &["prepare", "centers", "ds2", "-q"]);
     assert!(
-        err.contains("man_seg000.tif: unsupported: a 3D stack of 2 planes"),
+        err.contains("t000.tif is a 2D image but its mask")
+            && err.contains("man_seg000.tif is a 3D stack of 2 planes"),
         "{err}"
     );
 }
